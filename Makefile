@@ -1,0 +1,57 @@
+# Ringleader: the commands users and CI run. `make` alone lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+PYTEST_FLAGS ?=
+
+.PHONY: help venv binaries cluster-up cluster-down cluster-status lint format unit integration test clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): requirements-dev.txt operator/pyproject.toml trainer-image/pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt -e operator -e trainer-image
+	touch $@
+
+venv: $(STAMP) ## create the Python virtual environment (.venv) with pinned dependencies
+
+binaries: ## build the pinned Kubernetes, etcd, kwok and helm binaries (cached in ~/.cache/ringleader)
+	tools/build-binaries.sh
+
+cluster-up: venv binaries ## start the local cluster (etcd, API server, controller-manager, scheduler, kwok nodes)
+	$(PY) -m tools.localcluster up
+
+cluster-down: venv ## stop the local cluster (its data stays in .cluster/ until `make clean`)
+	$(PY) -m tools.localcluster down
+
+cluster-status: venv ## show whether each local cluster component is running
+	$(PY) -m tools.localcluster status
+
+lint: venv ## ruff (lint and format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy operator/ringleader trainer-image/ringleader_trainer tools tests bench
+
+format: venv ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+unit: venv ## unit tests: pure logic, no server
+	$(BIN)/pytest tests/unit $(PYTEST_FLAGS)
+
+integration: venv binaries ## integration tests against a real local control plane (started by the tests)
+	$(BIN)/pytest tests/integration $(PYTEST_FLAGS)
+
+test: lint unit integration ## everything CI runs: lint, unit and integration tests
+
+clean: ## stop the local cluster and remove its state and the virtual environment
+	if [ -x $(PY) ]; then $(PY) -m tools.localcluster down; fi
+	rm -rf .cluster .cluster-test .cluster-bench $(VENV)

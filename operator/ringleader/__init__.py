@@ -1,0 +1,1 @@
+"""Ringleader: a Kubernetes operator for distributed PyTorch training."""

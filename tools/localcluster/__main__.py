@@ -1,0 +1,57 @@
+"""`python -m tools.localcluster up|down|status`: the local cluster behind `make cluster-up`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .cluster import ClusterError, LocalCluster
+from .layout import default_layout
+
+
+def _print_usage_line(cluster: LocalCluster) -> None:
+    layout = cluster.layout
+    print("Local cluster is up. To use it from this shell:")
+    print(f"  export KUBECONFIG={layout.kubeconfig} PATH={layout.tools_dir}:$PATH")
+
+
+def _print_status(cluster: LocalCluster) -> int:
+    states = cluster.status()
+    for state in states:
+        health = "healthy" if state.healthy else ("unhealthy" if state.pid else "stopped")
+        pid = state.pid or "-"
+        print(f"{state.name:<24} {health:<10} pid={pid!s:<8} rss={state.rss_bytes / 2**20:.0f}MiB")
+    total = sum(state.rss_bytes for state in states)
+    print(f"{'total':<24} {'':<10} {'':<12} rss={total / 2**20:.0f}MiB")
+    return 0 if all(state.healthy for state in states) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    parser = argparse.ArgumentParser(prog="python -m tools.localcluster")
+    parser.add_argument("command", choices=["up", "down", "status", "destroy"])
+    args = parser.parse_args(argv)
+    cluster = LocalCluster(default_layout(build=args.command == "up"))
+    try:
+        if args.command == "up":
+            started = time.monotonic()
+            cluster.up()
+            print(f"Started in {time.monotonic() - started:.1f}s; logs in {cluster.layout.log_dir}")
+            _print_usage_line(cluster)
+        elif args.command == "down":
+            stopped = cluster.down()
+            print("Stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        elif args.command == "destroy":
+            cluster.destroy()
+            print(f"Removed {cluster.layout.root}")
+        else:
+            return _print_status(cluster)
+    except ClusterError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

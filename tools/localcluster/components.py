@@ -1,0 +1,131 @@
+"""The command line of each control-plane component, and how to tell it is healthy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .layout import FAKE_NODE_IP, POD_CIDR, SERVICE_CIDR, Layout
+from .pki import Pki
+
+STAGES_FILE = Path(__file__).with_name("stages.yaml")
+# Lease of a fake node; the controller-manager marks a node lost after its grace period.
+NODE_LEASE_SECONDS = 40
+
+
+@dataclass(frozen=True)
+class Component:
+    """A daemon of the control plane."""
+
+    name: str
+    binary: str
+    argv: list[str]
+    health_url: str  # polled until it answers 200
+
+
+def etcd(layout: Layout) -> Component:
+    client = f"http://127.0.0.1:{layout.etcd_port}"
+    argv = [
+        layout.binary("etcd"),
+        "--name=ringleader",
+        f"--data-dir={layout.etcd_data}",
+        f"--listen-client-urls={client}",
+        f"--advertise-client-urls={client}",
+        f"--listen-peer-urls=http://127.0.0.1:{layout.etcd_peer_port}",
+        f"--initial-advertise-peer-urls=http://127.0.0.1:{layout.etcd_peer_port}",
+        f"--initial-cluster=ringleader=http://127.0.0.1:{layout.etcd_peer_port}",
+        "--unsafe-no-fsync",  # a throwaway dev/test cluster: speed over durability
+        "--quota-backend-bytes=4294967296",
+        "--log-level=warn",
+    ]
+    return Component("etcd", "etcd", argv, f"{client}/health")
+
+
+def kube_apiserver(layout: Layout, pki: Pki) -> Component:
+    argv = [
+        layout.binary("kube-apiserver"),
+        f"--etcd-servers=http://127.0.0.1:{layout.etcd_port}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        f"--secure-port={layout.apiserver_port}",
+        f"--tls-cert-file={pki.serving_cert}",
+        f"--tls-private-key-file={pki.serving_key}",
+        f"--client-ca-file={pki.ca_cert}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--authorization-mode=RBAC",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-account-key-file={pki.service_account_pub}",
+        f"--service-account-signing-key-file={pki.service_account_key}",
+        "--api-audiences=https://kubernetes.default.svc.cluster.local",
+        # One API server on loopback: nothing to publish in the `kubernetes` Endpoints.
+        "--endpoint-reconciler-type=none",
+        "--allow-privileged=true",
+        "--profiling=false",
+        f"--cert-dir={layout.pki_dir}",
+    ]
+    return Component("kube-apiserver", "kube-apiserver", argv, f"{layout.server}/readyz")
+
+
+def _client_flags(layout: Layout, identity: str) -> list[str]:
+    kubeconfig = layout.component_kubeconfig(identity)
+    return [
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1",
+        "--leader-elect=false",
+        # The defaults (20-50 requests/s) make a burst of hundreds of pods take tens of seconds.
+        "--kube-api-qps=300",
+        "--kube-api-burst=600",
+    ]
+
+
+def kube_controller_manager(layout: Layout, pki: Pki) -> Component:
+    argv = [
+        layout.binary("kube-controller-manager"),
+        *_client_flags(layout, "controller-manager"),
+        f"--secure-port={layout.controller_manager_port}",
+        f"--service-account-private-key-file={pki.service_account_key}",
+        f"--root-ca-file={pki.ca_cert}",
+        "--use-service-account-credentials=true",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
+    ]
+    url = f"https://127.0.0.1:{layout.controller_manager_port}/healthz"
+    return Component("kube-controller-manager", "kube-controller-manager", argv, url)
+
+
+def kube_scheduler(layout: Layout) -> Component:
+    argv = [
+        layout.binary("kube-scheduler"),
+        *_client_flags(layout, "scheduler"),
+        f"--secure-port={layout.scheduler_port}",
+    ]
+    url = f"https://127.0.0.1:{layout.scheduler_port}/healthz"
+    return Component("kube-scheduler", "kube-scheduler", argv, url)
+
+
+def kwok(layout: Layout) -> Component:
+    argv = [
+        layout.binary("kwok"),
+        f"--kubeconfig={layout.component_kubeconfig('kwok')}",
+        f"--config={STAGES_FILE}",
+        "--manage-all-nodes=false",
+        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+        f"--cidr={POD_CIDR}",
+        f"--node-ip={FAKE_NODE_IP}",
+        f"--node-lease-duration-seconds={NODE_LEASE_SECONDS}",
+        f"--server-address=127.0.0.1:{layout.kwok_port}",
+    ]
+    return Component("kwok", "kwok", argv, f"http://127.0.0.1:{layout.kwok_port}/healthz")
+
+
+def control_plane(layout: Layout, pki: Pki) -> list[Component]:
+    """All components, in start order (each depends only on those before it)."""
+    return [
+        etcd(layout),
+        kube_apiserver(layout, pki),
+        kube_controller_manager(layout, pki),
+        kube_scheduler(layout),
+        kwok(layout),
+    ]

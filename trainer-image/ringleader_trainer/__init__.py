@@ -1,0 +1,1 @@
+"""The trainer the Ringleader operator launches in every worker pod."""
