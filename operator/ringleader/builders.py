@@ -1,0 +1,248 @@
+"""Pure builders: a job → the Kubernetes objects it should own. No client, no kopf.
+
+Every function takes the job (a dict as the API returns it, or the model) and returns plain dicts
+ready for the API, with deterministic names (see naming.py) and a controller ownerReference.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from ringleader import constants as c
+from ringleader import naming, workerenv
+from ringleader.models import DistributedTrainingJob
+
+Obj = dict[str, Any]
+JobLike = DistributedTrainingJob | Mapping[str, Any]
+
+STORE_COMMAND = ["python", "-m", "ringleader_trainer.store", "--port", str(c.RENDEZVOUS_PORT)]
+STORE_RESOURCES = {
+    "requests": {"cpu": "100m", "memory": "256Mi"},
+    "limits": {"memory": "1Gi"},
+}
+DEFAULT_ACCESS_MODES = ["ReadWriteMany"]  # workers on different nodes share the checkpoints
+
+
+def parse_job(job: JobLike) -> DistributedTrainingJob:
+    """The job as a model (validated), whether given as a model or as the API's dict."""
+    if isinstance(job, DistributedTrainingJob):
+        return job
+    fields = {k: v for k, v in job.items() if k in ("apiVersion", "kind", "metadata", "spec")}
+    return DistributedTrainingJob.model_validate(fields)
+
+
+def build_owner_reference(job: DistributedTrainingJob) -> Obj:
+    """The controller ownerReference every child carries (garbage collection, kopf's owner)."""
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.KIND,
+        "name": job.metadata.name,
+        "uid": job.metadata.uid or "",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(job: DistributedTrainingJob, name: str, labels: dict[str, str]) -> Obj:
+    return {
+        "name": name,
+        "namespace": job.metadata.namespace or "default",
+        "labels": labels,
+        "ownerReferences": [build_owner_reference(job)],
+    }
+
+
+def build_workers_service(job: JobLike) -> Obj:
+    """Headless Service that makes <job>-worker-<i>.<job>-workers.<ns>.svc resolve."""
+    model = parse_job(job)
+    name = model.metadata.name
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(
+            model, naming.workers_service_name(name), naming.job_labels(name, c.ROLE_WORKER)
+        ),
+        "spec": {
+            "clusterIP": "None",
+            "selector": naming.worker_selector(name),
+            # Workers need each other's names while they start, before any is Ready.
+            "publishNotReadyAddresses": True,
+            "ports": [{"name": "progress", "port": c.PROGRESS_PORT, "protocol": "TCP"}],
+        },
+    }
+
+
+def build_store_service(job: JobLike) -> Obj:
+    """Headless Service in front of the rendezvous store pod (MASTER_ADDR resolves to it)."""
+    model = parse_job(job)
+    name = model.metadata.name
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(
+            model, naming.store_name(name), naming.job_labels(name, c.ROLE_STORE)
+        ),
+        "spec": {
+            # Headless: the name resolves straight to the pod, with or without kube-proxy.
+            "clusterIP": "None",
+            "selector": {c.LABEL_JOB_NAME: name, c.LABEL_ROLE: c.ROLE_STORE},
+            # Agents retry a refused connection; an unresolvable name would fail them instead.
+            "publishNotReadyAddresses": True,
+            "ports": [
+                {
+                    "name": c.STORE_PORT_NAME,
+                    "port": c.RENDEZVOUS_PORT,
+                    "targetPort": c.RENDEZVOUS_PORT,
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
+def build_store_pod(job: JobLike) -> Obj:
+    """The rendezvous store: a TCPStore server in the workers' image, one per job."""
+    model = parse_job(job)
+    name = model.metadata.name
+    pod_spec = model.spec.template.get("spec", {})
+    trainer = pod_spec["containers"][0]
+    container: Obj = {
+        "name": "store",
+        "image": trainer["image"],
+        "command": STORE_COMMAND,
+        "ports": [{"name": c.STORE_PORT_NAME, "containerPort": c.RENDEZVOUS_PORT}],
+        "readinessProbe": {"tcpSocket": {"port": c.RENDEZVOUS_PORT}, "periodSeconds": 2},
+        "resources": STORE_RESOURCES,
+    }
+    for key in ("imagePullPolicy", "securityContext"):
+        if key in trainer:
+            container[key] = copy.deepcopy(trainer[key])
+    spec: Obj = {
+        "containers": [container],
+        # The kubelet restarts a crashed store in place, faster than the operator could.
+        "restartPolicy": "Always",
+        "enableServiceLinks": False,
+    }
+    # The store must be able to pull and run the same image, wherever the workers may run.
+    for key in ("imagePullSecrets", "securityContext", "tolerations", "priorityClassName"):
+        if key in pod_spec:
+            spec[key] = copy.deepcopy(pod_spec[key])
+    # Same priority as the workers (losing the store stalls them all), but not their scheduler:
+    # a gang scheduler would wait for the store to join the workers' group.
+    scheduling = model.spec.scheduling
+    if scheduling is not None and scheduling.priority_class_name:
+        spec["priorityClassName"] = scheduling.priority_class_name
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": _metadata(
+            model, naming.store_name(name), naming.job_labels(name, c.ROLE_STORE)
+        ),
+        "spec": spec,
+    }
+
+
+def build_checkpoint_claim(job: JobLike) -> Obj | None:
+    """The checkpoint PVC when spec.checkpoint.size is set; None when the user brings a claim."""
+    model = parse_job(job)
+    ckpt = model.spec.checkpoint
+    if ckpt is None or ckpt.size is None:
+        return None
+    name = model.metadata.name
+    spec: Obj = {
+        "accessModes": list(ckpt.access_modes or DEFAULT_ACCESS_MODES),
+        "resources": {"requests": {"storage": ckpt.size}},
+    }
+    if ckpt.storage_class_name:
+        spec["storageClassName"] = ckpt.storage_class_name
+    labels = naming.job_labels(name, "checkpoint")
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _metadata(model, naming.checkpoint_claim_name(name), labels),
+        "spec": spec,
+    }
+
+
+def _apply_scheduling(job: DistributedTrainingJob, pod_spec: Obj) -> None:
+    scheduling = job.spec.scheduling
+    if scheduling is None:
+        return
+    if scheduling.scheduler_name:
+        pod_spec["schedulerName"] = scheduling.scheduler_name
+    if scheduling.priority_class_name:
+        pod_spec["priorityClassName"] = scheduling.priority_class_name
+
+
+def build_worker_pods(job: JobLike, attempt: int) -> list[Obj]:
+    """Worker pods 0..replicas-1 of restart attempt `attempt`."""
+    model = parse_job(job)
+    return [build_worker_pod(model, index, attempt) for index in range(model.spec.replicas)]
+
+
+def build_worker_pod(job: JobLike, index: int, attempt: int) -> Obj:
+    """Worker pod `index` of restart attempt `attempt`, from the user's template."""
+    model = parse_job(job)
+    name = model.metadata.name
+    template = copy.deepcopy(model.spec.template)
+    user_meta = template.get("metadata") or {}
+    labels = {**(user_meta.get("labels") or {}), **naming.worker_labels(name, index, attempt)}
+    metadata = _metadata(model, naming.worker_pod_name(name, index, attempt), labels)
+    if user_meta.get("annotations"):
+        metadata["annotations"] = user_meta["annotations"]
+    spec = template.get("spec") or {}
+    _set_identity(model, spec, index)
+    _set_networking(model, spec)
+    _apply_scheduling(model, spec)
+    spec["volumes"] = [*(spec.get("volumes") or []), *build_worker_volumes(model)]
+    contract = workerenv.build_contract_env(model, index, attempt)
+    defaults = workerenv.build_default_env(model.spec)
+    for container in spec["containers"]:
+        container["env"] = workerenv.merge_env(contract, defaults, container.get("env") or [])
+        container["volumeMounts"] = _worker_mounts(model, container.get("volumeMounts") or [])
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def _set_identity(job: DistributedTrainingJob, spec: Obj, index: int) -> None:
+    # hostname + subdomain = the headless Service's name gives a DNS name that survives restarts.
+    spec["hostname"] = naming.worker_hostname(job.metadata.name, index)
+    spec["subdomain"] = naming.workers_service_name(job.metadata.name)
+    # The operator decides about restarts (in place or gang); the kubelet must not race it.
+    spec["restartPolicy"] = "Never"
+    # Service links would inject e.g. MASTER_PORT=tcp://... for a Service named "master".
+    spec.setdefault("enableServiceLinks", False)
+
+
+def _set_networking(job: DistributedTrainingJob, spec: Obj) -> None:
+    networking = job.spec.networking
+    if networking is not None and networking.host_network:
+        spec["hostNetwork"] = True
+    if spec.get("hostNetwork"):
+        # Without this, a host-network pod resolves names with the node's DNS, not the cluster's.
+        spec["dnsPolicy"] = "ClusterFirstWithHostNet"
+
+
+def build_worker_volumes(job: JobLike) -> list[Obj]:
+    """The volumes Ringleader adds to every worker: /dev/shm and the checkpoint volume."""
+    model = parse_job(job)
+    shm_size = model.spec.networking.shm_size if model.spec.networking else c.DEFAULT_SHM_SIZE
+    shm = {"name": c.SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": shm_size}}
+    ckpt = model.spec.checkpoint
+    if ckpt is None:
+        # Pod-local: checkpoints survive the agent's in-place process restarts, not pod loss.
+        source: Obj = {"emptyDir": {}}
+    else:
+        claim = ckpt.claim_name or naming.checkpoint_claim_name(model.metadata.name)
+        source = {"persistentVolumeClaim": {"claimName": claim}}
+    return [shm, {"name": c.CHECKPOINT_VOLUME, **source}]
+
+
+def _worker_mounts(job: DistributedTrainingJob, mounts: list[Obj]) -> list[Obj]:
+    ckpt_path = job.spec.checkpoint.mount_path if job.spec.checkpoint else c.DEFAULT_CHECKPOINT_DIR
+    added = [{"name": c.CHECKPOINT_VOLUME, "mountPath": ckpt_path}]
+    # A user who mounts their own /dev/shm keeps it.
+    if not any(m.get("mountPath") == "/dev/shm" for m in mounts):
+        added.insert(0, {"name": c.SHM_VOLUME, "mountPath": "/dev/shm"})
+    return [*mounts, *added]

@@ -1,0 +1,138 @@
+"""Names shared across the operator: API group, labels, condition reasons, the env contract."""
+
+from __future__ import annotations
+
+from typing import Final
+
+GROUP: Final = "ringleader.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+KIND: Final = "DistributedTrainingJob"
+PLURAL: Final = "distributedtrainingjobs"
+SHORT_NAME: Final = "dtj"
+
+# --- The env contract: what the operator sets in every worker container and the trainer reads.
+# The trainer keeps its own copy of these names (ringleader_trainer.contract); a unit test checks
+# that both sides agree, since the two packages ship in different images.
+
+# Standard PyTorch names (torch.distributed / torchrun).
+ENV_MASTER_ADDR: Final = "MASTER_ADDR"  # DNS name of the job's rendezvous store Service
+ENV_MASTER_PORT: Final = "MASTER_PORT"
+ENV_WORLD_SIZE: Final = "WORLD_SIZE"  # processes in the group at launch: replicas x nprocPerNode
+ENV_RANK: Final = "RANK"  # first global rank of this pod at launch: replica index x nprocPerNode
+
+# torch.distributed.run reads PET_<FLAG> for each of its command-line flags.
+ENV_PET_NNODES: Final = "PET_NNODES"  # "min:max" worker pods
+ENV_PET_NPROC_PER_NODE: Final = "PET_NPROC_PER_NODE"
+ENV_PET_RDZV_BACKEND: Final = "PET_RDZV_BACKEND"  # always c10d
+ENV_PET_RDZV_ENDPOINT: Final = "PET_RDZV_ENDPOINT"  # host:port of the rendezvous store
+ENV_PET_RDZV_ID: Final = "PET_RDZV_ID"  # unique per job and restart attempt
+ENV_PET_RDZV_CONF: Final = "PET_RDZV_CONF"  # is_host=false: the store runs in its own pod
+ENV_PET_MAX_RESTARTS: Final = "PET_MAX_RESTARTS"  # in-place process restarts by the agent
+# Surviving agents must not reuse their first round's bootstrap store when a new agent joins.
+ENV_DISABLE_SHARED_RDZV_STORE: Final = "TORCH_DISABLE_SHARE_RDZV_TCP_STORE"
+
+# Ringleader's own names.
+ENV_JOB_NAME: Final = "RINGLEADER_JOB_NAME"
+ENV_NAMESPACE: Final = "RINGLEADER_NAMESPACE"
+ENV_POD_NAME: Final = "RINGLEADER_POD_NAME"
+ENV_REPLICA_INDEX: Final = "RINGLEADER_REPLICA_INDEX"
+ENV_RESTART_ATTEMPT: Final = "RINGLEADER_RESTART_ATTEMPT"
+ENV_CHECKPOINT_DIR: Final = "RINGLEADER_CHECKPOINT_DIR"
+ENV_CHECKPOINT_KEEP: Final = "RINGLEADER_CHECKPOINT_KEEP"
+ENV_PROGRESS_PORT: Final = "RINGLEADER_PROGRESS_PORT"  # the trainer serves /progress and /metrics
+
+ENV_CONTRACT: Final = frozenset(
+    {
+        ENV_MASTER_ADDR,
+        ENV_MASTER_PORT,
+        ENV_WORLD_SIZE,
+        ENV_RANK,
+        ENV_PET_NNODES,
+        ENV_PET_NPROC_PER_NODE,
+        ENV_PET_RDZV_BACKEND,
+        ENV_PET_RDZV_ENDPOINT,
+        ENV_PET_RDZV_ID,
+        ENV_PET_RDZV_CONF,
+        ENV_PET_MAX_RESTARTS,
+        ENV_DISABLE_SHARED_RDZV_STORE,
+        ENV_JOB_NAME,
+        ENV_NAMESPACE,
+        ENV_POD_NAME,
+        ENV_REPLICA_INDEX,
+        ENV_RESTART_ATTEMPT,
+        ENV_CHECKPOINT_DIR,
+        ENV_CHECKPOINT_KEEP,
+        ENV_PROGRESS_PORT,
+    }
+)
+
+RENDEZVOUS_PORT: Final = 29400
+PROGRESS_PORT: Final = 29500
+STORE_PORT_NAME: Final = "rdzv"
+
+# --- Labels and annotations the operator puts on every child. The selectors below are what the
+# reconcile loop lists by, so a child without these labels is invisible to it.
+LABEL_JOB_NAME: Final = f"{GROUP}/job-name"
+LABEL_ROLE: Final = f"{GROUP}/role"  # one of the ROLE_* values
+LABEL_REPLICA_INDEX: Final = f"{GROUP}/replica-index"
+LABEL_RESTART_ATTEMPT: Final = f"{GROUP}/restart-attempt"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY: Final = "ringleader"
+ROLE_WORKER: Final = "worker"
+ROLE_STORE: Final = "rendezvous"
+
+# --- Child names are derived from the job name, so the job name is bounded (see models.py).
+MAX_JOB_NAME_LENGTH: Final = 45
+WORKER_SUFFIX: Final = "worker"  # pod <job>-worker-<index>-a<attempt>, host <job>-worker-<index>
+WORKERS_SERVICE_SUFFIX: Final = "workers"  # headless Service that is every worker's subdomain
+STORE_SUFFIX: Final = "rdzv"  # rendezvous store pod and its Service
+CHECKPOINT_PVC_SUFFIX: Final = "checkpoint"
+SHM_VOLUME: Final = "ringleader-shm"
+CHECKPOINT_VOLUME: Final = "ringleader-checkpoint"
+RESERVED_VOLUME_PREFIX: Final = "ringleader-"
+GPU_RESOURCE: Final = "nvidia.com/gpu"
+
+# --- Phases and conditions. Each phase but Pending and Starting has a condition of the same name;
+# exactly one condition is True, or none while Pending or Starting. Reasons are CamelCase.
+PHASE_PENDING: Final = "Pending"
+PHASE_STARTING: Final = "Starting"
+PHASE_RUNNING: Final = "Running"
+PHASE_RESTARTING: Final = "Restarting"
+PHASE_SUSPENDED: Final = "Suspended"
+PHASE_SUCCEEDED: Final = "Succeeded"
+PHASE_FAILED: Final = "Failed"
+TERMINAL_PHASES: Final = frozenset({PHASE_SUCCEEDED, PHASE_FAILED})
+
+CONDITION_RUNNING: Final = "Running"
+CONDITION_RESTARTING: Final = "Restarting"
+CONDITION_SUSPENDED: Final = "Suspended"
+CONDITION_SUCCEEDED: Final = "Succeeded"
+CONDITION_FAILED: Final = "Failed"
+CONDITION_TYPES: Final = (
+    CONDITION_RUNNING,
+    CONDITION_RESTARTING,
+    CONDITION_SUSPENDED,
+    CONDITION_SUCCEEDED,
+    CONDITION_FAILED,
+)
+
+REASON_WAITING_FOR_WORKERS: Final = "WaitingForWorkers"
+REASON_WORKERS_STARTING: Final = "WorkersStarting"
+REASON_ALL_WORKERS_RUNNING: Final = "AllWorkersRunning"
+REASON_RUNNING_BELOW_DESIRED: Final = "RunningBelowDesiredReplicas"
+REASON_WORKER_FAILED: Final = "WorkerFailed"
+REASON_RESTART_IN_PROGRESS: Final = "RestartInProgress"
+REASON_SUSPENDED: Final = "JobSuspended"
+REASON_RESUMED: Final = "JobResumed"
+REASON_SUCCEEDED: Final = "AllWorkersSucceeded"
+REASON_ALREADY_FINISHED: Final = "JobFinished"
+REASON_DEADLINE_EXCEEDED: Final = "DeadlineExceeded"
+REASON_BACKOFF_LIMIT_EXCEEDED: Final = "MaxRestartsExceeded"
+REASON_FAILED_BY_POLICY: Final = "FailedByPolicy"
+REASON_STARTUP_TIMEOUT: Final = "StartupTimeout"
+
+DEFAULT_CHECKPOINT_DIR: Final = "/checkpoints"
+DEFAULT_CHECKPOINT_KEEP: Final = 3
+DEFAULT_SHM_SIZE: Final = "2Gi"
+DEFAULT_MAX_RESTARTS: Final = 10

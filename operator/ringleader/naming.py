@@ -1,0 +1,65 @@
+"""Deterministic names, labels and selectors of everything a job makes.
+
+Every child's name derives from the job's name (bounded to constants.MAX_JOB_NAME_LENGTH by a CEL
+rule), so creating a child twice is a harmless 409, never a duplicate.
+"""
+
+from __future__ import annotations
+
+from ringleader import constants as c
+
+
+def worker_pod_name(job_name: str, index: int, attempt: int) -> str:
+    """Name of worker `index` in restart attempt `attempt`, e.g. digits-worker-0-a1."""
+    # The attempt is in the name so a new gang can be created while the old one terminates.
+    return f"{worker_hostname(job_name, index)}-a{attempt}"
+
+
+def worker_hostname(job_name: str, index: int) -> str:
+    """Stable host name of worker `index`, the same across restart attempts."""
+    return f"{job_name}-{c.WORKER_SUFFIX}-{index}"
+
+
+def workers_service_name(job_name: str) -> str:
+    """Headless Service that gives each worker a DNS name: <hostname>.<this>.<ns>.svc."""
+    return f"{job_name}-{c.WORKERS_SERVICE_SUFFIX}"
+
+
+def store_name(job_name: str) -> str:
+    """Name of the rendezvous store pod and of its Service."""
+    return f"{job_name}-{c.STORE_SUFFIX}"
+
+
+def store_address(job_name: str, namespace: str) -> str:
+    """DNS name of the rendezvous store (MASTER_ADDR)."""
+    # No cluster domain: resolv.conf's search list completes it, whatever the domain is.
+    return f"{store_name(job_name)}.{namespace}.svc"
+
+
+def checkpoint_claim_name(job_name: str) -> str:
+    """Name of the PersistentVolumeClaim created when spec.checkpoint.size is set."""
+    return f"{job_name}-{c.CHECKPOINT_PVC_SUFFIX}"
+
+
+def job_labels(job_name: str, role: str) -> dict[str, str]:
+    """Labels every child of the job carries."""
+    return {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_JOB_NAME: job_name, c.LABEL_ROLE: role}
+
+
+def worker_selector(job_name: str) -> dict[str, str]:
+    """Label selector of all worker pods of a job, of every restart attempt."""
+    return {c.LABEL_JOB_NAME: job_name, c.LABEL_ROLE: c.ROLE_WORKER}
+
+
+def worker_selector_string(job_name: str) -> str:
+    """The worker selector as a string: what status.selector holds for the scale subresource."""
+    return ",".join(f"{key}={value}" for key, value in sorted(worker_selector(job_name).items()))
+
+
+def worker_labels(job_name: str, index: int, attempt: int) -> dict[str, str]:
+    """Labels of one worker pod."""
+    return {
+        **job_labels(job_name, c.ROLE_WORKER),
+        c.LABEL_REPLICA_INDEX: str(index),
+        c.LABEL_RESTART_ATTEMPT: str(attempt),
+    }

@@ -1,0 +1,159 @@
+"""Status: what the pods say becomes phase, conditions and counters."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, get_args
+
+import pytest
+from ringleader import constants as c
+from ringleader import status
+from ringleader.models import Phase
+
+from tests.unit.operator.jobs import make_job, parse
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+LATER = datetime(2026, 1, 2, 3, 9, 5, tzinfo=UTC)
+
+
+def pod(phase: str = "Running", ready: bool = True, attempt: int = 0, **meta: Any) -> Any:
+    conditions = [{"type": "Ready", "status": "True" if ready else "False"}]
+    return {
+        "metadata": {"labels": {"ringleader.dev/restart-attempt": str(attempt)}, **meta},
+        "status": {"phase": phase, "conditions": conditions},
+    }
+
+
+def job_with(spec: dict[str, Any] | None = None, **status_fields: Any) -> Any:
+    job = make_job(spec=spec)
+    if status_fields:
+        job["status"] = status_fields
+    return parse(job)
+
+
+ELASTIC = {"replicas": 4, "elastic": {"minReplicas": 2, "maxReplicas": 4}}
+DEADLINE = status.Failure("DeadlineExceeded", "ran longer than activeDeadlineSeconds (60s)")
+
+
+@pytest.mark.parametrize(
+    ("spec", "previous", "pods", "failure", "expected"),
+    [
+        ({}, None, [], None, "Pending/WaitingForWorkers"),
+        ({}, None, [pod("Pending", False)], None, "Starting/WorkersStarting"),
+        ({}, None, [pod(), pod("Pending", False)], None, "Starting/WorkersStarting"),
+        ({}, None, [pod(), pod(ready=False)], None, "Starting/WorkersStarting"),
+        ({}, None, [pod(), pod()], None, "Running/AllWorkersRunning"),
+        (ELASTIC, None, [pod(), pod()], None, "Running/RunningBelowDesiredReplicas"),
+        (ELASTIC, None, [pod(), pod("Pending")], None, "Starting/WorkersStarting"),
+        ({}, None, [pod(), pod("Failed")], None, "Restarting/RestartInProgress"),
+        ({}, None, [pod(attempt=1), pod()], None, "Restarting/RestartInProgress"),
+        ({}, "Restarting", [pod(), pod("Pending")], None, "Restarting/RestartInProgress"),
+        ({}, "Restarting", [pod(), pod()], None, "Running/AllWorkersRunning"),
+        ({}, None, [pod("Succeeded"), pod("Succeeded")], None, "Succeeded/AllWorkersSucceeded"),
+        ({}, None, [pod("Succeeded"), pod()], None, "Running/AllWorkersRunning"),
+        ({}, None, [pod(), pod()], DEADLINE, "Failed/DeadlineExceeded"),
+        ({"runPolicy": {"suspend": True}}, "Running", [pod()], None, "Suspended/JobSuspended"),
+        ({"runPolicy": {"suspend": True}}, None, [], DEADLINE, "Failed/DeadlineExceeded"),
+        ({}, "Succeeded", [], None, "Succeeded/JobFinished"),
+        ({}, "Failed", [pod()], None, "Failed/JobFinished"),
+    ],
+)
+def test_phase_follows_the_table(
+    spec: dict[str, Any],
+    previous: str | None,
+    pods: list[Any],
+    failure: status.Failure | None,
+    expected: str,
+) -> None:
+    job = job_with(spec, phase=previous) if previous else job_with(spec)
+    decision = status.decide_phase(status.observe(job, pods, failure))
+    assert f"{decision.phase}/{decision.reason}" == expected
+
+
+def test_terminating_pods_of_the_current_attempt_are_not_counted() -> None:
+    counts = status.count_worker_pods([pod(deletionTimestamp="t"), pod()], attempt=0)
+    assert (counts.running, counts.ready, counts.stale) == (1, 1, 0)
+
+
+def test_running_status_reports_counters_world_size_and_the_workers_column() -> None:
+    job = parse(make_job(spec={"replicas": 3, "nprocPerNode": 4}))
+    out = status.compute_status(job, [pod(), pod(), pod("Pending", False)], NOW)
+    assert out["phase"] == "Starting"
+    assert (out["replicas"], out["readyReplicas"], out["worldSize"]) == (3, 2, 0)
+    assert out["workers"] == "2/3"
+    assert out["selector"] == "ringleader.dev/job-name=digits,ringleader.dev/role=worker"
+    running = status.compute_status(job, [pod(), pod(), pod()], NOW)
+    assert (running["phase"], running["worldSize"], running["workers"]) == ("Running", 12, "3/3")
+
+
+def test_exactly_one_condition_is_true_and_all_carry_the_generation() -> None:
+    out = status.compute_status(job_with(), [pod(), pod()], NOW)
+    conditions = {x["type"]: x for x in out["conditions"]}
+    assert set(conditions) == {"Running", "Restarting", "Suspended", "Succeeded", "Failed"}
+    assert [t for t, x in conditions.items() if x["status"] == "True"] == ["Running"]
+    assert {x["observedGeneration"] for x in conditions.values()} == {3}
+    assert conditions["Running"]["reason"] == "AllWorkersRunning"
+    assert conditions["Running"]["lastTransitionTime"] == "2026-01-02T03:04:05Z"
+
+
+def test_an_unchanged_status_yields_an_identical_dict_so_nothing_is_written() -> None:
+    first = status.compute_status(job_with(), [pod(), pod()], NOW)
+    job = parse({**make_job(), "status": first})
+    assert status.compute_status(job, [pod(), pod()], LATER) == first
+
+
+def test_transition_time_moves_only_for_conditions_whose_status_flipped() -> None:
+    first = status.compute_status(job_with(), [pod(), pod()], NOW)
+    job = parse({**make_job(), "status": first})
+    after = status.compute_status(job, [pod(), pod("Failed")], LATER)
+    times = {x["type"]: x["lastTransitionTime"] for x in after["conditions"]}
+    assert times["Running"] == times["Restarting"] == "2026-01-02T03:09:05Z"
+    assert times["Failed"] == "2026-01-02T03:04:05Z"
+
+
+def test_start_time_is_kept_once_set_and_cleared_while_suspended() -> None:
+    started = status.compute_status(job_with(), [pod("Pending", False)], NOW)
+    assert started["startTime"] == "2026-01-02T03:04:05Z"
+    job = parse({**make_job(), "status": started})
+    assert status.compute_status(job, [pod(), pod()], LATER)["startTime"] == started["startTime"]
+    suspended = parse({**make_job(spec={"runPolicy": {"suspend": True}}), "status": started})
+    assert status.compute_status(suspended, [], LATER)["startTime"] is None
+
+
+@pytest.mark.parametrize(
+    ("pods", "failure", "completed"),
+    [
+        ([pod("Succeeded"), pod("Succeeded")], None, True),
+        ([pod(), pod()], DEADLINE, True),
+        ([pod(), pod()], None, False),
+    ],
+)
+def test_completion_time_is_set_when_the_job_finishes(
+    pods: list[Any], failure: status.Failure | None, completed: bool
+) -> None:
+    out = status.compute_status(job_with(), pods, NOW, failure)
+    assert (out["completionTime"] is not None) == completed
+
+
+def test_failure_message_reaches_the_failed_condition() -> None:
+    out = status.compute_status(job_with(), [pod(), pod()], NOW, DEADLINE)
+    failed = next(x for x in out["conditions"] if x["type"] == "Failed")
+    assert (failed["status"], failed["reason"], failed["message"]) == (
+        "True",
+        "DeadlineExceeded",
+        DEADLINE.message,
+    )
+
+
+def test_every_phase_the_table_can_decide_is_a_phase_the_crd_accepts() -> None:
+    decided = {
+        c.PHASE_PENDING,
+        c.PHASE_STARTING,
+        c.PHASE_RUNNING,
+        c.PHASE_RESTARTING,
+        c.PHASE_SUSPENDED,
+        c.PHASE_SUCCEEDED,
+        c.PHASE_FAILED,
+    }
+    assert set(get_args(Phase)) == decided
+    assert set(c.CONDITION_TYPES) <= decided
