@@ -10,7 +10,7 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 PYTEST_FLAGS ?=
 
-.PHONY: help venv binaries cluster-up cluster-down cluster-status lint format unit integration test clean
+.PHONY: help venv binaries cluster-up cluster-down cluster-status crds crds-check openapi run lint format unit integration test clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -34,6 +34,19 @@ cluster-down: venv ## stop the local cluster (its data stays in .cluster/ until 
 
 cluster-status: venv ## show whether each local cluster component is running
 	$(PY) -m tools.localcluster status
+
+crds: venv ## regenerate crds/ from operator/ringleader/models.py
+	$(PY) -m ringleader.crdgen
+
+crds-check: venv ## fail when crds/ is out of date
+	$(PY) -m ringleader.crdgen --check
+
+openapi: venv ## re-vendor the core/v1 schemas from the pinned k8s.io/kubernetes module
+	$(PY) -m ringleader.crdgen --refresh-openapi
+
+run: venv ## run the operator in the foreground against .cluster/kubeconfig (or $$KUBECONFIG)
+	export KUBECONFIG=$${KUBECONFIG:-$(CURDIR)/.cluster/kubeconfig}; \
+	$(BIN)/kubectl apply --server-side -f crds/ && $(PY) -m ringleader
 
 lint: venv ## ruff (lint and format check) and mypy
 	$(BIN)/ruff check .

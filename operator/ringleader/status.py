@@ -237,12 +237,19 @@ def compute_status(
         "workers": f"{n.ready}/{obs.desired}",
         "selector": naming.worker_selector_string(name),
         "observedGeneration": job.metadata.generation or 0,
-        "conditions": build_conditions(
-            decision, previous.get("conditions") or [], job.metadata.generation or 0, now
-        ),
+        "conditions": _conditions(decision, previous, job.metadata.generation or 0, now),
         "startTime": _start_time(decision, previous.get("startTime"), now),
         "completionTime": _completion_time(decision, previous.get("completionTime"), now),
     }
+
+
+def _conditions(
+    decision: Decision, previous: Mapping[str, Any], generation: int, now: datetime
+) -> list[dict[str, Any]]:
+    old = previous.get("conditions") or []
+    if decision.reason == c.REASON_ALREADY_FINISHED and old:
+        return list(old)  # a finished job keeps the reason it finished for
+    return build_conditions(decision, old, generation, now)
 
 
 def _start_time(decision: Decision, previous: str | None, now: datetime) -> str | None:

@@ -79,7 +79,10 @@ def build_contract_env(job: DistributedTrainingJob, index: int, attempt: int) ->
         _value(c.ENV_DISABLE_SHARED_RDZV_STORE, "1"),
         _value(c.ENV_JOB_NAME, name),
         _value(c.ENV_NAMESPACE, namespace),
-        {"name": c.ENV_POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {
+            "name": c.ENV_POD_NAME,
+            "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}},
+        },
         _value(c.ENV_REPLICA_INDEX, index),
         _value(c.ENV_RESTART_ATTEMPT, attempt),
         _value(c.ENV_CHECKPOINT_DIR, checkpoint_dir),

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from ringleader.models import DistributedTrainingJob
 
 REPO_ROOT = Path(__file__).resolve().parents[3]

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from ringleader import constants as c
 from ringleader import crdgen
 from ringleader import models as m

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import yaml
 from pydantic import ValidationError
+
 from ringleader import builders, validation
 from ringleader.models import DistributedTrainingJob
-
 from tests.unit.operator.jobs import (
     EXAMPLES,
     INVALID_MANIFESTS,

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 from typing import Any, get_args
 
 import pytest
+
 from ringleader import constants as c
 from ringleader import status
 from ringleader.models import Phase
-
 from tests.unit.operator.jobs import make_job, parse
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -157,3 +157,20 @@ def test_every_phase_the_table_can_decide_is_a_phase_the_crd_accepts() -> None:
     }
     assert set(get_args(Phase)) == decided
     assert set(c.CONDITION_TYPES) <= decided
+
+
+def test_a_finished_job_keeps_the_reason_and_message_it_finished_with() -> None:
+    job = make_job()
+    failed_at = "2026-01-01T00:00:00Z"
+    condition = {
+        "type": "Failed",
+        "status": "True",
+        "reason": "MaxRestartsExceeded",
+        "message": "worker w-0 failed and all 0 restarts are used up",
+        "lastTransitionTime": failed_at,
+        "observedGeneration": 3,
+    }
+    job["status"] = {"phase": "Failed", "conditions": [condition], "completionTime": failed_at}
+    computed = status.compute_status(parse(job), [], NOW)
+    assert computed["phase"] == "Failed"
+    assert computed["conditions"] == [condition]

@@ -6,8 +6,8 @@ import copy
 from typing import Any
 
 import pytest
-from ringleader import builders, naming
 
+from ringleader import builders, naming
 from tests.unit.operator.jobs import make_job, parse, with_container
 
 OWNER = {
@@ -49,7 +49,7 @@ def test_worker_gets_exactly_the_env_contract_then_the_defaults() -> None:
         {"name": "RINGLEADER_NAMESPACE", "value": "team-a"},
         {
             "name": "RINGLEADER_POD_NAME",
-            "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+            "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}},
         },
         {"name": "RINGLEADER_REPLICA_INDEX", "value": "1"},
         {"name": "RINGLEADER_RESTART_ATTEMPT", "value": "2"},

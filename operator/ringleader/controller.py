@@ -1,0 +1,178 @@
+"""A work queue of job keys, a cache of what the watches saw, and the workers that reconcile.
+
+Events only say "look at this job again"; a reconcile always works from the latest cached state,
+so bursts of pod events for one job collapse into one reconcile, and one job is never
+reconciled by two workers at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from ringleader.kube import KubeApi, RetryableError
+from ringleader.metrics import JOBS_BY_PHASE, RECONCILE_ERRORS, RECONCILE_SECONDS
+from ringleader.reconcile import execute_plan, job_key_of_child, plan_reconcile
+
+Obj = dict[str, Any]
+Key = tuple[str, str]  # namespace, job name
+log = logging.getLogger("ringleader.controller")
+
+MAX_BACKOFF_SECONDS = 60.0
+ALL_PHASES = ("Pending", "Starting", "Running", "Restarting", "Suspended", "Succeeded", "Failed")
+
+
+class Cache:
+    """Latest bodies of jobs and of their children, as delivered by the watches."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[Key, Obj] = {}
+        self.children: dict[Key, dict[tuple[str, str], Obj]] = defaultdict(dict)
+
+    def put_job(self, body: Obj) -> Key:
+        """Store (or replace) a job body; return its key."""
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        self.jobs[key] = body
+        return key
+
+    def forget_job(self, key: Key) -> None:
+        """The job is gone: drop it and its children."""
+        self.jobs.pop(key, None)
+        self.children.pop(key, None)
+
+    def put_child(
+        self, body: Obj, deleted: bool = False, only_if_absent: bool = False
+    ) -> Key | None:
+        """Store, replace or drop a child; return its job's key."""
+        key = job_key_of_child(body)
+        if key is None:
+            return None
+        child_id = (body["kind"], body["metadata"]["name"])
+        if deleted:
+            self.children[key].pop(child_id, None)
+        elif only_if_absent:
+            self.children[key].setdefault(child_id, body)
+        else:
+            self.children[key][child_id] = body
+        return key
+
+
+class Controller:
+    """Reconciles queued jobs with a fixed number of concurrent workers."""
+
+    def __init__(self, api: KubeApi, workers: int = 8, clock: Callable[[], datetime] | None = None):
+        self.api = api
+        self.cache = Cache()
+        self.queue: asyncio.Queue[Key] = asyncio.Queue()
+        self.queued: set[Key] = set()
+        self.running: set[Key] = set()
+        self.dirty: set[Key] = set()  # enqueued while being reconciled: run again afterwards
+        self.failures: dict[Key, int] = defaultdict(int)
+        self.timers: dict[Key, asyncio.TimerHandle] = {}
+        self.workers = workers
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.tasks: list[asyncio.Task[None]] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def enqueue(self, key: Key) -> None:
+        """Ask for a reconcile of this job (deduplicated)."""
+        if key in self.running:
+            self.dirty.add(key)
+        elif key not in self.queued:
+            self.queued.add(key)
+            self.queue.put_nowait(key)
+
+    def enqueue_after(self, key: Key, seconds: float) -> None:
+        """Reconcile this job again after a delay (replacing an earlier timer)."""
+        if (timer := self.timers.pop(key, None)) is not None:
+            timer.cancel()
+        loop = asyncio.get_running_loop()
+        self.timers[key] = loop.call_later(seconds, self.enqueue, key)
+
+    def start(self) -> None:
+        """Start the worker tasks on the running event loop."""
+        self.loop = asyncio.get_running_loop()
+        self.tasks = [asyncio.create_task(self._work()) for _ in range(self.workers)]
+
+    async def stop(self) -> None:
+        """Cancel the workers and timers."""
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for timer in self.timers.values():
+            timer.cancel()
+
+    async def _work(self) -> None:
+        while True:
+            key = await self.queue.get()
+            self.queued.discard(key)
+            self.running.add(key)
+            try:
+                await asyncio.to_thread(self._reconcile, key)
+            finally:
+                self.running.discard(key)
+                if key in self.dirty:
+                    self.dirty.discard(key)
+                    self.enqueue(key)
+
+    def _reconcile(self, key: Key) -> None:
+        body = self.cache.jobs.get(key)
+        if body is None:
+            return
+        children = list(self.cache.children.get(key, {}).values())
+        started = time.perf_counter()
+        try:
+            plan = plan_reconcile(body, children, self.clock())
+            created = execute_plan(self.api, body, plan)
+        except RetryableError as error:
+            self._retry_later(key, error)
+            return
+        except Exception as error:
+            log.exception("reconcile of %s/%s failed", *key)
+            self._retry_later(key, error)
+            return
+        finally:
+            RECONCILE_SECONDS.observe(time.perf_counter() - started)
+        self.failures.pop(key, None)
+        self._remember_writes(key, body, plan.status_patch, created)
+        if plan.requeue_after is not None:
+            self._call_soon(self.enqueue_after, key, plan.requeue_after + 0.1)
+
+    def _remember_writes(
+        self, key: Key, body: Obj, status_patch: Obj | None, created: list[Obj]
+    ) -> None:
+        # The watch reports our own writes a moment later; until then a reconcile must not act
+        # on the state from before them (it would create twice, or restart twice). What the
+        # watch has already delivered is newer than what we wrote, so it is never replaced.
+        if status_patch and self.cache.jobs.get(key) is body:
+            self.cache.jobs[key] = {
+                **body,
+                "status": {**(body.get("status") or {}), **status_patch},
+            }
+        for obj in created:
+            self.cache.put_child(obj, only_if_absent=True)
+
+    def _retry_later(self, key: Key, error: BaseException) -> None:
+        RECONCILE_ERRORS.inc()
+        self.failures[key] += 1
+        delay = min(0.5 * 2 ** (self.failures[key] - 1), MAX_BACKOFF_SECONDS)
+        log.warning("retrying %s/%s in %.1fs: %s", *key, delay, error)
+        self._call_soon(self.enqueue_after, key, delay)
+
+    def _call_soon(self, fn: Callable[..., None], *args: Any) -> None:
+        # _reconcile runs in a worker thread; timers belong to the event loop's thread.
+        assert self.loop is not None, "start() binds the loop before any reconcile"
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    def update_phase_gauge(self) -> None:
+        """Recount jobs by phase for the ringleader_jobs metric."""
+        counts: dict[str, int] = defaultdict(int)
+        for body in self.cache.jobs.values():
+            counts[(body.get("status") or {}).get("phase") or "Pending"] += 1
+        for phase in ALL_PHASES:
+            JOBS_BY_PHASE.labels(phase=phase).set(counts.get(phase, 0))

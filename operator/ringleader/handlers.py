@@ -1,0 +1,102 @@
+"""kopf glue: watch jobs and their children, feed the controller's queue. Nothing else.
+
+The event handlers are coroutines on purpose: kopf runs plain functions in a thread pool, and
+the controller's asyncio queue must only be touched from the event loop's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from ringleader import constants as c
+from ringleader.controller import Controller
+from ringleader.kube import KubeApi, load_client_config
+
+CHILD_LABELS = {c.LABEL_MANAGED_BY: c.MANAGED_BY}
+CONTROLLER_KEY = "ringleader_controller"
+
+
+def _controller(memo: Any) -> Controller:
+    controller: Controller = memo[CONTROLLER_KEY]
+    return controller
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """Give kopf the same credentials our client uses ($KUBECONFIG read now, or in-cluster)."""
+    # kopf's own kubeconfig login reads $KUBECONFIG as it was when the client library was
+    # imported, so `--kubeconfig` would be ignored without this.
+    configuration = load_client_config().configuration
+    scheme, _space, token = (configuration.api_key.get("authorization") or "").partition(" ")
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+        scheme=scheme or None,
+        token=token or None,
+    )
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Create the controller and its workers; serve metrics."""
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    # Only event handlers are registered: kopf then stores nothing on the objects (no
+    # annotations, no finalizers), and the controller keeps its own state.
+    controller = Controller(KubeApi(load_client_config()), workers=memo.get("workers", 8))
+    controller.start()
+    memo[CONTROLLER_KEY] = controller
+    port = memo.get("metrics_port")
+    if port:
+        start_http_server(port)
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    """Stop the controller's workers."""
+    await _controller(memo).stop()
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
+async def job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """A job was listed, added, changed or deleted."""
+    controller = _controller(memo)
+    body: dict[str, Any] = dict(event["object"])
+    if event["type"] == "DELETED":
+        meta = body["metadata"]
+        controller.cache.forget_job((meta["namespace"], meta["name"]))
+    else:
+        controller.enqueue(controller.cache.put_job(body))
+    controller.update_phase_gauge()
+
+
+def _child_event(event: kopf.RawEvent, memo: kopf.Memo) -> None:
+    controller = _controller(memo)
+    key = controller.cache.put_child(dict(event["object"]), deleted=event["type"] == "DELETED")
+    if key is not None:
+        controller.enqueue(key)
+
+
+@kopf.on.event("v1", "pods", labels=CHILD_LABELS)
+async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """A pod the operator made changed."""
+    _child_event(event, memo)
+
+
+@kopf.on.event("v1", "services", labels=CHILD_LABELS)
+async def service_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """A Service the operator made changed."""
+    _child_event(event, memo)
+
+
+@kopf.on.event("v1", "persistentvolumeclaims", labels=CHILD_LABELS)
+async def claim_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """A PersistentVolumeClaim the operator made changed."""
+    _child_event(event, memo)

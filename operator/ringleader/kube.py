@@ -1,0 +1,155 @@
+"""The only module that talks to the Kubernetes API (official client, called from worker threads).
+
+Errors are handled here once: 404 on delete and 409 on create mean the cluster already is as
+wanted; 429 and 5xx become RetryableError so the caller requeues with backoff.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from ringleader import constants as c
+from ringleader.metrics import API_ERRORS, API_WRITES
+
+Obj = dict[str, Any]
+T = TypeVar("T")
+log = logging.getLogger("ringleader.kube")
+
+
+class RetryableError(RuntimeError):
+    """The API server is overloaded or failing; try the reconcile again later."""
+
+
+def load_client_config(kubeconfig: str | None = None) -> client.ApiClient:
+    """An API client from a kubeconfig path, $KUBECONFIG, or the in-cluster service account."""
+    configuration = client.Configuration()
+    # Read $KUBECONFIG now: the client library reads it once, at import time.
+    path = kubeconfig or os.environ.get("KUBECONFIG")
+    try:
+        config.load_kube_config(config_file=path, client_configuration=configuration)
+    except config.ConfigException:
+        config.load_incluster_config(client_configuration=configuration)
+    return client.ApiClient(configuration)
+
+
+def _call(verb: str, kind: str, fn: Callable[[], T], benign: int | None = None) -> T | None:
+    """Run one API call; None when it failed with the benign status (404 or 409)."""
+    try:
+        result = fn()
+    except ApiException as error:
+        API_ERRORS.labels(status=str(error.status)).inc()
+        if benign is not None and error.status == benign:
+            return None
+        if error.status == 403 and "NamespaceTerminating" in (error.body or ""):
+            return None  # the namespace and everything in it, the job too, are going away
+        if error.status == 429 or error.status >= 500:
+            raise RetryableError(f"{verb} {kind}: {error.status} {error.reason}") from error
+        raise
+    if verb != "get":
+        API_WRITES.labels(verb=verb, kind=kind).inc()
+        _exit_if_fault_injected()
+    return result
+
+
+def _exit_if_fault_injected() -> None:
+    """Die right after the Nth write when RINGLEADER_FAULT_EXIT_AFTER_WRITES=N (tests only).
+
+    Lets the tests kill the operator between any two of its writes and check that a fresh
+    operator converges from whatever state that left.
+    """
+    limit = os.environ.get("RINGLEADER_FAULT_EXIT_AFTER_WRITES")
+    if limit is None:
+        return
+    global _writes_done  # noqa: PLW0603  (a process-wide count is exactly what is wanted)
+    _writes_done += 1
+    if _writes_done >= int(limit):
+        os._exit(FAULT_EXIT_CODE)
+
+
+FAULT_EXIT_CODE = 86
+_writes_done = 0
+
+
+class KubeApi:
+    """The calls the reconcile loop needs, nothing more."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.core = client.CoreV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        self.events = client.EventsV1Api(api_client)
+
+    def create(self, obj: Obj) -> bool:
+        """Create a Pod, Service or PersistentVolumeClaim; False if it already existed."""
+        namespace, kind = obj["metadata"]["namespace"], obj["kind"]
+        creators: dict[str, Callable[[str, Obj], Any]] = {
+            "Pod": self.core.create_namespaced_pod,
+            "Service": self.core.create_namespaced_service,
+            "PersistentVolumeClaim": self.core.create_namespaced_persistent_volume_claim,
+        }
+        create = creators[kind]
+        return _call("create", kind, lambda: create(namespace, obj), benign=409) is not None
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        """Delete a pod (graceful, background); already gone is fine."""
+        _call("delete", "Pod", lambda: self.core.delete_namespaced_pod(name, namespace), 404)
+
+    def patch_job_status(self, namespace: str, name: str, status: Obj) -> None:
+        """Merge-patch the status subresource of a job."""
+        body = {"status": status}
+        _call(
+            "patch",
+            c.KIND,
+            lambda: self.custom.patch_namespaced_custom_object_status(
+                c.GROUP, c.VERSION, namespace, c.PLURAL, name, body
+            ),
+            benign=404,
+        )
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        """Delete a job; its children follow through their ownerReferences."""
+        _call(
+            "delete",
+            c.KIND,
+            lambda: self.custom.delete_namespaced_custom_object(
+                c.GROUP, c.VERSION, namespace, c.PLURAL, name, propagation_policy="Background"
+            ),
+            benign=404,
+        )
+
+    def post_event(self, job: Obj, event_type: str, reason: str, note: str) -> None:
+        """Record a Kubernetes event on the job (what `kubectl describe dtj` shows)."""
+        meta = job["metadata"]
+        now = datetime.datetime.now(datetime.UTC)
+        event = {
+            "metadata": {"generateName": f"{meta['name']}-", "namespace": meta["namespace"]},
+            "eventTime": now.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            "reportingController": f"{c.GROUP}/operator",
+            "reportingInstance": "ringleader-operator",
+            "action": reason,
+            "reason": reason,
+            "type": event_type,
+            "note": note[:1024],
+            "regarding": {
+                "apiVersion": c.API_VERSION,
+                "kind": c.KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+        }
+        try:
+            _call(
+                "create",
+                "Event",
+                lambda: self.events.create_namespaced_event(meta["namespace"], event),
+            )
+        except ApiException as error:
+            # Events are best effort: a lost event must not undo or repeat a reconcile.
+            log.warning("event %s on %s not recorded: %s", reason, meta["name"], error.reason)

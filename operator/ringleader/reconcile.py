@@ -1,0 +1,221 @@
+"""Observe → decide → act for one job. Level-triggered and idempotent.
+
+`plan_reconcile` is pure: from the job and the children the operator can see, it computes what
+should be created, deleted and written. `execute_plan` carries a plan out through kube.KubeApi.
+Running the pair twice changes nothing the second time, and a crash between any two writes is
+repaired by the next run: every child has a deterministic name, and the restart attempt, the only
+decision that is not derived from the pods, is written to status before the children follow it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from ringleader import builders
+from ringleader import constants as c
+from ringleader.kube import KubeApi
+from ringleader.models import DistributedTrainingJob, FailurePolicy
+from ringleader.status import Failure, compute_status
+
+Obj = dict[str, Any]
+
+
+@dataclass
+class Plan:
+    """What one reconcile does, in the order it is done."""
+
+    status_patch: Obj | None = None
+    delete_pods: list[str] = field(default_factory=list)
+    create: list[Obj] = field(default_factory=list)
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # type, reason, message
+    delete_job: bool = False
+    requeue_after: float | None = None  # seconds until time alone changes the decision
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def _labels(obj: Obj) -> dict[str, str]:
+    return dict((obj.get("metadata") or {}).get("labels") or {})
+
+
+def _is_worker(obj: Obj) -> bool:
+    return obj.get("kind") == "Pod" and _labels(obj).get(c.LABEL_ROLE) == c.ROLE_WORKER
+
+
+def _is_active_pod(obj: Obj) -> bool:
+    """A pod not yet finished and not already being deleted."""
+    if obj.get("kind") != "Pod" or (obj.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    return (obj.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+
+
+def _deadline_failure(job: DistributedTrainingJob, status: Obj, now: datetime) -> Failure | None:
+    deadline = job.spec.run_policy.active_deadline_seconds if job.spec.run_policy else None
+    started = _parse_time(status.get("startTime"))
+    if deadline is None or started is None or now < started + timedelta(seconds=deadline):
+        return None
+    return Failure(c.REASON_DEADLINE_EXCEEDED, f"the job ran longer than {deadline}s")
+
+
+def _failed_workers(workers: Sequence[Obj], attempt: int) -> list[str]:
+    return sorted(
+        w["metadata"]["name"]
+        for w in workers
+        if _labels(w).get(c.LABEL_RESTART_ATTEMPT) == str(attempt)
+        and (w.get("status") or {}).get("phase") == "Failed"
+    )
+
+
+@dataclass
+class _Verdict:
+    attempt: int
+    restarts: int
+    failure: Failure | None = None
+    event: tuple[str, str, str] | None = None
+
+
+def decide_restart(job: DistributedTrainingJob, status: Obj, workers: Sequence[Obj]) -> _Verdict:
+    """Whole-gang restart when a worker of the current attempt failed, within maxRestarts."""
+    attempt, restarts = status.get("restartAttempt") or 0, status.get("restarts") or 0
+    verdict = _Verdict(attempt, restarts)
+    failed = _failed_workers(workers, attempt)
+    suspended = bool(job.spec.run_policy and job.spec.run_policy.suspend)
+    if not failed or suspended:
+        return verdict
+    max_restarts = (job.spec.failure_policy or FailurePolicy()).max_restarts
+    if restarts >= max_restarts:
+        message = f"worker {failed[0]} failed and all {max_restarts} restarts are used up"
+        verdict.failure = Failure(c.REASON_BACKOFF_LIMIT_EXCEEDED, message)
+        return verdict
+    message = f"worker {failed[0]} failed: restarting the gang (restart {restarts + 1})"
+    return _Verdict(attempt + 1, restarts + 1, None, ("Warning", c.REASON_WORKER_FAILED, message))
+
+
+def _with_attempt(job: DistributedTrainingJob, status: Obj, attempt: int) -> DistributedTrainingJob:
+    """The job as the status computation should see it: with the decided restart attempt."""
+    data = job.model_dump(by_alias=True, mode="json", exclude_none=True)
+    data["status"] = {**status, "restartAttempt": attempt}
+    return DistributedTrainingJob.model_validate(data)
+
+
+def _desired_children(job: DistributedTrainingJob, attempt: int) -> list[Obj]:
+    children = [
+        builders.build_workers_service(job),
+        builders.build_store_service(job),
+        builders.build_store_pod(job),
+        *builders.build_worker_pods(job, attempt),
+    ]
+    claim = builders.build_checkpoint_claim(job)
+    return [claim, *children] if claim else children
+
+
+def _unwanted_worker(pod: Obj, attempt: int, replicas: int) -> bool:
+    labels = _labels(pod)
+    index = int(labels.get(c.LABEL_REPLICA_INDEX, "-1"))
+    return labels.get(c.LABEL_RESTART_ATTEMPT) != str(attempt) or not 0 <= index < replicas
+
+
+def plan_children(
+    job: DistributedTrainingJob, attempt: int, phase: str, children: Sequence[Obj]
+) -> tuple[list[Obj], list[str]]:
+    """Children to create and pods to delete for the decided attempt and phase."""
+    pods = [x for x in children if x.get("kind") == "Pod"]
+    if phase in c.TERMINAL_PHASES or phase == c.PHASE_SUSPENDED:
+        # Finished pods stay for their logs; whatever still runs goes. Services and the
+        # checkpoint volume stay until the job is deleted.
+        return [], sorted(p["metadata"]["name"] for p in pods if _is_active_pod(p))
+    existing = {(x.get("kind"), x["metadata"]["name"]) for x in children}
+    create = [
+        x
+        for x in _desired_children(job, attempt)
+        if (x["kind"], x["metadata"]["name"]) not in existing
+    ]
+    delete = sorted(
+        p["metadata"]["name"]
+        for p in pods
+        if _is_worker(p)
+        and not (p.get("metadata") or {}).get("deletionTimestamp")
+        and _unwanted_worker(p, attempt, job.spec.replicas)
+    )
+    return create, delete
+
+
+def _status_patch(old: Obj, new: Obj) -> Obj | None:
+    """The keys of new that differ from old (a merge patch), or None when nothing changed."""
+    patch = {key: value for key, value in new.items() if old.get(key) != value}
+    return patch or None
+
+
+def _phase_event(old_phase: str | None, new: Obj) -> tuple[str, str, str] | None:
+    phase = new["phase"]
+    if phase == old_phase:
+        return None
+    # Every condition carries the reason and message of the decision behind the phase.
+    own = new["conditions"][0]
+    warning = phase in (c.PHASE_FAILED, c.PHASE_RESTARTING)
+    return ("Warning" if warning else "Normal", own["reason"], f"{phase}: {own['message']}")
+
+
+def _time_left(job: DistributedTrainingJob, new: Obj, now: datetime) -> tuple[bool, float | None]:
+    """(delete the job now?, seconds until a deadline or TTL expires)."""
+    policy = job.spec.run_policy
+    if policy is None:
+        return False, None
+    finished = _parse_time(new.get("completionTime"))
+    if new["phase"] in c.TERMINAL_PHASES:
+        if policy.ttl_seconds_after_finished is None or finished is None:
+            return False, None
+        left = (finished - now).total_seconds() + policy.ttl_seconds_after_finished
+        return left <= 0, max(left, 0.0)
+    started = _parse_time(new.get("startTime"))
+    if policy.active_deadline_seconds is None or started is None:
+        return False, None
+    return False, max((started - now).total_seconds() + policy.active_deadline_seconds, 0.0)
+
+
+def plan_reconcile(body: Obj, children: Sequence[Obj], now: datetime) -> Plan:
+    """Decide everything one reconcile of this job does (pure)."""
+    if (body.get("metadata") or {}).get("deletionTimestamp"):
+        return Plan()  # the garbage collector removes the children through their owner references
+    job = builders.parse_job(body)
+    status: Obj = dict(body.get("status") or {})
+    workers = [x for x in children if _is_worker(x)]
+    verdict = _Verdict(status.get("restartAttempt") or 0, status.get("restarts") or 0)
+    if status.get("phase") not in c.TERMINAL_PHASES:
+        verdict = decide_restart(job, status, workers)
+        verdict.failure = verdict.failure or _deadline_failure(job, status, now)
+    seen = _with_attempt(job, status, verdict.attempt)
+    new = compute_status(seen, workers, now, verdict.failure)
+    new.update(restartAttempt=verdict.attempt, restarts=verdict.restarts)
+    create, delete = plan_children(seen, verdict.attempt, new["phase"], children)
+    delete_job, requeue_after = _time_left(job, new, now)
+    events = [e for e in (verdict.event, _phase_event(status.get("phase"), new)) if e]
+    return Plan(_status_patch(status, new), delete, create, events, delete_job, requeue_after)
+
+
+def execute_plan(api: KubeApi, body: Obj, plan: Plan) -> list[Obj]:
+    """Carry out a plan: status first, then deletions, creations, events. Returns what it made."""
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    if plan.status_patch:
+        api.patch_job_status(namespace, name, plan.status_patch)
+    for pod in plan.delete_pods:
+        api.delete_pod(namespace, pod)
+    created = [obj for obj in plan.create if api.create(obj)]
+    for event_type, reason, message in plan.events:
+        api.post_event(body, event_type, reason, message)
+    if plan.delete_job:
+        api.delete_job(namespace, name)
+    return created
+
+
+def job_key_of_child(child: Obj) -> tuple[str, str] | None:
+    """(namespace, job name) of the job a child belongs to, from its labels."""
+    job_name = _labels(child).get(c.LABEL_JOB_NAME)
+    namespace = (child.get("metadata") or {}).get("namespace")
+    return (namespace, job_name) if job_name and namespace else None

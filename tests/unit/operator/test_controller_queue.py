@@ -1,0 +1,45 @@
+"""The controller's queue and cache: deduplication and never forgetting newer state."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from ringleader.controller import Cache, Controller
+from ringleader.kube import KubeApi
+
+
+def pod(name: str, phase: str) -> dict[str, Any]:
+    labels = {"ringleader.dev/job-name": "digits"}
+    meta = {"name": name, "namespace": "team-a", "labels": labels}
+    return {"kind": "Pod", "metadata": meta, "status": {"phase": phase}}
+
+
+def test_a_job_enqueued_many_times_is_reconciled_once() -> None:
+    controller = Controller(cast(KubeApi, None))
+    for _ in range(5):
+        controller.enqueue(("team-a", "digits"))
+    assert controller.queue.qsize() == 1
+
+
+def test_a_job_enqueued_while_being_reconciled_is_marked_to_run_again() -> None:
+    controller = Controller(cast(KubeApi, None))
+    controller.running.add(("team-a", "digits"))
+    controller.enqueue(("team-a", "digits"))
+    assert controller.queue.qsize() == 0
+    assert ("team-a", "digits") in controller.dirty
+
+
+def test_what_the_operator_created_never_replaces_what_the_watch_already_delivered() -> None:
+    cache = Cache()
+    cache.put_child(pod("digits-worker-0-a0", "Running"))
+    cache.put_child(pod("digits-worker-0-a0", "Pending"), only_if_absent=True)
+    cached = cache.children[("team-a", "digits")][("Pod", "digits-worker-0-a0")]
+    assert cached["status"]["phase"] == "Running"
+
+
+def test_a_deleted_child_leaves_the_cache() -> None:
+    cache = Cache()
+    key = cache.put_child(pod("digits-rdzv", "Running"))
+    cache.put_child(pod("digits-rdzv", "Running"), deleted=True)
+    assert key == ("team-a", "digits")
+    assert cache.children[key] == {}

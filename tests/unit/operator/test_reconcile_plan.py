@@ -1,0 +1,164 @@
+"""plan_reconcile: from a job and the children the operator sees, what one reconcile does."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ringleader import builders
+from ringleader.reconcile import Plan, plan_reconcile
+from ringleader.status import format_time
+from tests.unit.operator.jobs import make_job
+
+NOW = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
+Obj = dict[str, Any]
+
+
+def running(pod: Obj) -> Obj:
+    """The pod as the API reports it once it runs and is ready."""
+    pod = copy.deepcopy(pod)
+    pod["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+    return pod
+
+
+def finished(pod: Obj, phase: str) -> Obj:
+    pod = copy.deepcopy(pod)
+    pod["status"] = {"phase": phase}
+    return pod
+
+
+def settle(job: Obj, children: list[Obj]) -> tuple[Obj, list[Obj]]:
+    """Reconcile until nothing is left to do, with every created pod coming up at once."""
+    for _ in range(5):
+        plan = plan_reconcile(job, children, NOW)
+        if not (plan.status_patch or plan.create or plan.delete_pods):
+            return job, children
+        job = {**job, "status": {**(job.get("status") or {}), **(plan.status_patch or {})}}
+        kept = [c for c in children if c["metadata"]["name"] not in plan.delete_pods]
+        made = [running(c) if c["kind"] == "Pod" else c for c in plan.create]
+        children = kept + made
+    raise AssertionError("the plan did not settle in 5 rounds")
+
+
+def names(objects: list[Obj]) -> list[str]:
+    return sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
+
+
+def test_a_new_job_gets_its_services_store_and_workers_and_a_pending_status() -> None:
+    plan = plan_reconcile(make_job(), [], NOW)
+    assert names(plan.create) == [
+        "Pod/digits-rdzv",
+        "Pod/digits-worker-0-a0",
+        "Pod/digits-worker-1-a0",
+        "Service/digits-rdzv",
+        "Service/digits-workers",
+    ]
+    assert plan.status_patch is not None
+    assert plan.status_patch["phase"] == "Pending"
+    assert plan.delete_pods == []
+
+
+def test_a_job_whose_pods_all_run_settles_running_and_then_plans_nothing() -> None:
+    job, children = settle(make_job(), [])
+    assert job["status"]["phase"] == "Running"
+    assert job["status"]["workers"] == "2/2"
+    assert plan_reconcile(job, children, NOW) == Plan()
+
+
+def test_a_job_with_a_size_gets_its_checkpoint_claim() -> None:
+    job = make_job({"checkpoint": {"size": "5Gi"}})
+    assert "PersistentVolumeClaim/digits-checkpoint" in names(plan_reconcile(job, [], NOW).create)
+
+
+def test_a_failed_worker_restarts_the_whole_gang_under_the_next_attempt() -> None:
+    job, children = settle(make_job(), [])
+    children = [
+        finished(c, "Failed") if c["metadata"]["name"] == "digits-worker-1-a0" else c
+        for c in children
+    ]
+    plan = plan_reconcile(job, children, NOW)
+    assert plan.status_patch is not None
+    assert (plan.status_patch["restartAttempt"], plan.status_patch["restarts"]) == (1, 1)
+    assert plan.status_patch["phase"] == "Restarting"
+    assert plan.delete_pods == ["digits-worker-0-a0", "digits-worker-1-a0"]
+    assert names(plan.create) == ["Pod/digits-worker-0-a1", "Pod/digits-worker-1-a1"]
+    assert plan.events[0][:2] == ("Warning", "WorkerFailed")
+
+
+def test_a_failed_worker_with_no_restarts_left_fails_the_job_and_stops_the_rest() -> None:
+    job, children = settle(make_job({"failurePolicy": {"maxRestarts": 0}}), [])
+    children = [
+        finished(c, "Failed") if c["metadata"]["name"] == "digits-worker-0-a0" else c
+        for c in children
+    ]
+    plan = plan_reconcile(job, children, NOW)
+    assert plan.status_patch is not None
+    assert plan.status_patch["phase"] == "Failed"
+    failed = {c["type"]: c for c in plan.status_patch["conditions"]}["Failed"]
+    assert failed["reason"] == "MaxRestartsExceeded"
+    assert plan.create == []
+    assert plan.delete_pods == ["digits-rdzv", "digits-worker-1-a0"]
+
+
+def test_suspending_deletes_every_running_pod_and_creates_nothing() -> None:
+    job, children = settle(make_job(), [])
+    job["spec"]["runPolicy"] = {"suspend": True}
+    plan = plan_reconcile(job, children, NOW)
+    assert plan.create == []
+    assert plan.delete_pods == ["digits-rdzv", "digits-worker-0-a0", "digits-worker-1-a0"]
+    assert plan.status_patch is not None and plan.status_patch["phase"] == "Suspended"
+
+
+def test_scaling_down_deletes_the_highest_workers_only() -> None:
+    job, children = settle(make_job({"replicas": 3}), [])
+    job["spec"]["replicas"] = 1
+    plan = plan_reconcile(job, children, NOW)
+    assert plan.delete_pods == ["digits-worker-1-a0", "digits-worker-2-a0"]
+    assert plan.create == []
+
+
+def test_a_deadline_in_the_future_asks_to_be_woken_when_it_passes() -> None:
+    job, children = settle(make_job({"runPolicy": {"activeDeadlineSeconds": 60}}), [])
+    job["status"]["startTime"] = format_time(NOW - timedelta(seconds=45))
+    plan = plan_reconcile(job, children, NOW)
+    assert plan.requeue_after == 15
+
+
+def test_a_deadline_in_the_past_fails_the_job_with_deadline_exceeded() -> None:
+    job, children = settle(make_job({"runPolicy": {"activeDeadlineSeconds": 60}}), [])
+    job["status"]["startTime"] = format_time(NOW - timedelta(seconds=61))
+    plan = plan_reconcile(job, children, NOW)
+    assert plan.status_patch is not None
+    assert plan.status_patch["phase"] == "Failed"
+    failed = {c["type"]: c for c in plan.status_patch["conditions"]}["Failed"]
+    assert failed["reason"] == "DeadlineExceeded"
+    assert len(plan.delete_pods) == 3
+
+
+def test_a_finished_job_is_deleted_once_its_ttl_has_passed() -> None:
+    job = make_job({"runPolicy": {"ttlSecondsAfterFinished": 30}})
+    done = format_time(NOW - timedelta(seconds=31))
+    job["status"] = {"phase": "Succeeded", "completionTime": done, "startTime": done}
+    assert plan_reconcile(job, [], NOW).delete_job is True
+    job["status"]["completionTime"] = format_time(NOW - timedelta(seconds=10))
+    plan = plan_reconcile(job, [], NOW)
+    assert (plan.delete_job, plan.requeue_after) == (False, 20)
+
+
+def test_workers_that_all_succeed_make_the_job_succeed_and_remove_the_store() -> None:
+    job, children = settle(make_job(), [])
+    children = [
+        finished(c, "Succeeded") if "worker" in c["metadata"]["name"] else c for c in children
+    ]
+    plan = plan_reconcile(job, children, NOW)
+    assert plan.status_patch is not None and plan.status_patch["phase"] == "Succeeded"
+    assert plan.delete_pods == ["digits-rdzv"]
+    assert plan.events[-1][:2] == ("Normal", "AllWorkersSucceeded")
+
+
+def test_a_job_being_deleted_is_left_to_the_garbage_collector() -> None:
+    job = make_job()
+    job["metadata"]["deletionTimestamp"] = format_time(NOW)
+    workers = builders.build_worker_pods(job, 0)
+    assert plan_reconcile(job, workers, NOW) == Plan()
