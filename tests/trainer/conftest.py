@@ -1,0 +1,161 @@
+"""Fixtures for trainer tests: free ports, a rendezvous store process, "pods" as local processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ringleader_trainer.progress import heartbeat_path, read_json
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pick_free_port() -> int:
+    """Return a TCP port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], deadline_s: float, what: str) -> None:
+    """Poll check until it is true; fail the test with `what` at the deadline."""
+    end = time.monotonic() + deadline_s
+    while not check():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {deadline_s}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """Return an environment for trainer processes: one thread each, unbuffered."""
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def store_port(tmp_path: Path) -> Iterator[int]:
+    """Run a rendezvous store process (as the rendezvous pod would) and yield its port."""
+    port = pick_free_port()
+    log = (tmp_path / "store.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ringleader_trainer.store", "--port", str(port)],
+        env=child_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    wait_until(lambda: "listening" in (tmp_path / "store.log").read_text(), 60, "the store")
+    yield port
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+@dataclass
+class Pod:
+    """A launcher process standing in for one worker pod."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    ckpt: Path
+
+    def output(self) -> str:
+        """Return everything the pod printed so far."""
+        return self.log.read_text()
+
+    def heartbeat(self) -> dict[str, Any]:
+        """Return the pod's heartbeat, or {} before its first one."""
+        return read_json(heartbeat_path(self.ckpt, self.name)) or {}
+
+    def wait(self, timeout: float = 240) -> int:
+        """Wait for the launcher to exit and return its code."""
+        return self.proc.wait(timeout=timeout)
+
+
+@dataclass
+class Cluster:
+    """Starts pods of one job against one store, all sharing a checkpoint directory."""
+
+    tmp: Path
+    store_port: int
+    ckpt: Path
+    pods: list[Pod] = field(default_factory=list)
+
+    def start_pod(
+        self,
+        name: str,
+        nnodes: str,
+        args: list[str],
+        *,
+        rdzv_id: str = "job-0",
+        nproc: int = 1,
+        max_restarts: int = 0,
+    ) -> Pod:
+        """Start a launcher with its own PET_* env, as the operator would configure a pod."""
+        env = child_env(
+            PET_NNODES=nnodes,
+            PET_NPROC_PER_NODE=str(nproc),
+            PET_RDZV_BACKEND="c10d",
+            PET_RDZV_ENDPOINT=f"127.0.0.1:{self.store_port}",
+            PET_RDZV_ID=rdzv_id,
+            PET_RDZV_CONF="is_host=false",
+            PET_MAX_RESTARTS=str(max_restarts),
+            RINGLEADER_CHECKPOINT_DIR=str(self.ckpt),
+            RINGLEADER_CHECKPOINT_KEEP="3",
+            RINGLEADER_POD_NAME=name,
+            RINGLEADER_JOB_NAME="test-job",
+            RINGLEADER_PROGRESS_PORT=str(pick_free_port()),
+        )
+        log = self.tmp / f"{name}-{rdzv_id}.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "ringleader_trainer.launch", *args],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.tmp,
+                start_new_session=True,  # its own process group, so teardown can end its workers
+            )
+        pod = Pod(name, proc, log, self.ckpt)
+        self.pods.append(pod)
+        return pod
+
+    def run_job(
+        self,
+        pods: int,
+        args: list[str],
+        rdzv_id: str = "job-0",
+        nproc: int = 1,
+        timeout: float = 240,
+    ) -> list[Pod]:
+        """Run a fixed-size job to completion and check every pod exits 0."""
+        started = [
+            self.start_pod(f"pod-{i}", f"{pods}:{pods}", args, rdzv_id=rdzv_id, nproc=nproc)
+            for i in range(pods)
+        ]
+        for pod in started:
+            code = pod.wait(timeout)
+            assert code == 0, f"{pod.name} exited {code}:\n{pod.output()[-3000:]}"
+        return started
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, store_port: int) -> Iterator[Cluster]:
+    """A store plus a shared checkpoint directory; leftover pods are killed at the end."""
+    made = Cluster(tmp_path, store_port, tmp_path / "ckpt")
+    yield made
+    for pod in made.pods:
+        if pod.proc.poll() is None:
+            os.killpg(pod.proc.pid, signal.SIGKILL)
+            pod.proc.wait()

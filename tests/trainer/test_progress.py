@@ -1,0 +1,63 @@
+"""The launcher's progress endpoint serves what rank 0 and the pod's workers wrote."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ringleader_trainer.progress import (
+    PROGRESS_FILE,
+    Throttle,
+    heartbeat_path,
+    serve_progress,
+    write_json_atomic,
+)
+
+from .conftest import pick_free_port
+
+
+def fetch(port: int, path: str) -> tuple[int, str]:
+    """GET a path from the progress server."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_progress_and_metrics_are_served_from_the_shared_files(tmp_path: Path) -> None:
+    port = pick_free_port()
+    server = serve_progress(tmp_path, "pod-1", port)
+    try:
+        assert fetch(port, "/progress")[0] == 404
+        progress = {
+            "step": 42,
+            "epoch": 1,
+            "loss": 0.25,
+            "samples_per_second": 900.0,
+            "updated_at": 1000.0,
+            "checkpoint": {"step": 40, "path": "/c/s", "time": 99.0},
+        }
+        write_json_atomic(tmp_path / PROGRESS_FILE, progress)
+        write_json_atomic(heartbeat_path(tmp_path, "pod-1"), {"step": 41, "time": 998.0})
+        status, body = fetch(port, "/progress")
+        assert status == 200 and json.loads(body) == progress
+        status, metrics = fetch(port, "/metrics")
+        assert status == 200
+        assert "ringleader_trainer_step 42.0" in metrics
+        assert "ringleader_trainer_checkpoint_step 40.0" in metrics
+        assert "ringleader_trainer_heartbeat_step 41.0" in metrics
+        assert "ringleader_trainer_loss 0.25" in metrics
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize(("interval", "second_call"), [(0.0, True), (3600.0, False)])
+def test_throttle_allows_one_write_per_interval(interval: float, second_call: bool) -> None:
+    throttle = Throttle(interval)
+    assert throttle.ready()
+    assert throttle.ready() is second_call

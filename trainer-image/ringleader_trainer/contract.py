@@ -1,0 +1,105 @@
+"""The env contract as the trainer reads it: its own copy of the operator's names.
+
+The trainer image does not ship the operator package, so the names are repeated here;
+tests/trainer/test_contract.py checks every name below against ringleader.constants.ENV_CONTRACT.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Final
+
+PET_NNODES: Final = "PET_NNODES"
+PET_NPROC_PER_NODE: Final = "PET_NPROC_PER_NODE"
+PET_RDZV_BACKEND: Final = "PET_RDZV_BACKEND"
+PET_RDZV_ENDPOINT: Final = "PET_RDZV_ENDPOINT"
+PET_RDZV_ID: Final = "PET_RDZV_ID"
+PET_RDZV_CONF: Final = "PET_RDZV_CONF"
+PET_MAX_RESTARTS: Final = "PET_MAX_RESTARTS"
+DISABLE_SHARED_RDZV_STORE: Final = "TORCH_DISABLE_SHARE_RDZV_TCP_STORE"
+JOB_NAME: Final = "RINGLEADER_JOB_NAME"
+POD_NAME: Final = "RINGLEADER_POD_NAME"
+REPLICA_INDEX: Final = "RINGLEADER_REPLICA_INDEX"
+RESTART_ATTEMPT: Final = "RINGLEADER_RESTART_ATTEMPT"
+CHECKPOINT_DIR: Final = "RINGLEADER_CHECKPOINT_DIR"
+CHECKPOINT_KEEP: Final = "RINGLEADER_CHECKPOINT_KEEP"
+PROGRESS_PORT: Final = "RINGLEADER_PROGRESS_PORT"
+
+# Every name the trainer reads from the operator's env (the contract test checks this tuple).
+READ_NAMES: Final = (
+    PET_NNODES,
+    PET_NPROC_PER_NODE,
+    PET_RDZV_BACKEND,
+    PET_RDZV_ENDPOINT,
+    PET_RDZV_ID,
+    PET_RDZV_CONF,
+    PET_MAX_RESTARTS,
+    DISABLE_SHARED_RDZV_STORE,
+    JOB_NAME,
+    POD_NAME,
+    REPLICA_INDEX,
+    RESTART_ATTEMPT,
+    CHECKPOINT_DIR,
+    CHECKPOINT_KEEP,
+    PROGRESS_PORT,
+)
+
+# Set by torch's elastic agent for each worker process, not by the operator: outside the contract.
+AGENT_LOCAL_RANK: Final = "LOCAL_RANK"
+
+DEFAULT_RDZV_PORT: Final = 29400
+DEFAULT_PROGRESS_PORT: Final = 29500
+
+
+@dataclass(frozen=True)
+class LaunchEnv:
+    """What one worker pod was told by the operator."""
+
+    min_nodes: int
+    max_nodes: int
+    nproc_per_node: str
+    rdzv_backend: str
+    rdzv_endpoint: str
+    rdzv_id: str
+    rdzv_conf: str
+    max_restarts: int
+    job_name: str
+    pod_name: str
+    replica_index: int
+    restart_attempt: int
+    checkpoint_dir: str
+    checkpoint_keep: int
+    progress_port: int
+
+
+def parse_nnodes(value: str) -> tuple[int, int]:
+    """Parse torchrun's nnodes syntax, "N" or "MIN:MAX"."""
+    low, _, high = value.partition(":")
+    lo, hi = int(low), int(high or low)
+    if not 1 <= lo <= hi:
+        raise ValueError(f"{PET_NNODES}={value!r}: need 1 <= min <= max")
+    return lo, hi
+
+
+def read_launch_env(env: dict[str, str] | None = None) -> LaunchEnv:
+    """Read the launch settings from the env contract, with defaults for a single process."""
+    e = dict(os.environ) if env is None else env
+    lo, hi = parse_nnodes(e.get(PET_NNODES, "1"))
+    return LaunchEnv(
+        min_nodes=lo,
+        max_nodes=hi,
+        nproc_per_node=e.get(PET_NPROC_PER_NODE, "1"),
+        rdzv_backend=e.get(PET_RDZV_BACKEND, "c10d"),
+        rdzv_endpoint=e.get(PET_RDZV_ENDPOINT, f"localhost:{DEFAULT_RDZV_PORT}"),
+        rdzv_id=e.get(PET_RDZV_ID, "ringleader"),
+        rdzv_conf=e.get(PET_RDZV_CONF, "is_host=false"),
+        max_restarts=int(e.get(PET_MAX_RESTARTS, "3")),
+        job_name=e.get(JOB_NAME, "local"),
+        pod_name=e.get(POD_NAME, "local-0"),
+        replica_index=int(e.get(REPLICA_INDEX, "0")),
+        restart_attempt=int(e.get(RESTART_ATTEMPT, "0")),
+        checkpoint_dir=e.get(CHECKPOINT_DIR, "/checkpoints"),
+        checkpoint_keep=int(e.get(CHECKPOINT_KEEP, "3")),
+        progress_port=int(e.get(PROGRESS_PORT, str(DEFAULT_PROGRESS_PORT))),
+    )

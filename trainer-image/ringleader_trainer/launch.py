@@ -1,0 +1,99 @@
+"""The worker pod's entry point: torch's elastic agent, configured from the env contract.
+
+Usage: python -m ringleader_trainer.launch [trainer options]   (see ringleader_trainer.options)
+The agent starts PET_NPROC_PER_NODE workers (`python -m ringleader_trainer.worker` with the same
+options), restarts them in place up to PET_MAX_RESTARTS times, and re-forms the group through the
+c10d rendezvous store at PET_RDZV_ENDPOINT when pods come and go. This process also serves
+/progress and /metrics on RINGLEADER_PROGRESS_PORT, since it outlives its workers' restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import torch
+from torch.distributed.elastic.multiprocessing.api import SignalException
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.elastic.rendezvous.utils import _parse_rendezvous_config
+from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+from ringleader_trainer import contract
+from ringleader_trainer.options import parse_options
+from ringleader_trainer.progress import heartbeat_path, read_json, serve_progress
+
+log = logging.getLogger("ringleader.launch")
+
+
+def resolve_nproc(value: str) -> int:
+    """Return processes per pod: a number, or auto = one per visible GPU (else one)."""
+    if value in ("auto", "gpu"):
+        return max(1, torch.cuda.device_count())
+    return int(value)
+
+
+def build_launch_config(env: contract.LaunchEnv) -> LaunchConfig:
+    """Translate the env contract into the elastic agent's configuration."""
+    conf: dict[str, object] = dict(_parse_rendezvous_config(env.rdzv_conf))
+    conf.setdefault("is_host", "false")  # the store lives in the rendezvous pod, never here
+    return LaunchConfig(
+        min_nodes=env.min_nodes,
+        max_nodes=env.max_nodes,
+        nproc_per_node=resolve_nproc(env.nproc_per_node),
+        run_id=env.rdzv_id,
+        rdzv_backend=env.rdzv_backend,
+        rdzv_endpoint=env.rdzv_endpoint,
+        rdzv_configs=conf,
+        max_restarts=env.max_restarts,
+        monitor_interval=0.1,
+        start_method="spawn",
+    )
+
+
+def run_agent(env: contract.LaunchEnv, argv: list[str]) -> int:
+    """Run the workers under the elastic agent; return this pod's exit code."""
+    config = build_launch_config(env)
+    worker_args = ["-u", "-m", "ringleader_trainer.worker", *argv]
+    try:
+        elastic_launch(config, entrypoint=sys.executable)(*worker_args)
+    except ChildFailedError as exc:
+        log.error("ringleader: workers failed after %d restarts: %s", env.max_restarts, exc)
+        return 1
+    except SignalException as exc:
+        return exit_code_after_signal(env, exc.sigval)
+    return 0
+
+
+def exit_code_after_signal(env: contract.LaunchEnv, sigval: int) -> int:
+    """Exit 0 after a SIGTERM when this pod's workers stopped cleanly with a checkpoint."""
+    beat = read_json(heartbeat_path(Path(env.checkpoint_dir), env.pod_name)) or {}
+    if beat.get("state") == "STOPPED_HERE":
+        print(
+            f"ringleader: pod {env.pod_name} stopped on signal {sigval} after checkpointing "
+            f"step {beat.get('step')}",
+            flush=True,
+        )
+        return 0
+    return 128 + int(sigval)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve progress, then run the agent until the workers finish, fail or are stopped."""
+    args = sys.argv[1:] if argv is None else argv
+    parse_options(args)  # fail here, once, rather than in every worker
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    # Surviving agents must build a fresh bootstrap store when a new agent joins (DESIGN.md).
+    os.environ[contract.DISABLE_SHARED_RDZV_STORE] = "1"
+    env = contract.read_launch_env()
+    if env.progress_port:
+        try:
+            serve_progress(Path(env.checkpoint_dir), env.pod_name, env.progress_port)
+        except OSError as exc:  # training matters more than its reporting channel
+            log.warning("ringleader: cannot serve progress on %d: %s", env.progress_port, exc)
+    return run_agent(env, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,239 @@
+"""The training loop: DDP with gradient accumulation, a deterministic data order, checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import math
+import pickle
+import random
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.nn.parallel import DistributedDataParallel
+
+from ringleader_trainer import data
+from ringleader_trainer.checkpoint import Checkpointer
+from ringleader_trainer.options import Options
+from ringleader_trainer.report import Reporter
+from ringleader_trainer.workloads import Workload
+
+log = logging.getLogger("ringleader.loop")
+
+
+class Outcome(enum.Enum):
+    """How a worker's loop ended; the worker maps it to an exit code."""
+
+    FINISHED = "finished"
+    STOPPED_HERE = "stopped on this worker's SIGTERM"
+    STOPPED_ELSEWHERE = "stopped on another worker's SIGTERM"
+
+
+@dataclass
+class Runtime:
+    """This worker's place in the group and where shared files live."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    ckpt_group: dist.ProcessGroup
+    root: Path
+    keep: int
+    pod_name: str
+    job_name: str
+
+
+@dataclass
+class Parts:
+    """What the loop trains and checkpoints."""
+
+    model: nn.Module
+    ddp: DistributedDataParallel
+    optim: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    workload: Workload
+
+
+def build_schedule(total_steps: int, warmup: int) -> Any:
+    """Linear warm-up then cosine decay to 10%, as a function of the step (never the world)."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def capture_rng() -> dict[str, Any]:
+    """Return this process's random number generator states."""
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Restore random number generator states captured by capture_rng."""
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def build_state(parts: Parts, position: data.Position, step: int, rng: list[Any]) -> dict[str, Any]:
+    """Return the state dict a checkpoint holds."""
+    model_sd, optim_sd = get_state_dict(parts.model, parts.optim)
+    trainer = {
+        "step": step,
+        "epoch": position.epoch,
+        "cursor": position.cursor,
+        "scheduler": parts.sched.state_dict(),
+        "rng": rng,
+    }
+    # One opaque value: DCP stores non-tensors by pickling and hands them back whole on load.
+    return {"model": model_sd, "optim": optim_sd, "trainer": pickle.dumps(trainer)}
+
+
+def resume(parts: Parts, ckpt: Checkpointer, rt: Runtime) -> tuple[data.Position, int]:
+    """Load the newest valid checkpoint, if any; return the position and step to go on from."""
+    path = ckpt.choose_resume_path()
+    if path is None:
+        log.info("ringleader: no checkpoint found; starting from step 0")
+        return data.Position(0, 0), 0
+    state = build_state(parts, data.Position(0, 0), 0, [])
+    ckpt.load(path, state)
+    set_state_dict(
+        parts.model, parts.optim, model_state_dict=state["model"], optim_state_dict=state["optim"]
+    )
+    trainer = pickle.loads(state["trainer"])
+    parts.sched.load_state_dict(trainer["scheduler"])
+    rngs = trainer["rng"]
+    restore_rng(rngs[rt.rank % len(rngs)])
+    log.info(
+        "ringleader: resumed from %s at step %d (saved by %d ranks, now %d)",
+        path,
+        trainer["step"],
+        len(rngs),
+        rt.world_size,
+    )
+    return data.Position(trainer["epoch"], trainer["cursor"]), int(trainer["step"])
+
+
+def run_step(parts: Parts, step_indices: torch.Tensor, rt: Runtime, micro: int) -> torch.Tensor:
+    """Train one optimizer step on a rank's share; return its summed per-sample loss."""
+    share = data.shard_indices(step_indices, rt.rank, rt.world_size)
+    batches = data.split_micro_batches(share, micro or max(1, share.numel()))
+    scale = data.compute_loss_scale(step_indices.numel(), rt.world_size)
+    parts.optim.zero_grad(set_to_none=True)
+    total = torch.zeros((), device=rt.device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=rt.device.type == "cuda")
+    for i, batch in enumerate(batches):
+        x, y = parts.workload.fetch(batch)
+        x, y = x.to(rt.device, non_blocking=True), y.to(rt.device, non_blocking=True)
+        # Only the last micro-batch all-reduces: one exchange per step, whatever the world size.
+        sync = contextlib.nullcontext() if i == len(batches) - 1 else parts.ddp.no_sync()
+        with sync:
+            with autocast:
+                losses = parts.workload.loss(parts.ddp(x), y)
+            torch.autograd.backward(losses.sum() * scale)
+        total += losses.detach().sum()
+    parts.optim.step()
+    parts.sched.step()
+    return total
+
+
+def agree_on_step(loss_sum: torch.Tensor, stop_here: bool, rt: Runtime) -> tuple[float, bool]:
+    """All-reduce the step's loss and the stop requests; return (global loss sum, stop?)."""
+    packed = torch.stack([loss_sum.float(), torch.tensor(float(stop_here), device=rt.device)])
+    dist.all_reduce(packed)
+    return float(packed[0]), bool(packed[1] > 0)
+
+
+def save_checkpoint(
+    parts: Parts, ckpt: Checkpointer, pos: data.Position, step: int, block: bool
+) -> float:
+    """Gather every rank's RNG state and save a checkpoint; return seconds the loop was held."""
+    rngs: list[Any] = [None] * dist.get_world_size(ckpt.group)
+    dist.all_gather_object(rngs, capture_rng(), group=ckpt.group)
+    return ckpt.save(step, build_state(parts, pos, step, rngs), block=block)
+
+
+def train(parts: Parts, opts: Options, rt: Runtime, stop: threading.Event) -> Outcome:
+    """Run the loop from the newest checkpoint to the last epoch or a SIGTERM."""
+    ckpt = Checkpointer(rt.root, rt.keep, rt.ckpt_group)
+    pos, step = resume(parts, ckpt, rt)
+    reporter = Reporter(rt, opts, parts.workload.num_samples)
+    n, perm_epoch, perm = parts.workload.num_samples, -1, torch.empty(0)
+    outcome = Outcome.FINISHED
+    while pos.epoch < opts.epochs:
+        started = time.perf_counter()
+        if perm_epoch != pos.epoch:
+            perm, perm_epoch = data.compute_permutation(n, opts.seed, pos.epoch), pos.epoch
+        indices = data.select_step_indices(perm, pos.cursor, opts.global_batch)
+        loss_sum = run_step(parts, indices, rt, opts.micro_batch)
+        loss, stopping = agree_on_step(loss_sum, stop.is_set(), rt)
+        reporter.trace(step, pos, indices, loss / indices.numel())
+        pos, step = data.advance(pos, indices.numel(), n), step + 1
+        if stopping:
+            save_checkpoint(parts, ckpt, pos, step, block=True)
+            outcome = Outcome.STOPPED_HERE if stop.is_set() else Outcome.STOPPED_ELSEWHERE
+            break
+        if step % opts.checkpoint_every == 0:
+            save_checkpoint(parts, ckpt, pos, step, block=opts.sync_checkpoint)
+        reporter.report(
+            step,
+            pos,
+            loss / indices.numel(),
+            samples=indices.numel(),
+            newest=ckpt.newest_committed(),
+        )
+        pace(started, opts.min_step_seconds)
+    if outcome is Outcome.FINISHED:
+        finish(parts, ckpt, reporter, pos, step, saved=step % opts.checkpoint_every == 0)
+    ckpt.close()
+    reporter.report(
+        step, pos, None, samples=0, newest=ckpt.newest_committed(), state=outcome.name, force=True
+    )
+    return outcome
+
+
+def finish(
+    parts: Parts,
+    ckpt: Checkpointer,
+    reporter: Reporter,
+    pos: data.Position,
+    step: int,
+    *,
+    saved: bool,
+) -> None:
+    """Save the final checkpoint; rank 0 evaluates and writes the final weights."""
+    if not saved:  # decided from the step alone, so every rank agrees
+        save_checkpoint(parts, ckpt, pos, step, block=True)
+    ckpt.wait()
+    if dist.get_rank() == 0:
+        evaluation = parts.workload.evaluate(parts.model) if parts.workload.evaluate else {}
+        reporter.record_final(parts.model, evaluation)
+
+
+def pace(started: float, min_seconds: float) -> None:
+    """Sleep out the rest of min_seconds (a debug aid that lets tests act between steps)."""
+    left = min_seconds - (time.perf_counter() - started)
+    if left > 0:
+        time.sleep(left)

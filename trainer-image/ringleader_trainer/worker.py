@@ -1,0 +1,110 @@
+"""One training process, started by the elastic agent: `python -m ringleader_trainer.worker`.
+
+Exit codes: 0 when training finished or this worker was asked to stop (SIGTERM) and its
+checkpoint is committed; 75 (EX_TEMPFAIL) when another worker's SIGTERM stopped the group, so
+this worker's agent restarts it into the group that re-forms without the leaving pod.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from ringleader_trainer import contract, data
+from ringleader_trainer.loop import Outcome, Parts, Runtime, build_schedule, train
+from ringleader_trainer.options import Options, parse_options
+from ringleader_trainer.workloads import parse_options as parse_workload_options
+from ringleader_trainer.workloads import resolve_workload
+
+EXIT_REJOIN = 75
+
+
+def init_runtime() -> Runtime:
+    """Join the process group the agent prepared (env://) and describe this worker."""
+    cuda = torch.cuda.is_available()
+    local_rank = int(os.environ.get(contract.AGENT_LOCAL_RANK, "0"))
+    if cuda:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(minutes=10))
+    # Checkpoints run their collectives in a background thread: they need a group of their own.
+    ckpt_group = dist.new_group(backend="gloo")
+    launch = contract.read_launch_env()
+    assert ckpt_group is not None
+    print(
+        f"ringleader: rank {dist.get_rank()} of {dist.get_world_size()} joined "
+        f"(backend {dist.get_backend()}, pod {launch.pod_name})",
+        flush=True,
+    )
+    return Runtime(
+        rank=dist.get_rank(),
+        world_size=dist.get_world_size(),
+        local_rank=local_rank,
+        device=torch.device("cuda", local_rank) if cuda else torch.device("cpu"),
+        ckpt_group=ckpt_group,
+        root=Path(launch.checkpoint_dir),
+        keep=launch.checkpoint_keep,
+        pod_name=launch.pod_name,
+        job_name=launch.job_name,
+    )
+
+
+def build_parts(opts: Options, rt: Runtime) -> Parts:
+    """Build the workload, model, DDP wrapper, optimizer and schedule, seeded identically."""
+    torch.manual_seed(opts.seed)
+    workload = resolve_workload(opts.workload)(parse_workload_options(opts.workload_options))
+    model = workload.model.to(rt.device)
+    ddp = DistributedDataParallel(
+        model,
+        device_ids=[rt.local_rank] if rt.device.type == "cuda" else None,
+        bucket_cap_mb=25,
+        gradient_as_bucket_view=True,
+    )
+    optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    total = opts.epochs * data.compute_steps_per_epoch(workload.num_samples, opts.global_batch)
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, build_schedule(total, opts.warmup_steps))
+    return Parts(model=model, ddp=ddp, optim=optim, sched=sched, workload=workload)
+
+
+def install_stop_handler() -> threading.Event:
+    """Turn SIGTERM into a request to checkpoint at the next step boundary."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        print(
+            f"ringleader: SIGTERM received (pid {os.getpid()}); stopping at the next step",
+            flush=True,
+        )
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    return stop
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train until done or stopped; return the exit code."""
+    opts = parse_options(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    stop = install_stop_handler()
+    rt = init_runtime()
+    parts = build_parts(opts, rt)
+    outcome = train(parts, opts, rt, stop)
+    dist.destroy_process_group()
+    if outcome is Outcome.STOPPED_HERE:
+        print("ringleader: stopped on SIGTERM; checkpoint committed; exiting 0", flush=True)
+    if outcome is Outcome.STOPPED_ELSEWHERE:
+        print("ringleader: group stopping for a leaving worker; exiting to rejoin", flush=True)
+        return EXIT_REJOIN
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
