@@ -31,8 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="python -m tools.localcluster")
     parser.add_argument("command", choices=["up", "down", "status", "destroy"])
+    parser.add_argument(
+        "--local-nodes", type=int, default=0, help="also run N local nodes (root; `up` only)"
+    )
     args = parser.parse_args(argv)
-    cluster = LocalCluster(default_layout(build=args.command == "up"))
+    layout = default_layout(build=args.command == "up")
+    cluster = LocalCluster(layout, local_nodes=args.local_nodes)
     try:
         if args.command == "up":
             started = time.monotonic()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import ssl
 import subprocess
@@ -13,7 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import components, processes
+from . import addons, components, processes
 from .kubeconfig import write_kubeconfigs
 from .layout import SERVICE_IP, Layout
 from .nodes import NODE_POOL_LABEL, build_fake_gpu_nodes
@@ -69,9 +70,60 @@ class ComponentState:
 class LocalCluster:
     """A control plane whose state lives under layout.root."""
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, local_nodes: int = 0, provisioner: bool = True) -> None:
+        """local_nodes > 0 also starts the local node agent (root only) with that many nodes."""
         self.layout = layout
         self.fake_nodes = build_fake_gpu_nodes()
+        self.local_nodes, self.provisioner = local_nodes, provisioner
+
+    def _addons(self) -> list[addons.Addon]:
+        """Every optional component, in start order (stop and status consider them all)."""
+        return [
+            addons.provisioner(self.layout),
+            addons.node_agent(self.layout, self.local_nodes),
+            addons.operator(self.layout),
+        ]
+
+    def _start_addon(self, addon: addons.Addon) -> None:
+        layout = self.layout
+        if processes.running_pid(layout.run_dir, addon.name, addon.binary) is None:
+            processes.start(layout.run_dir, layout.log_dir, addon.name, addon.argv, addon.cwd)
+
+    def start_provisioner(self) -> None:
+        """Start the local volume provisioner (StorageClass `ringleader-local`)."""
+        self._start_addon(addons.provisioner(self.layout))
+        self._wait_for("StorageClass ringleader-local", "get", "storageclass", "ringleader-local")
+
+    def start_local_nodes(self, count: int) -> None:
+        """Start the local node agent with `count` nodes and wait until they are Ready."""
+        if os.geteuid() != 0:
+            raise ClusterError("local nodes need root (network namespaces, mounts)")
+        self.local_nodes = count
+        agent = addons.node_agent(self.layout, count)
+        self._start_addon(agent)
+        for name in addons.local_node_names(count):
+            self._wait_for(
+                f"local node {name} Ready",
+                "wait", "--for=condition=Ready", f"node/{name}", "--timeout=5s",
+            )  # fmt: skip
+
+    def start_operator(self, crds: Path) -> None:
+        """Install the CRDs from `crds` and run the operator in the background."""
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds))
+        self._wait_for(
+            "the CRDs established",
+            "wait", "--for=condition=Established", "crd", "--all", "--timeout=5s",
+        )  # fmt: skip
+        self._start_addon(addons.operator(self.layout))
+
+    def stop_addons(self) -> list[str]:
+        """Stop the operator, the node agent (it stops its pods first), then the provisioner."""
+        stopped = []
+        for addon in reversed(self._addons()):
+            # The agent gives its pods 10 s to exit on SIGTERM before it kills them.
+            if processes.stop(self.layout.run_dir, addon.name, addon.binary, grace_seconds=30):
+                stopped.append(addon.name)
+        return stopped
 
     def _components(self) -> list[components.Component]:
         pki = ensure_pki(self.layout.pki_dir, SERVICE_IP)
@@ -100,6 +152,11 @@ class LocalCluster:
     def _start(self, component: components.Component) -> None:
         layout = self.layout
         if not self._is_running(component):
+            if _answers_ok(component.health_url):
+                raise ClusterError(
+                    f"something else already answers at {component.health_url}: another local "
+                    "cluster on the same ports? (RINGLEADER_CLUSTER_PORT_BASE moves them)"
+                )
             if component.name == "kwok":
                 self._release_fake_node_leases()
             processes.start(layout.run_dir, layout.log_dir, component.name, component.argv)
@@ -148,11 +205,15 @@ class LocalCluster:
         )  # fmt: skip
         # The controller-manager is working once it has made the default ServiceAccount.
         self._wait_for("the default ServiceAccount", "get", "serviceaccount", "default")
+        if self.provisioner:
+            self.start_provisioner()
+        if self.local_nodes:
+            self.start_local_nodes(self.local_nodes)
         self._link_tools()
 
     def down(self) -> list[str]:
         """Stop every component, last started first; return the names that were running."""
-        stopped = []
+        stopped = self.stop_addons()
         for component in reversed(self._components()):
             if processes.stop(self.layout.run_dir, component.name, component.binary):
                 stopped.append(component.name)
@@ -171,4 +232,9 @@ class LocalCluster:
             rss = processes.resident_memory_bytes(pid) if pid else 0
             healthy = pid is not None and _answers_ok(component.health_url)
             states.append(ComponentState(component.name, pid, healthy, rss))
+        for addon in self._addons():  # optional: listed only while running
+            pid = processes.running_pid(self.layout.run_dir, addon.name, addon.binary)
+            if pid is not None:
+                rss = processes.resident_memory_bytes(pid)
+                states.append(ComponentState(addon.name, pid, True, rss))
         return states

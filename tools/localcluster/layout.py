@@ -40,6 +40,10 @@ class Layout:
         return self.port_base + 80
 
     @property
+    def operator_metrics_port(self) -> int:
+        return self.port_base + 88
+
+    @property
     def controller_manager_port(self) -> int:
         return self.port_base + 57
 

@@ -31,7 +31,7 @@ def running_pid(run_dir: Path, name: str, binary: str) -> int | None:
     return pid if pid is not None and _is_alive(pid, binary) else None
 
 
-def start(run_dir: Path, log_dir: Path, name: str, argv: list[str]) -> int:
+def start(run_dir: Path, log_dir: Path, name: str, argv: list[str], cwd: Path | None = None) -> int:
     """Start argv detached from this process, logging to log_dir/NAME.log; return its pid."""
     run_dir.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -42,6 +42,7 @@ def start(run_dir: Path, log_dir: Path, name: str, argv: list[str]) -> int:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # outlives `make cluster-up` and ignores its Ctrl-C
+            cwd=cwd,
         )
     (run_dir / f"{name}.pid").write_text(f"{process.pid}\n")
     return process.pid

@@ -94,10 +94,10 @@ def test_fake_nodes_look_like_distinct_eight_gpu_machines_managed_by_kwok() -> N
 def test_two_clusters_with_different_port_bases_share_no_port(tmp_path: Path) -> None:
     def ports(layout: Layout) -> set[int]:
         names = ["apiserver", "etcd", "etcd_peer", "controller_manager", "scheduler", "kwok"]
-        return {getattr(layout, f"{name}_port") for name in names}
+        return {getattr(layout, f"{name}_port") for name in names} | {layout.operator_metrics_port}
 
     dev, test = ports(_layout(tmp_path, 16400)), ports(_layout(tmp_path, 17400))
-    assert len(dev) == 6
+    assert len(dev) == 7
     assert not dev & test
 
 

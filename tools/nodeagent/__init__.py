@@ -1,0 +1,1 @@
+"""The local node agent: runs pods bound to local nodes as real processes, like a kubelet."""
