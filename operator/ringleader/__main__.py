@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import random
 
 import kopf
 
@@ -24,12 +25,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--metrics-port", type=int, default=8080, help="0 disables /metrics")
     parser.add_argument("--workers", type=int, default=8, help="jobs reconciled concurrently")
     parser.add_argument(
+        "--progress-interval",
+        type=float,
+        default=5.0,
+        help="seconds between polls of the trainers' progress (0 disables)",
+    )
+    parser.add_argument(
         "--peering",
         default=None,
         help="kopf peering name, so only one of several replicas is active (default: standalone)",
     )
+    parser.add_argument(
+        "--priority",
+        type=_priority,
+        default=0,
+        help="peering priority: the highest live one is active, lower ones wait; 'random' lets "
+        "identical replicas (a Deployment) differ, so exactly one of them is active",
+    )
+    parser.add_argument(
+        "--liveness",
+        default=None,
+        metavar="URL",
+        help="serve kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz (default: off)",
+    )
     parser.add_argument("--verbose", action="store_true")
     return parser.parse_args(argv)
+
+
+def _priority(value: str) -> int:
+    # kopf pauses *every* peer when two share a priority, so replicas must not all use 0.
+    if value == "random":
+        return random.randint(1, 2**31 - 1)
+    return int(value)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,13 +69,19 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     kopf.configure(verbose=args.verbose)
-    memo = kopf.Memo(workers=args.workers, metrics_port=args.metrics_port)
+    memo = kopf.Memo(
+        workers=args.workers,
+        metrics_port=args.metrics_port,
+        progress_interval=args.progress_interval,
+    )
     kopf.run(
         registry=kopf.get_default_registry(),
         clusterwide=not args.namespace,
         namespaces=args.namespace,
         standalone=args.peering is None,
         peering_name=args.peering,
+        priority=args.priority,
+        liveness_endpoint=args.liveness,
         memo=memo,
     )
 

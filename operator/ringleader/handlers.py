@@ -6,6 +6,7 @@ the controller's asyncio queue must only be touched from the event loop's thread
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -15,9 +16,11 @@ from prometheus_client import start_http_server
 from ringleader import constants as c
 from ringleader.controller import Controller
 from ringleader.kube import KubeApi, load_client_config
+from ringleader.poller import ProgressPoller
 
 CHILD_LABELS = {c.LABEL_MANAGED_BY: c.MANAGED_BY}
 CONTROLLER_KEY = "ringleader_controller"
+POLLER_KEY = "ringleader_progress_poller"
 
 
 def _controller(memo: Any) -> Controller:
@@ -31,7 +34,9 @@ def login(**_: Any) -> kopf.ConnectionInfo:
     # kopf's own kubeconfig login reads $KUBECONFIG as it was when the client library was
     # imported, so `--kubeconfig` would be ignored without this.
     configuration = load_client_config().configuration
-    scheme, _space, token = (configuration.api_key.get("authorization") or "").partition(" ")
+    # The client keeps a bearer token (token kubeconfigs, in-cluster) under "BearerToken".
+    bearer = configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
+    scheme, _space, token = (bearer or "").partition(" ")
     return kopf.ConnectionInfo(
         server=configuration.host,
         ca_path=configuration.ssl_ca_cert,
@@ -50,9 +55,14 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.server_timeout = 300
     # Only event handlers are registered: kopf then stores nothing on the objects (no
     # annotations, no finalizers), and the controller keeps its own state.
-    controller = Controller(KubeApi(load_client_config()), workers=memo.get("workers", 8))
+    api = KubeApi(load_client_config())
+    controller = Controller(api, workers=memo.get("workers", 8))
     controller.start()
     memo[CONTROLLER_KEY] = controller
+    interval = memo.get("progress_interval", 5.0)
+    if interval > 0:
+        poller = ProgressPoller(api, controller.cache, interval)
+        memo[POLLER_KEY] = asyncio.create_task(poller.run())
     port = memo.get("metrics_port")
     if port:
         start_http_server(port)
@@ -60,7 +70,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    """Stop the controller's workers."""
+    """Stop the progress poller and the controller's workers."""
+    if (task := memo.get(POLLER_KEY)) is not None:
+        task.cancel()
     await _controller(memo).stop()
 
 

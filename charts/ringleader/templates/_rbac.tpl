@@ -1,0 +1,72 @@
+{{/*
+The operator's permissions, in one place so the ClusterRole (cluster-wide mode) and the Roles
+(one per watched namespace) cannot drift apart. Each rule names what in the operator needs it;
+the chart's integration test runs the operator with exactly these and checks what is refused.
+*/}}
+
+{{/* Rules on namespaced resources: granted cluster-wide or per watched namespace. */}}
+{{- define "ringleader.rbac.namespacedRules" -}}
+# The jobs: watched (kopf), deleted after ttlSecondsAfterFinished.
+- apiGroups: ["ringleader.dev"]
+  resources: ["distributedtrainingjobs"]
+  verbs: ["list", "watch", "delete"]
+# Status is written through its subresource only; the operator never changes a job's spec.
+- apiGroups: ["ringleader.dev"]
+  resources: ["distributedtrainingjobs/status"]
+  verbs: ["patch"]
+# Children carry ownerReferences with blockOwnerDeletion, which clusters with the
+# OwnerReferencesPermissionEnforcement admission plugin only allow to who may update this.
+- apiGroups: ["ringleader.dev"]
+  resources: ["distributedtrainingjobs/finalizers"]
+  verbs: ["update"]
+# Worker and rendezvous pods: created, replaced on failure, removed on scale-down.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch", "create", "delete"]
+# The headless Service and checkpoint claims: created once, removed by garbage collection.
+- apiGroups: [""]
+  resources: ["services", "persistentvolumeclaims"]
+  verbs: ["list", "watch", "create"]
+# Events on jobs (events.k8s.io) and kopf's own warnings (core).
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- if include "ringleader.peering" . }}
+{{- if .Values.watchNamespaces }}
+# kopf peering between replicas: one KopfPeering per watched namespace.
+- apiGroups: ["kopf.dev"]
+  resources: ["kopfpeerings"]
+  verbs: ["list", "watch"]
+- apiGroups: ["kopf.dev"]
+  resources: ["kopfpeerings"]
+  resourceNames: [{{ include "ringleader.peeringName" . | quote }}]
+  verbs: ["get", "patch"]
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Rules on cluster-scoped resources: always a ClusterRole. */}}
+{{- define "ringleader.rbac.clusterRules" -}}
+# kopf discovers served resources and notices CRDs coming and going.
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["list", "watch"]
+{{- if .Values.watchNamespaces }}
+# kopf follows the watched namespaces being created and deleted (names only).
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- else if include "ringleader.peering" . }}
+# kopf peering between replicas: one ClusterKopfPeering.
+- apiGroups: ["kopf.dev"]
+  resources: ["clusterkopfpeerings"]
+  verbs: ["list", "watch"]
+- apiGroups: ["kopf.dev"]
+  resources: ["clusterkopfpeerings"]
+  resourceNames: [{{ include "ringleader.peeringName" . | quote }}]
+  verbs: ["get", "patch"]
+{{- end }}
+{{- end }}
