@@ -10,7 +10,7 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 PYTEST_FLAGS ?=
 
-.PHONY: help venv binaries cluster-up cluster-down cluster-status crds crds-check openapi run lint format unit integration test clean
+.PHONY: help venv binaries demo cluster-up cluster-down cluster-status crds crds-check openapi run lint format unit integration trainer-test bench-trainer e2e test clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -26,14 +26,18 @@ venv: $(STAMP) ## create the Python virtual environment (.venv) with pinned depe
 binaries: ## build the pinned Kubernetes, etcd, kwok and helm binaries (cached in ~/.cache/ringleader)
 	tools/build-binaries.sh
 
-cluster-up: venv binaries ## start the local cluster (etcd, API server, controller-manager, scheduler, kwok nodes)
-	$(PY) -m tools.localcluster up
+LOCAL_NODES ?= 0
+cluster-up: venv binaries ## start the local cluster (LOCAL_NODES=2 adds nodes that run pods as processes; root)
+	$(PY) -m tools.localcluster up --local-nodes $(LOCAL_NODES)
 
 cluster-down: venv ## stop the local cluster (its data stays in .cluster/ until `make clean`)
 	$(PY) -m tools.localcluster down
 
 cluster-status: venv ## show whether each local cluster component is running
 	$(PY) -m tools.localcluster status
+
+demo: venv binaries ## the local cluster, the operator and a real training job end to end (root)
+	$(PY) -m tools.demo
 
 crds: venv ## regenerate crds/ from operator/ringleader/models.py
 	$(PY) -m ringleader.crdgen
@@ -63,7 +67,16 @@ unit: venv ## unit tests: pure logic, no server
 integration: venv binaries ## integration tests against a real local control plane (started by the tests)
 	$(BIN)/pytest tests/integration $(PYTEST_FLAGS)
 
-test: lint unit integration ## everything CI runs: lint, unit and integration tests
+trainer-test: venv ## the trainer's tests: real torch.distributed processes on CPU/gloo (a few minutes)
+	OMP_NUM_THREADS=1 $(BIN)/pytest tests/trainer $(PYTEST_FLAGS)
+
+bench-trainer: venv ## trainer throughput, checkpoint stall and all-reduce bandwidth figures
+	OMP_NUM_THREADS=1 $(PY) -m bench.trainer
+
+e2e: venv binaries ## end-to-end: real training through the operator on local nodes (root)
+	$(BIN)/pytest tests/e2e $(PYTEST_FLAGS)
+
+test: lint unit trainer-test integration e2e ## everything CI runs: lint, unit, trainer, integration, e2e
 
 clean: ## stop the local cluster and remove its state and the virtual environment
 	if [ -x $(PY) ]; then $(PY) -m tools.localcluster down; fi

@@ -6,16 +6,20 @@ of starting their own.
 
 from __future__ import annotations
 
+import functools
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.kube import Kube
+from tests.harness import LOCAL_NODES, LocalNodes, OperatorProcess, node_ready, start_node_agent
+from tests.kube import Kube, wait_until
 from tools.localcluster.cluster import LocalCluster
 from tools.localcluster.layout import Layout, cached_bin_dir
+from tools.nodeagent.config import StateDir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEST_PORT_BASE = 17400  # the test cluster's ports sit apart from the developer's (16400)
@@ -51,3 +55,47 @@ def namespace(kube: Kube) -> Iterator[str]:
     kube.run("create", "namespace", name)
     yield name
     kube.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+CRD_NAME = "distributedtrainingjobs.ringleader.dev"
+
+
+@pytest.fixture(scope="session")
+def crd(kube: Kube) -> str:
+    """The DistributedTrainingJob CRD, installed and established."""
+    kube.run("apply", "--server-side", "--force-conflicts", "-f", str(REPO_ROOT / "crds"))
+
+    def established() -> bool:
+        conditions = kube.get("crd", CRD_NAME).get("status", {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    wait_until(established, what=f"{CRD_NAME} established")
+    return CRD_NAME
+
+
+@pytest.fixture(scope="session")
+def operator(
+    kube: Kube, crd: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """One operator for the session; a test may kill and restart it."""
+    log_path = tmp_path_factory.mktemp("operator") / "operator.log"
+    process = OperatorProcess(kube.kubeconfig, log_path)
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def local_nodes(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNodes]:
+    """A node agent with two local nodes that run pods as processes, stopped afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("the local node agent needs root")
+    state = tmp_path_factory.mktemp("nodeagent")
+    process = start_node_agent(kube.kubeconfig, state)
+    try:
+        for name in LOCAL_NODES:
+            wait_until(functools.partial(node_ready, kube, name), what=f"node {name} Ready")
+        yield LocalNodes(StateDir(state), process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)

@@ -125,8 +125,10 @@ def build_store_pod(job: JobLike) -> Obj:
         "restartPolicy": "Always",
         "enableServiceLinks": False,
     }
-    # The store must be able to pull and run the same image, wherever the workers may run.
-    for key in ("imagePullSecrets", "securityContext", "tolerations", "priorityClassName"):
+    # The store must be able to pull and run the same image, wherever the workers may run:
+    # on the nodes they are restricted to, with the taints they tolerate.
+    store_keys = ("imagePullSecrets", "securityContext", "nodeSelector", "tolerations")
+    for key in (*store_keys, "priorityClassName"):
         if key in pod_spec:
             spec[key] = copy.deepcopy(pod_spec[key])
     # Same priority as the workers (losing the store stalls them all), but not their scheduler:

@@ -6,7 +6,7 @@ from typing import Any
 
 from ringleader import builders
 from ringleader.kube import FAULT_EXIT_CODE
-from tests.integration.conftest import OperatorProcess
+from tests.harness import OperatorProcess
 from tests.kube import Kube, wait_until
 
 COMPLETE = "pod-complete.stage.ringleader.dev"

@@ -268,6 +268,15 @@ def test_store_pod_runs_the_store_entry_point_in_the_workers_image() -> None:
     assert pod["metadata"]["labels"]["ringleader.dev/role"] == "rendezvous"
 
 
+def test_store_pod_runs_on_the_nodes_the_workers_are_restricted_to() -> None:
+    job = make_job()
+    job["spec"]["template"]["spec"]["nodeSelector"] = {"pool": "a100"}
+    job["spec"]["template"]["spec"]["tolerations"] = [{"key": "gpu", "operator": "Exists"}]
+    spec = builders.build_store_pod(job)["spec"]
+    assert spec["nodeSelector"] == {"pool": "a100"}
+    assert spec["tolerations"] == [{"key": "gpu", "operator": "Exists"}]
+
+
 def test_checkpoint_claim_is_built_only_for_a_size() -> None:
     assert builders.build_checkpoint_claim(make_job()) is None
     assert (

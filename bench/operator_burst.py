@@ -1,0 +1,162 @@
+"""Benchmark: a burst of K jobs x W workers applied at once to the operator on kwok nodes.
+
+Run: .venv/bin/python -m bench.operator_burst [--jobs 200] [--workers 8] [--steady-seconds 60]
+Prints: time until every child exists and every job is Running (from the moment kubectl
+returned), API writes per job (the operator's own counter), the operator's peak RSS, and the
+writes it makes in a steady state. Asserts nothing about timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tools.localcluster.cluster import LocalCluster
+from tools.localcluster.layout import REPO_ROOT, Layout, cached_bin_dir
+from tools.localcluster.nodes import build_fake_gpu_node
+
+BENCH_PORT_BASE = 18400
+METRICS_PORT = 18480
+NAMESPACE = "burst"
+
+
+def _job(name: str, workers: int) -> dict[str, Any]:
+    container = {"name": "trainer", "image": "ringleader-trainer:0.1.0"}
+    return {
+        "apiVersion": "ringleader.dev/v1alpha1",
+        "kind": "DistributedTrainingJob",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"replicas": workers, "template": {"spec": {"containers": [container]}}},
+    }
+
+
+def _add_nodes(cluster: LocalCluster, pods_needed: int) -> None:
+    """Enough extra fake nodes (110 pods each) for every pod of the burst."""
+    count = pods_needed // 110 + 1
+    nodes = [
+        build_fake_gpu_node(f"kwok-burst-{i}", f"10.241.{i // 250}.{i % 250 + 1}")
+        for i in range(count)
+    ]
+    cluster.kubectl(
+        "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes})
+    )
+
+
+def _writes(metrics_port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read()
+    pattern = r'^ringleader_api_writes_total\{kind="([^"]+)",verb="([^"]+)"\} (\S+)$'
+    found = re.findall(pattern, text.decode(), flags=re.MULTILINE)
+    return {f"{verb} {kind}": float(value) for kind, verb, value in found}
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _count(cluster: LocalCluster, kind: str) -> int:
+    out = cluster.kubectl(
+        "get", kind, "-n", NAMESPACE, "-l", "app.kubernetes.io/managed-by=ringleader", "-o", "name"
+    )
+    return len(out.split())
+
+
+def _phases(cluster: LocalCluster) -> dict[str, int]:
+    jobs = json.loads(cluster.kubectl("get", "dtj", "-n", NAMESPACE, "-o", "json"))["items"]
+    counts: dict[str, int] = {}
+    for job in jobs:
+        phase = (job.get("status") or {}).get("phase", "none")
+        counts[phase] = counts.get(phase, 0) + 1
+    return counts
+
+
+def _start_operator(layout: Layout) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "ringleader", f"--kubeconfig={layout.kubeconfig}"]
+    log = open(layout.root / "operator.log", "wb")  # noqa: SIM115  (lives as long as the operator)
+    operator = subprocess.Popen(
+        [*argv, f"--metrics-port={METRICS_PORT}"], stdout=log, stderr=subprocess.STDOUT
+    )
+    time.sleep(3)  # let it list and watch before the burst
+    return operator
+
+
+def _prepare(cluster: LocalCluster, pods_needed: int) -> None:
+    cluster.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
+    crd = "crd/distributedtrainingjobs.ringleader.dev"
+    while not any(
+        c["type"] == "Established" and c["status"] == "True"
+        for c in json.loads(cluster.kubectl("get", crd, "-o", "json"))["status"].get("conditions")
+        or []
+    ):
+        time.sleep(0.2)
+    cluster.kubectl("create", "namespace", NAMESPACE)
+    _add_nodes(cluster, pods_needed)
+
+
+def _measure_burst(cluster: LocalCluster, jobs: int, workers: int) -> None:
+    items = [_job(f"job-{i}", workers) for i in range(jobs)]
+    cluster.kubectl(
+        "apply", "-f", "-", stdin=json.dumps({"kind": "List", "apiVersion": "v1", "items": items})
+    )
+    accepted = time.monotonic()
+    print(f"{jobs} jobs x {workers} workers accepted; waiting for their children")
+    pods = jobs * (workers + 1)
+    while _count(cluster, "pods") < pods or _count(cluster, "services") < 2 * jobs:
+        time.sleep(0.5)
+    print(f"all {pods} pods and {2 * jobs} services exist: {time.monotonic() - accepted:.1f} s")
+    while _phases(cluster).get("Running", 0) < jobs:
+        time.sleep(1)
+    print(f"all {jobs} jobs Running: {time.monotonic() - accepted:.1f} s")
+
+
+def _report_writes(jobs: int, operator_pid: int, steady_seconds: float) -> None:
+    time.sleep(5)  # trailing status writes and events
+    burst = _writes(METRICS_PORT)
+    total, events = sum(burst.values()), burst.get("create Event", 0)
+    print(f"API writes per job: {total / jobs:.2f} (events {events / jobs:.2f}); {burst}")
+    print(f"operator peak RSS: {_peak_rss_mib(operator_pid):.0f} MiB")
+    time.sleep(steady_seconds)
+    steady = sum(_writes(METRICS_PORT).values()) - total
+    print(f"writes during {steady_seconds:.0f} s of steady state: {steady:.0f}")
+
+
+def run(jobs: int, workers: int, steady_seconds: float) -> None:
+    """Start a cluster and the operator, apply the burst, print the figures."""
+    layout = Layout(REPO_ROOT / ".cluster-bench", cached_bin_dir(), BENCH_PORT_BASE)
+    cluster = LocalCluster(layout)
+    cluster.destroy()
+    cluster.up()
+    operator = None
+    try:
+        _prepare(cluster, jobs * (workers + 1))
+        operator = _start_operator(layout)
+        _measure_burst(cluster, jobs, workers)
+        _report_writes(jobs, operator.pid, steady_seconds)
+    finally:
+        if operator is not None:
+            operator.terminate()
+            operator.wait(timeout=30)
+        cluster.destroy()
+
+
+def main() -> None:
+    """Parse the options and run."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--steady-seconds", type=float, default=60)
+    args = parser.parse_args()
+    run(args.jobs, args.workers, args.steady_seconds)
+
+
+if __name__ == "__main__":
+    main()
