@@ -54,52 +54,42 @@ def _metadata(job: DistributedTrainingJob, name: str, labels: dict[str, str]) ->
     }
 
 
+def _headless_service(
+    job: DistributedTrainingJob, name: str, role: str, selector: dict[str, str], port: Obj
+) -> Obj:
+    # Headless: names resolve straight to pod IPs, with or without kube-proxy. Not-ready pods
+    # are published too: workers need each other's names, and the store's, while they start
+    # (agents retry a refused connection; an unresolvable name would fail them instead).
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(job, name, naming.job_labels(job.metadata.name, role)),
+        "spec": {
+            "clusterIP": "None",
+            "selector": selector,
+            "publishNotReadyAddresses": True,
+            "ports": [{**port, "protocol": "TCP"}],
+        },
+    }
+
+
 def build_workers_service(job: JobLike) -> Obj:
     """Headless Service that makes <job>-worker-<i>.<job>-workers.<ns>.svc resolve."""
     model = parse_job(job)
     name = model.metadata.name
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _metadata(
-            model, naming.workers_service_name(name), naming.job_labels(name, c.ROLE_WORKER)
-        ),
-        "spec": {
-            "clusterIP": "None",
-            "selector": naming.worker_selector(name),
-            # Workers need each other's names while they start, before any is Ready.
-            "publishNotReadyAddresses": True,
-            "ports": [{"name": "progress", "port": c.PROGRESS_PORT, "protocol": "TCP"}],
-        },
-    }
+    port = {"name": "progress", "port": c.PROGRESS_PORT}
+    return _headless_service(
+        model, naming.workers_service_name(name), c.ROLE_WORKER, naming.worker_selector(name), port
+    )
 
 
 def build_store_service(job: JobLike) -> Obj:
     """Headless Service in front of the rendezvous store pod (MASTER_ADDR resolves to it)."""
     model = parse_job(job)
     name = model.metadata.name
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _metadata(
-            model, naming.store_name(name), naming.job_labels(name, c.ROLE_STORE)
-        ),
-        "spec": {
-            # Headless: the name resolves straight to the pod, with or without kube-proxy.
-            "clusterIP": "None",
-            "selector": {c.LABEL_JOB_NAME: name, c.LABEL_ROLE: c.ROLE_STORE},
-            # Agents retry a refused connection; an unresolvable name would fail them instead.
-            "publishNotReadyAddresses": True,
-            "ports": [
-                {
-                    "name": c.STORE_PORT_NAME,
-                    "port": c.RENDEZVOUS_PORT,
-                    "targetPort": c.RENDEZVOUS_PORT,
-                    "protocol": "TCP",
-                }
-            ],
-        },
-    }
+    selector = {c.LABEL_JOB_NAME: name, c.LABEL_ROLE: c.ROLE_STORE}
+    port = {"name": c.STORE_PORT_NAME, "port": c.RENDEZVOUS_PORT, "targetPort": c.RENDEZVOUS_PORT}
+    return _headless_service(model, naming.store_name(name), c.ROLE_STORE, selector, port)
 
 
 def build_store_pod(job: JobLike) -> Obj:
