@@ -23,7 +23,7 @@ from tools.localcluster.layout import REPO_ROOT, Layout, cached_bin_dir
 from tools.localcluster.nodes import build_fake_gpu_node
 
 BENCH_PORT_BASE = 18400
-METRICS_PORT = 18480
+METRICS_PORT = BENCH_PORT_BASE + 88  # the layout's operator metrics port, clear of the others
 NAMESPACE = "burst"
 
 

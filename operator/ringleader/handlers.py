@@ -53,6 +53,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     """Create the controller and its workers; serve metrics."""
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
+    port = memo.get("metrics_port")
+    if port:
+        try:
+            start_http_server(port)
+        except OSError as error:  # a port in use would otherwise be retried forever, silently
+            raise kopf.PermanentError(f"cannot serve metrics on port {port}: {error}") from error
     # Only event handlers are registered: kopf then stores nothing on the objects (no
     # annotations, no finalizers), and the controller keeps its own state.
     api = KubeApi(load_client_config())
@@ -63,9 +69,6 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     if interval > 0:
         poller = ProgressPoller(api, controller.cache, interval)
         memo[POLLER_KEY] = asyncio.create_task(poller.run())
-    port = memo.get("metrics_port")
-    if port:
-        start_http_server(port)
 
 
 @kopf.on.cleanup()
