@@ -345,6 +345,22 @@ class CheckpointStatus(_Model):
     time: datetime | None = None
 
 
+class LastFailure(_Model):
+    """The newest worker failure the operator acted on."""
+
+    failure_class: FailureClass = Field(alias="class")
+    """Why the worker failed, as classified from what Kubernetes and the trainer report."""
+    pod: str
+    pod_uid: str | None = Field(default=None, alias="podUID")
+    """The failed pod's uid: a failure is acted on once, however often the loop runs."""
+    exit_code: int | None = None
+    reason: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    message: Annotated[str, StringConstraints(max_length=4096)] | None = None
+    action: Literal["RestartWorker", "RestartGang", "FailJob"] | None = None
+    """What the failure policy decided."""
+    time: datetime | None = None
+
+
 Phase = Literal["Pending", "Starting", "Running", "Restarting", "Suspended", "Succeeded", "Failed"]
 
 
@@ -363,6 +379,11 @@ class DistributedTrainingJobStatus(_Model):
     """Label selector of the worker pods (the /scale subresource and HPAs read it)."""
     restarts: int | None = Field(default=None, ge=0)
     """Restarts so far that count towards failurePolicy.maxRestarts."""
+    restarts_by_class: (
+        Annotated[dict[str, Annotated[int, Field(ge=0)]], Field(max_length=7)] | None
+    ) = None
+    """Every restart so far, counted towards maxRestarts or not, by failure class."""
+    last_failure: LastFailure | None = None
     restart_attempt: int | None = Field(default=None, ge=0)
     """Generation of the worker gang; every child carries it in a label."""
     observed_generation: int | None = Field(default=None, ge=0)

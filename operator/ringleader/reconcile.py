@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ringleader import builders
+from ringleader import builders, recovery
 from ringleader import constants as c
 from ringleader.kube import KubeApi
 from ringleader.models import DistributedTrainingJob, FailurePolicy
-from ringleader.status import Failure, compute_status
+from ringleader.status import Failure, compute_status, format_time
 
 Obj = dict[str, Any]
 
@@ -62,12 +62,27 @@ def _deadline_failure(job: DistributedTrainingJob, status: Obj, now: datetime) -
     return Failure(c.REASON_DEADLINE_EXCEEDED, f"the job ran longer than {deadline}s")
 
 
-def _failed_workers(workers: Sequence[Obj], attempt: int) -> list[str]:
+def _failed_workers(workers: Sequence[Obj], attempt: int) -> list[Obj]:
+    """Workers of this attempt that failed or that the cluster is taking away."""
     return sorted(
-        w["metadata"]["name"]
-        for w in workers
-        if _labels(w).get(c.LABEL_RESTART_ATTEMPT) == str(attempt)
-        and (w.get("status") or {}).get("phase") == "Failed"
+        (
+            w
+            for w in workers
+            if _labels(w).get(c.LABEL_RESTART_ATTEMPT) == str(attempt) and _has_failed(w)
+        ),
+        key=lambda w: str(w["metadata"]["name"]),
+    )
+
+
+def _has_failed(pod: Obj) -> bool:
+    # A pod being deleted counts only when the cluster deletes it (eviction, preemption, a lost
+    # node: DisruptionTarget); one the operator or a user deletes is already dealt with.
+    status = pod.get("status") or {}
+    if not (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return status.get("phase") == "Failed"
+    return any(
+        x.get("type") == "DisruptionTarget" and x.get("status") == "True"
+        for x in status.get("conditions") or []
     )
 
 
@@ -77,23 +92,109 @@ class _Verdict:
     restarts: int
     failure: Failure | None = None
     event: tuple[str, str, str] | None = None
+    recovery: Obj = field(default_factory=dict)  # lastFailure, restartsByClass when they change
+    delete_pods: list[str] = field(default_factory=list)  # failed pods RestartWorker replaces
+    requeue_after: float | None = None  # until a gang restart's backoff has passed
 
 
-def decide_restart(job: DistributedTrainingJob, status: Obj, workers: Sequence[Obj]) -> _Verdict:
-    """Whole-gang restart when a worker of the current attempt failed, within maxRestarts."""
-    attempt, restarts = status.get("restartAttempt") or 0, status.get("restarts") or 0
-    verdict = _Verdict(attempt, restarts)
-    failed = _failed_workers(workers, attempt)
-    suspended = bool(job.spec.run_policy and job.spec.run_policy.suspend)
-    if not failed or suspended:
+def decide_restart(
+    job: DistributedTrainingJob, status: Obj, workers: Sequence[Obj], now: datetime
+) -> _Verdict:
+    """Classify the failed workers of this attempt and act on the one whose action goes
+    furthest, by spec.failurePolicy; one failure per pass, each acted on once (by pod uid)."""
+    verdict = _Verdict(status.get("restartAttempt") or 0, status.get("restarts") or 0)
+    if job.spec.run_policy and job.spec.run_policy.suspend:
         return verdict
-    max_restarts = (job.spec.failure_policy or FailurePolicy()).max_restarts
-    if restarts >= max_restarts:
-        message = f"worker {failed[0]} failed and all {max_restarts} restarts are used up"
-        verdict.failure = Failure(c.REASON_BACKOFF_LIMIT_EXCEEDED, message)
+    handled = (status.get("lastFailure") or {}).get("podUID")
+    failed = _failed_workers(workers, verdict.attempt)
+    # A worker already replaced in place whose deletion did not happen yet (a crash between
+    # the status write and the delete): finish the deletion, do not count it again.
+    verdict.delete_pods = [
+        p["metadata"]["name"]
+        for p in failed
+        if _handled(p, handled) and not p["metadata"].get("deletionTimestamp")
+    ]
+    policy = job.spec.failure_policy or FailurePolicy()
+    fresh = [recovery.classify_failure(p) for p in failed if not _handled(p, handled)]
+    picked = recovery.most_severe([(f, recovery.decide_action(policy, f)) for f in fresh])
+    return _act(policy, status, picked, now, verdict) if picked else verdict
+
+
+def _handled(pod: Obj, handled_uid: str | None) -> bool:
+    return handled_uid is not None and pod["metadata"].get("uid") == handled_uid
+
+
+def _act(
+    policy: FailurePolicy,
+    status: Obj,
+    picked: tuple[recovery.WorkerFailure, recovery.Action],
+    now: datetime,
+    verdict: _Verdict,
+) -> _Verdict:
+    """Carry the chosen action into the verdict: fail, or restart a worker or the gang."""
+    failure, action = picked
+    what, klass = recovery.describe(failure), failure.failure_class
+    if action.kind == "FailJob":
+        message = f"{what}: the failure policy fails the job on {klass}"
+        return _failing(verdict, c.REASON_FAILED_BY_POLICY, message, failure, now)
+    if action.counts and verdict.restarts >= policy.max_restarts:
+        message = f"{what} and all {policy.max_restarts} restarts are used up"
+        return _failing(verdict, c.REASON_BACKOFF_LIMIT_EXCEEDED, message, failure, now)
+    by_class = dict(status.get("restartsByClass") or {})
+    wait = _backoff_left(status, by_class, now) if action.kind == "RestartGang" else 0.0
+    if wait > 0:
+        verdict.requeue_after = wait
         return verdict
-    message = f"worker {failed[0]} failed: restarting the gang (restart {restarts + 1})"
-    return _Verdict(attempt + 1, restarts + 1, None, ("Warning", c.REASON_WORKER_FAILED, message))
+    by_class[klass] = by_class.get(klass, 0) + 1
+    verdict.restarts += action.counts
+    budget = (
+        f"restart {verdict.restarts} of {policy.max_restarts}"
+        if action.counts
+        else f"not counted towards maxRestarts: {klass}"
+    )
+    if action.kind == "RestartWorker":
+        verdict.delete_pods.append(failure.pod)
+        doing = "replacing that worker"
+    else:
+        verdict.attempt += 1
+        doing = "restarting the gang"
+    verdict.event = ("Warning", c.REASON_WORKER_FAILED, f"{what}: {doing} ({budget})")
+    verdict.recovery = {
+        "lastFailure": _last_failure(failure, action.kind, now),
+        "restartsByClass": by_class,
+    }
+    return verdict
+
+
+def _failing(
+    verdict: _Verdict, reason: str, message: str, failure: recovery.WorkerFailure, now: datetime
+) -> _Verdict:
+    verdict.failure = Failure(reason, message)
+    verdict.recovery = {"lastFailure": _last_failure(failure, "FailJob", now)}
+    return verdict
+
+
+def _last_failure(failure: recovery.WorkerFailure, action: str, now: datetime) -> Obj:
+    # Every key present, None included: as a merge patch, None clears the previous failure's.
+    return {
+        "class": failure.failure_class,
+        "pod": failure.pod,
+        "podUID": failure.uid,
+        "exitCode": failure.exit_code,
+        "reason": failure.reason or None,
+        "message": failure.message or None,
+        "action": action,
+        "time": format_time(now),
+    }
+
+
+def _backoff_left(status: Obj, by_class: Obj, now: datetime) -> float:
+    """Seconds until the next gang restart may start, measured from the previous recovery."""
+    previous = _parse_time((status.get("lastFailure") or {}).get("time"))
+    if previous is None:
+        return 0.0
+    delay = recovery.gang_backoff_seconds(sum(by_class.values()))
+    return max((previous - now).total_seconds() + delay, 0.0)
 
 
 def _with_attempt(job: DistributedTrainingJob, status: Obj, attempt: int) -> DistributedTrainingJob:
@@ -187,15 +288,21 @@ def plan_reconcile(body: Obj, children: Sequence[Obj], now: datetime) -> Plan:
     workers = [x for x in children if _is_worker(x)]
     verdict = _Verdict(status.get("restartAttempt") or 0, status.get("restarts") or 0)
     if status.get("phase") not in c.TERMINAL_PHASES:
-        verdict = decide_restart(job, status, workers)
+        verdict = decide_restart(job, status, workers, now)
         verdict.failure = verdict.failure or _deadline_failure(job, status, now)
     seen = _with_attempt(job, status, verdict.attempt)
     new = compute_status(seen, workers, now, verdict.failure)
-    new.update(restartAttempt=verdict.attempt, restarts=verdict.restarts)
+    new.update(restartAttempt=verdict.attempt, restarts=verdict.restarts, **verdict.recovery)
     create, delete = plan_children(seen, verdict.attempt, new["phase"], children)
+    delete = sorted({*delete, *verdict.delete_pods})
     delete_job, requeue_after = _time_left(job, new, now)
+    requeue_after = _sooner(requeue_after, verdict.requeue_after)
     events = [e for e in (verdict.event, _phase_event(status.get("phase"), new)) if e]
     return Plan(_status_patch(status, new), delete, create, events, delete_job, requeue_after)
+
+
+def _sooner(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 def execute_plan(api: KubeApi, body: Obj, plan: Plan) -> list[Obj]:

@@ -1,0 +1,196 @@
+"""plan_reconcile with failed workers: classes, the failure policy's actions, status, events."""
+
+from __future__ import annotations
+
+import copy
+from datetime import timedelta
+from typing import Any
+
+from ringleader.reconcile import Plan, plan_reconcile
+from tests.unit.operator.jobs import make_job
+from tests.unit.operator.test_reconcile_plan import NOW, names, settle
+
+Obj = dict[str, Any]
+OOM = {"exitCode": 137, "reason": "OOMKilled", "message": "out of memory"}
+USER = {"exitCode": 1, "reason": "Error", "message": "ValueError: bad config"}
+
+
+def settled(spec: Obj | None = None) -> tuple[Obj, list[Obj]]:
+    """A running job of two workers, each pod with a uid as the API gives it."""
+    job, children = settle(make_job(spec), [])
+    for child in children:
+        child["metadata"]["uid"] = f"uid-{child['metadata']['name']}"
+    return job, children
+
+
+def fail(children: list[Obj], name: str, terminated: Obj) -> list[Obj]:
+    """The children with one worker Failed, its container terminated as given."""
+    out = copy.deepcopy(children)
+    for child in out:
+        if child["metadata"]["name"] == name:
+            state = {"terminated": terminated}
+            child["status"] = {"phase": "Failed", "containerStatuses": [{"state": state}]}
+    return out
+
+
+def preempt(children: list[Obj], name: str) -> list[Obj]:
+    """The children with one worker being deleted by the scheduler to make room."""
+    out = copy.deepcopy(children)
+    for child in out:
+        if child["metadata"]["name"] == name:
+            child["metadata"]["deletionTimestamp"] = "2026-05-06T07:08:00Z"
+            cond = {"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler"}
+            child["status"]["conditions"].append(cond)
+    return out
+
+
+def apply(job: Obj, plan: Plan) -> Obj:
+    """The job after the plan's status patch (a merge patch: None removes a key)."""
+    status = {**(job.get("status") or {}), **(plan.status_patch or {})}
+    return {**job, "status": status}
+
+
+def condition(plan: Plan, kind: str) -> Obj:
+    assert plan.status_patch is not None
+    found: Obj = {c["type"]: c for c in plan.status_patch["conditions"]}[kind]
+    return found
+
+
+def test_an_oom_killed_worker_restarts_the_gang_and_records_the_failure() -> None:
+    job, children = settled()
+    plan = plan_reconcile(job, fail(children, "digits-worker-1-a0", OOM), NOW)
+    patch = plan.status_patch
+    assert patch is not None
+    assert (patch["restartAttempt"], patch["restarts"]) == (1, 1)
+    assert patch["restartsByClass"] == {"OutOfMemory": 1}
+    assert patch["lastFailure"] == {
+        "class": "OutOfMemory",
+        "pod": "digits-worker-1-a0",
+        "podUID": "uid-digits-worker-1-a0",
+        "exitCode": 137,
+        "reason": "OOMKilled",
+        "message": "out of memory",
+        "action": "RestartGang",
+        "time": "2026-05-06T07:08:09Z",
+    }
+    assert plan.events[0] == (
+        "Warning",
+        "WorkerFailed",
+        "worker digits-worker-1-a0 failed (OutOfMemory, exit 137): "
+        "restarting the gang (restart 1 of 10)",
+    )
+    assert names(plan.create) == ["Pod/digits-worker-0-a1", "Pod/digits-worker-1-a1"]
+
+
+def test_after_a_gang_restart_settles_the_next_reconcile_plans_nothing() -> None:
+    job, children = settled()
+    job, children = settle(job, fail(children, "digits-worker-1-a0", OOM))
+    assert job["status"]["phase"] == "Running"
+    assert job["status"]["lastFailure"]["class"] == "OutOfMemory"
+    assert plan_reconcile(job, children, NOW) == Plan()
+
+
+def test_a_preempted_worker_restarts_the_gang_without_using_up_a_restart() -> None:
+    job, children = settled({"failurePolicy": {"maxRestarts": 0}})
+    plan = plan_reconcile(job, preempt(children, "digits-worker-0-a0"), NOW)
+    patch = plan.status_patch
+    assert patch is not None
+    assert (patch["restartAttempt"], patch.get("restarts", 0)) == (1, 0)
+    assert patch["restartsByClass"] == {"Preempted": 1}
+    assert patch["lastFailure"]["reason"] == "PreemptionByScheduler"
+    assert "not counted towards maxRestarts: Preempted" in plan.events[0][2]
+
+
+def test_a_fail_job_rule_fails_the_job_at_once_naming_the_class() -> None:
+    rules = [{"classes": ["UserError"], "action": "FailJob"}]
+    job, children = settled({"failurePolicy": {"maxRestarts": 5, "rules": rules}})
+    plan = plan_reconcile(job, fail(children, "digits-worker-0-a0", USER), NOW)
+    assert plan.status_patch is not None and plan.status_patch["phase"] == "Failed"
+    failed = condition(plan, "Failed")
+    assert failed["reason"] == "FailedByPolicy"
+    assert failed["message"] == (
+        "worker digits-worker-0-a0 failed (UserError, exit 1): "
+        "the failure policy fails the job on UserError"
+    )
+    assert plan.status_patch["lastFailure"]["action"] == "FailJob"
+    assert "restartsByClass" not in plan.status_patch
+    assert plan.create == []
+    assert plan.delete_pods == ["digits-rdzv", "digits-worker-1-a0"]
+
+
+def test_used_up_restarts_fail_the_job_with_the_class_in_the_message() -> None:
+    job, children = settled({"failurePolicy": {"maxRestarts": 0}})
+    plan = plan_reconcile(job, fail(children, "digits-worker-1-a0", OOM), NOW)
+    failed = condition(plan, "Failed")
+    assert failed["reason"] == "MaxRestartsExceeded"
+    assert "(OutOfMemory, exit 137)" in failed["message"]
+
+
+def test_restart_worker_replaces_only_the_failed_pod_under_the_same_attempt() -> None:
+    rules = [{"classes": ["OutOfMemory"], "action": "RestartWorker"}]
+    job, children = settled({"failurePolicy": {"rules": rules}})
+    children = fail(children, "digits-worker-1-a0", OOM)
+    plan = plan_reconcile(job, children, NOW)
+    assert plan.delete_pods == ["digits-worker-1-a0"]
+    assert plan.create == []  # the name frees up first
+    patch = plan.status_patch
+    assert patch is not None
+    assert "restartAttempt" not in patch  # still attempt 0
+    assert (patch["restarts"], patch["phase"]) == (1, "Restarting")
+    assert patch["restartsByClass"] == {"OutOfMemory": 1}
+    assert "replacing that worker (restart 1 of 10)" in plan.events[0][2]
+    job = apply(job, plan)
+    gone = [c for c in children if c["metadata"]["name"] != "digits-worker-1-a0"]
+    again = plan_reconcile(job, gone, NOW)
+    assert names(again.create) == ["Pod/digits-worker-1-a0"]
+    assert again.delete_pods == []
+    job, children = settle(job, gone)
+    assert (job["status"]["phase"], job["status"]["restarts"]) == ("Running", 1)
+
+
+def test_a_replaced_worker_is_counted_once_even_if_its_deletion_was_lost() -> None:
+    rules = [{"action": "RestartWorker"}]
+    job, children = settled({"failurePolicy": {"rules": rules}})
+    children = fail(children, "digits-worker-0-a0", USER)
+    job = apply(job, plan_reconcile(job, children, NOW))
+    # The operator died before its delete: the failed pod is still there, unchanged.
+    plan = plan_reconcile(job, children, NOW + timedelta(seconds=5))
+    assert plan.delete_pods == ["digits-worker-0-a0"]
+    assert plan.status_patch is None and plan.events == []
+    # Its deletion under way: neither counted again nor deleted again, nor recreated yet.
+    pod = next(c for c in children if c["metadata"]["name"] == "digits-worker-0-a0")
+    pod["metadata"]["deletionTimestamp"] = "2026-05-06T07:08:10Z"
+    plan = plan_reconcile(job, children, NOW + timedelta(seconds=6))
+    assert (plan.delete_pods, plan.create, plan.events) == ([], [], [])
+    assert plan.status_patch is not None  # only the Restarting message's counts move
+    assert {"restarts", "lastFailure", "restartsByClass"}.isdisjoint(plan.status_patch)
+
+
+def test_of_two_failures_at_once_the_furthest_reaching_action_wins() -> None:
+    rules = [
+        {"classes": ["OutOfMemory"], "action": "RestartWorker"},
+        {"classes": ["UserError"], "action": "FailJob"},
+    ]
+    job, children = settled({"failurePolicy": {"rules": rules}})
+    children = fail(fail(children, "digits-worker-0-a0", OOM), "digits-worker-1-a0", USER)
+    plan = plan_reconcile(job, children, NOW)
+    assert condition(plan, "Failed")["reason"] == "FailedByPolicy"
+    assert plan.status_patch is not None
+    assert plan.status_patch["lastFailure"]["pod"] == "digits-worker-1-a0"
+
+
+def test_a_second_gang_restart_soon_after_the_first_waits_out_its_backoff() -> None:
+    job, children = settled()
+    job, children = settle(job, fail(children, "digits-worker-1-a0", OOM))
+    for child in children:
+        child["metadata"].setdefault("uid", f"uid2-{child['metadata']['name']}")
+    children = fail(children, "digits-worker-0-a1", OOM)
+    early = plan_reconcile(job, children, NOW + timedelta(seconds=0.5))
+    assert early.requeue_after == 1.5
+    assert early.status_patch is not None and early.status_patch["phase"] == "Restarting"
+    assert "restartAttempt" not in early.status_patch and early.create == []
+    job = apply(job, early)
+    late = plan_reconcile(job, children, NOW + timedelta(seconds=2))
+    assert late.status_patch is not None
+    assert (late.status_patch["restartAttempt"], late.status_patch["restarts"]) == (2, 2)
+    assert late.status_patch["restartsByClass"] == {"OutOfMemory": 2}
