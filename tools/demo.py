@@ -91,7 +91,9 @@ def train_and_interrupt(cluster: LocalCluster, watcher: Watcher) -> None:
     ckpt = status["checkpoint"]["step"]
     say(f"Deleting worker pod {VICTIM} at step {status['progress']['step']} (checkpoint {ckpt})")
     cluster.kubectl("delete", "pod", VICTIM, "-n", NAMESPACE, "--wait=false")
-    watcher.until(lambda s: s.get("phase") in ("Succeeded", "Failed"), 600)
+    done = watcher.until(lambda s: s.get("phase") in ("Succeeded", "Failed"), 600)
+    if done["phase"] == "Succeeded":  # the final report arrives with the pods' exit
+        watcher.until(lambda s: s["progress"]["step"] == s["checkpoint"]["step"], 30)
 
 
 def report(cluster: LocalCluster, watcher: Watcher) -> int:

@@ -16,7 +16,12 @@ from typing import Any
 from ringleader import constants as c
 from ringleader.controller import Cache
 from ringleader.kube import KubeApi, RetryableError
-from ringleader.progress import ACTIVE_PHASES, pick_reporter, plan_progress_patch
+from ringleader.progress import (
+    ACTIVE_PHASES,
+    pick_reporter,
+    plan_progress_patch,
+    read_final_report,
+)
 
 log = logging.getLogger("ringleader.poller")
 REQUEST_TIMEOUT_SECONDS = 1.0
@@ -46,8 +51,11 @@ class ProgressPoller:
         """Poll forever (cancelled when the operator stops)."""
         while True:
             started = time.monotonic()
-            jobs = [(key, body) for key, body in list(self.cache.jobs.items()) if _active(body)]
-            await asyncio.gather(*(self._poll(key, body) for key, body in jobs))
+            jobs = list(self.cache.jobs.items())
+            await asyncio.gather(*(self._poll(key, body) for key, body in jobs if _active(body)))
+            for key, body in jobs:
+                if (body.get("status") or {}).get("phase") in c.TERMINAL_PHASES:
+                    await self._mirror_final_report(key, body)
             await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 
     async def _poll(self, key: tuple[str, str], body: dict[str, Any]) -> None:
@@ -68,6 +76,14 @@ class ProgressPoller:
                 return
         self.unreachable_until.pop(uid, None)
         self.failures.pop(uid, None)
+        patch = plan_progress_patch(status, report)
+        if patch:
+            await self._write(key, patch)
+
+    async def _mirror_final_report(self, key: tuple[str, str], body: dict[str, Any]) -> None:
+        status = body.get("status") or {}
+        children = list(self.cache.children.get(key, {}).values())
+        report = read_final_report(children, status.get("restartAttempt") or 0)
         patch = plan_progress_patch(status, report)
         if patch:
             await self._write(key, patch)

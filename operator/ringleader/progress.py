@@ -8,6 +8,7 @@ written here; the reconcile loop owns every other status field.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +38,33 @@ def pick_reporter(children: Sequence[Mapping[str, Any]], attempt: int) -> Mappin
         ):
             candidates.append((int(labels.get(c.LABEL_REPLICA_INDEX, "0")), pod))
     return min(candidates, key=lambda item: item[0])[1] if candidates else None
+
+
+def read_final_report(children: Sequence[Mapping[str, Any]], attempt: int) -> Obj | None:
+    """The last progress report a finished worker left as its termination message.
+
+    The launcher writes it when its workers end, so the final step and checkpoint reach status
+    although the /progress endpoint is gone with the pod.
+    """
+    finished = []
+    for pod in children:
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        if labels.get(c.LABEL_ROLE) != c.ROLE_WORKER:
+            continue
+        if labels.get(c.LABEL_RESTART_ATTEMPT) != str(attempt):
+            continue
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            message = ((container.get("state") or {}).get("terminated") or {}).get("message")
+            if message:
+                finished.append((int(labels.get(c.LABEL_REPLICA_INDEX, "0")), message))
+    for _, message in sorted(finished):
+        try:
+            report = json.loads(message)
+        except ValueError:
+            continue  # not ours: a user's own last words
+        if isinstance(report, dict) and report.get("step") is not None:
+            return report
+    return None
 
 
 def build_progress_status(report: Mapping[str, Any]) -> Obj:

@@ -102,14 +102,16 @@ def test_a_pod_runs_to_success_with_its_env_resolved(
     assert "env written" in log
 
 
-def test_a_container_exiting_3_fails_the_pod_with_exit_code_3(
+def test_a_container_exiting_3_fails_the_pod_with_exit_code_3_and_its_last_words(
     kube: Kube, namespace: str, local_nodes: LocalNodes
 ) -> None:
-    kube.apply(_pod("three", "raise SystemExit(3)"), namespace)
+    script = "open('/dev/termination-log', 'w').write('last words'); raise SystemExit(3)"
+    kube.apply(_pod("three", script), namespace)
     pod = _finished(kube, namespace, "three")
     assert pod["status"]["phase"] == "Failed"
     terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
     assert (terminated["exitCode"], terminated["reason"]) == (3, "Error")
+    assert terminated["message"] == "last words"  # the kubelet's terminationMessagePath
 
 
 SERVER_SCRIPT = """

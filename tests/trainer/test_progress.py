@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ringleader_trainer import launch
 from ringleader_trainer.progress import (
     PROGRESS_FILE,
     Throttle,
@@ -61,3 +62,20 @@ def test_throttle_allows_one_write_per_interval(interval: float, second_call: bo
     throttle = Throttle(interval)
     assert throttle.ready()
     assert throttle.ready() is second_call
+
+
+def test_the_last_progress_report_becomes_the_termination_message(tmp_path: Path) -> None:
+    progress = {"step": 345, "epoch": 14, "state": "Finished", "eval": {"accuracy": 0.97}}
+    progress["checkpoint"] = {"step": 345, "path": "/checkpoints/step_000000345", "time": 1.0}
+    (tmp_path / "progress.json").write_text(json.dumps(progress))
+    target = tmp_path / "termination-log"
+    target.write_text("")
+    launch.write_termination_message(tmp_path, target)
+    message = json.loads(target.read_text())
+    assert message == {"step": 345, "epoch": 14, "checkpoint": progress["checkpoint"]}
+
+
+def test_no_termination_message_where_kubernetes_provides_no_file(tmp_path: Path) -> None:
+    (tmp_path / "progress.json").write_text(json.dumps({"step": 1}))
+    launch.write_termination_message(tmp_path, tmp_path / "absent")
+    assert not (tmp_path / "absent").exists()

@@ -18,7 +18,7 @@ from .config import Network, StateDir
 from .hostsfile import render_hosts
 from .ipam import AddressBook
 from .kubeapi import Kube, connect
-from .localpod import HostsRenderer, LocalPod
+from .localpod import HostsRenderer, LocalPod, termination_path
 from .mountpoints import Mountpoints
 from .nodes import NodeKeeper
 from .sandboxes import Context, clean_leftovers
@@ -148,6 +148,7 @@ class Agent:
             for container in local.pod["spec"]["containers"]:
                 targets.update(m["mountPath"] for m in container.get("volumeMounts") or [])
                 targets.add(container.get("workingDir") or "/")
+                targets.add(termination_path(container))
         return targets
 
     def shut_down(self) -> None:

@@ -33,6 +33,16 @@ SETUP_RETRY_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 20.0
 
 
+# As the kubelet: the default terminationMessagePath, and how much of the file it keeps.
+DEFAULT_TERMINATION_PATH = "/dev/termination-log"
+TERMINATION_MESSAGE_LIMIT = 4096
+
+
+def termination_path(container: dict[str, Any]) -> str:
+    """Where the container may leave its termination message."""
+    return str(container.get("terminationMessagePath") or DEFAULT_TERMINATION_PATH)
+
+
 def exit_code(returncode: int) -> int:
     """A shell-style exit code: 128 + signal number for a process killed by a signal."""
     return returncode if returncode >= 0 else 128 - returncode
@@ -174,6 +184,7 @@ class LocalPod:
         etc = sandboxes.etc_dir(self.context.state, self.uid)
         mounts = [volumes.Mount(str(etc / name), f"/etc/{name}") for name in sandboxes.ETC_FILES]
         mounts += volumes.build_mounts(container, self.sources)
+        mounts.append(self._termination_log(container))
         for mount in mounts:
             if not Path(mount.source).exists():  # a subPath the kubelet would create
                 Path(mount.source).mkdir(parents=True)
@@ -192,6 +203,23 @@ class LocalPod:
             "argv": argv,
             "env": env,
         }
+
+    def _termination_file(self, name: str) -> Path:
+        return self.context.state.pod_dir(self.uid) / "run" / f"{name}.termination-log"
+
+    def _termination_log(self, container: dict[str, Any]) -> volumes.Mount:
+        """An empty file at the container's terminationMessagePath, read back when it exits."""
+        host_file = self._termination_file(container["name"])
+        host_file.parent.mkdir(parents=True, exist_ok=True)
+        host_file.write_text("")
+        return volumes.Mount(str(host_file), termination_path(container))
+
+    def _read_termination_message(self, name: str) -> str:
+        try:
+            with self._termination_file(name).open("rb") as message:
+                return message.read(TERMINATION_MESSAGE_LIMIT).decode(errors="replace")
+        except OSError:
+            return ""
 
     def _start(self, container: dict[str, Any], run: ContainerRun) -> None:
         try:
@@ -243,6 +271,7 @@ class LocalPod:
             kill_group(process.pid, signal.SIGKILL)  # what it left behind in its group
             run, code = self.runs[name], exit_code(returncode)
             run.finished_at = now_rfc3339()
+            run.termination_message = self._read_termination_message(name)
             if name in self.probers:
                 self.probers[name].stop()
             run.ready = False

@@ -29,6 +29,7 @@ class ContainerRun:
     waiting_reason: str | None = CREATING
     waiting_message: str = ""
     last_terminated: dict[str, Any] | None = None
+    termination_message: str = ""
     ready: bool = False
     has_probe: bool = False
 
@@ -40,13 +41,16 @@ class ContainerRun:
 def build_terminated(run: ContainerRun) -> dict[str, Any]:
     """The `terminated` state of a container that exited with run.exit_code."""
     code = run.exit_code if run.exit_code is not None else 137
-    return {
+    terminated = {
         "exitCode": code,
         "reason": "Completed" if code == 0 else "Error",
         "startedAt": run.started_at,
         "finishedAt": run.finished_at,
         "containerID": f"local://{run.pid}",
     }
+    if run.termination_message:
+        terminated["message"] = run.termination_message
+    return terminated
 
 
 def build_container_status(run: ContainerRun) -> dict[str, Any]:

@@ -9,6 +9,8 @@ c10d rendezvous store at PET_RDZV_ENDPOINT when pods come and go. This process a
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import sys
@@ -22,7 +24,7 @@ from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from ringleader_trainer import contract
 from ringleader_trainer.options import parse_options
-from ringleader_trainer.progress import heartbeat_path, read_json, serve_progress
+from ringleader_trainer.progress import PROGRESS_FILE, heartbeat_path, read_json, serve_progress
 
 log = logging.getLogger("ringleader.launch")
 
@@ -92,7 +94,31 @@ def main(argv: list[str] | None = None) -> int:
             serve_progress(Path(env.checkpoint_dir), env.pod_name, env.progress_port)
         except OSError as exc:  # training matters more than its reporting channel
             log.warning("ringleader: cannot serve progress on %d: %s", env.progress_port, exc)
-    return run_agent(env, args)
+    code = run_agent(env, args)
+    write_termination_message(Path(env.checkpoint_dir))
+    return code
+
+
+# Where Kubernetes collects a container's last words (the default terminationMessagePath).
+TERMINATION_LOG = Path("/dev/termination-log")
+TERMINATION_MESSAGE_LIMIT = 4096  # bytes the kubelet keeps
+TERMINATION_KEYS = ("step", "epoch", "loss", "samples_per_second", "updated_at", "checkpoint")
+
+
+def write_termination_message(root: Path, target: Path = TERMINATION_LOG) -> None:
+    """Leave the last progress report where the operator can read it after the pod is gone.
+
+    The /progress endpoint dies with the pod, so the final step and checkpoint would otherwise
+    never reach the job's status.
+    """
+    progress = read_json(root / PROGRESS_FILE)
+    if progress is None or not target.exists():
+        return
+    keep = {k: progress[k] for k in TERMINATION_KEYS if k in progress}
+    text = json.dumps(keep, sort_keys=True, separators=(",", ":"))
+    if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT:
+        with contextlib.suppress(OSError):
+            target.write_text(text)
 
 
 if __name__ == "__main__":

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from ringleader.progress import build_progress_status, pick_reporter, plan_progress_patch
+from ringleader.progress import (
+    build_progress_status,
+    pick_reporter,
+    plan_progress_patch,
+    read_final_report,
+)
 
-REPORT = {
+CHECKPOINT = {"step": 100, "path": "/checkpoints/step-00000100", "time": 1_799_999_990.0}
+REPORT: dict[str, Any] = {
     "step": 120,
     "epoch": 2,
     "loss": 0.123456789,
     "samples_per_second": 4321.06,
     "updated_at": 1_800_000_000.5,
-    "checkpoint": {"step": 100, "path": "/checkpoints/step-00000100", "time": 1_799_999_990.0},
+    "checkpoint": CHECKPOINT,
 }
 
 
@@ -66,3 +73,29 @@ def test_a_new_step_with_the_same_checkpoint_patches_progress_only() -> None:
 def test_no_report_or_one_without_a_step_writes_nothing() -> None:
     assert plan_progress_patch({}, None) is None
     assert plan_progress_patch({}, {"state": "starting"}) is None
+
+
+def finished_worker(index: int, attempt: int, message: str) -> Any:
+    pod = worker(index, attempt, phase="Succeeded")
+    terminated = {"exitCode": 0, "reason": "Completed", "message": message}
+    pod["status"]["containerStatuses"] = [{"name": "trainer", "state": {"terminated": terminated}}]
+    return pod
+
+
+def test_the_final_report_comes_from_the_lowest_finished_worker_of_the_attempt() -> None:
+    pods = [
+        finished_worker(1, 0, '{"step": 344}'),
+        finished_worker(0, 0, '{"step": 345}'),
+        finished_worker(0, 1, "not json: a user's own message"),
+    ]
+    assert read_final_report(pods, attempt=0) == {"step": 345}
+    assert read_final_report(pods, attempt=1) is None
+
+
+def test_a_final_report_moves_status_to_the_last_step() -> None:
+    status = build_progress_status(REPORT)
+    final = {**REPORT, "step": 345, "checkpoint": {**CHECKPOINT, "step": 345}}
+    report = read_final_report([finished_worker(0, 0, json.dumps(final))], attempt=0)
+    patch = plan_progress_patch(status, report)
+    assert patch is not None
+    assert (patch["progress"]["step"], patch["checkpoint"]["step"]) == (345, 345)

@@ -316,3 +316,12 @@ def test_only_our_released_volumes_are_deleted() -> None:
     assert provisioner.is_released(volume)
     volume["metadata"]["annotations"] = {}
     assert not provisioner.is_released(volume)
+
+
+def test_a_termination_message_is_reported_only_when_the_container_left_one() -> None:
+    quiet = podstatus.build_terminated(_run(pid=5, started_at="t", exit_code=0))
+    spoke = podstatus.build_terminated(
+        _run(pid=5, started_at="t", exit_code=1, termination_message='{"step": 3}')
+    )
+    assert "message" not in quiet
+    assert spoke["message"] == '{"step": 3}'
