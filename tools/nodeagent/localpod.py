@@ -38,6 +38,16 @@ DEFAULT_TERMINATION_PATH = "/dev/termination-log"
 TERMINATION_MESSAGE_LIMIT = 4096
 
 
+def signal_container(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    """Signal a container's process group, but only while its leader is not yet reaped.
+
+    Until then its pid cannot be reused; afterwards the same number may name another process
+    group on this machine, which must never receive our signals.
+    """
+    if process.returncode is None and process.poll() is None:
+        kill_group(process.pid, sig)
+
+
 def termination_path(container: dict[str, Any]) -> str:
     """Where the container may leave its termination message."""
     return str(container.get("terminationMessagePath") or DEFAULT_TERMINATION_PATH)
@@ -294,7 +304,7 @@ class LocalPod:
 
     def _stop_processes(self) -> None:
         for process in self.processes.values():
-            kill_group(process.pid, signal.SIGKILL)
+            signal_container(process, signal.SIGKILL)
             process.wait()
         for prober in self.probers.values():
             prober.stop()
@@ -309,12 +319,12 @@ class LocalPod:
                 grace = self.pod["spec"].get("terminationGracePeriodSeconds", 30)
             self.kill_deadline = time.monotonic() + grace
             for process in self.processes.values():
-                kill_group(process.pid, signal.SIGTERM)
-        for process in list(self.processes.values()):
+                signal_container(process, signal.SIGTERM)
+        for name, process in list(self.processes.items()):
             if process.poll() is not None:
-                kill_group(process.pid, signal.SIGKILL)
-        running = [p for p in self.processes.values() if p.returncode is None]
-        if running and time.monotonic() < self.kill_deadline:
+                kill_group(process.pid, signal.SIGKILL)  # its group's stragglers, once
+                del self.processes[name]
+        if self.processes and time.monotonic() < self.kill_deadline:
             return
         self.shut_down()
         self.context.kube.delete_pod_now(self.namespace, self.name, self.uid)
@@ -330,7 +340,7 @@ class LocalPod:
     def send_term(self) -> None:
         """SIGTERM every running container (the agent is stopping)."""
         for process in self.processes.values():
-            kill_group(process.pid, signal.SIGTERM)
+            signal_container(process, signal.SIGTERM)
 
     def has_processes(self) -> bool:
         """A container's main process still runs."""
