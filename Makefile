@@ -13,7 +13,7 @@ PYTEST_FLAGS ?=
 .PHONY: help venv binaries demo cluster-up cluster-down cluster-status crds crds-check openapi run lint format unit integration trainer-test bench-trainer e2e test clean
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 $(STAMP): requirements-dev.txt operator/pyproject.toml trainer-image/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,7 +48,7 @@ crds-check: venv ## fail when crds/ is out of date
 openapi: venv ## re-vendor the core/v1 schemas from the pinned k8s.io/kubernetes module
 	$(PY) -m ringleader.crdgen --refresh-openapi
 
-run: venv ## run the operator in the foreground against .cluster/kubeconfig (or $$KUBECONFIG)
+run: venv ## run the operator in the foreground against .cluster/kubeconfig (or $KUBECONFIG)
 	export KUBECONFIG=$${KUBECONFIG:-$(CURDIR)/.cluster/kubeconfig}; \
 	$(BIN)/kubectl apply --server-side -f crds/ && $(PY) -m ringleader
 
