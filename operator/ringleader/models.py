@@ -199,6 +199,17 @@ class FailureRule(_Model):
     """False for failures that are not the job's fault (preemption, lost nodes)."""
 
 
+class HangDetection(_Model):
+    """When a running job counts as hung: its step has not moved for
+    max(minSeconds, stepTimeMultiple x the recent time per step)."""
+
+    enabled: bool = True
+    min_seconds: int = Field(default=c.DEFAULT_HANG_MIN_SECONDS, ge=1, le=86400)
+    """Never sooner than this: loading data or the first step may take long."""
+    step_time_multiple: int = Field(default=c.DEFAULT_HANG_STEP_MULTIPLE, ge=2, le=10000)
+    """How many recent step times without a new step make a hang."""
+
+
 class FailurePolicy(_Model):
     """How many restarts a job gets, and per failure class, which kind."""
 
@@ -206,6 +217,8 @@ class FailurePolicy(_Model):
     """Restarts (counted ones) after which the job fails."""
     rules: Annotated[list[FailureRule], Field(max_length=32)] | None = None
     """Checked in order; without a match a failure restarts the gang and counts."""
+    hang_detection: HangDetection | None = None
+    """A stalled step counter is a failure of class Hang (on by default)."""
 
 
 class NetworkingSpec(_Model):
@@ -361,6 +374,17 @@ class LastFailure(_Model):
     time: datetime | None = None
 
 
+class HangReport(_Model):
+    """A hang the operator detected and the reconcile loop has yet to act on."""
+
+    step: int = Field(ge=0)
+    """The step the job is stuck after."""
+    stalled_seconds: int = Field(ge=0)
+    stalled_pods: Annotated[list[str], Field(max_length=64)] | None = None
+    """Workers whose own last step is the oldest (or that did not answer)."""
+    detected_at: datetime
+
+
 Phase = Literal["Pending", "Starting", "Running", "Restarting", "Suspended", "Succeeded", "Failed"]
 
 
@@ -384,6 +408,8 @@ class DistributedTrainingJobStatus(_Model):
     ) = None
     """Every restart so far, counted towards maxRestarts or not, by failure class."""
     last_failure: LastFailure | None = None
+    hang: HangReport | None = None
+    """Set by the progress watcher when the step counter stalls; cleared by the restart."""
     restart_attempt: int | None = Field(default=None, ge=0)
     """Generation of the worker gang; every child carries it in a label."""
     observed_generation: int | None = Field(default=None, ge=0)

@@ -11,9 +11,12 @@ import json
 import logging
 import time
 import urllib.request
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from ringleader import constants as c
+from ringleader import hang
 from ringleader.controller import Cache
 from ringleader.kube import KubeApi, RetryableError
 from ringleader.progress import (
@@ -21,7 +24,9 @@ from ringleader.progress import (
     pick_reporter,
     plan_progress_patch,
     read_final_report,
+    worker_names,
 )
+from ringleader.status import format_time
 
 log = logging.getLogger("ringleader.poller")
 REQUEST_TIMEOUT_SECONDS = 1.0
@@ -30,12 +35,26 @@ FIRST_RETRY_SECONDS, MAX_RETRY_SECONDS = 2.0, 60.0
 CONCURRENT_REQUESTS = 16
 
 
-def fetch_progress(pod_ip: str, port: int = c.PROGRESS_PORT) -> dict[str, Any] | None:
-    """GET /progress from a worker's launcher; None when it has nothing to say yet."""
-    url = f"http://{pod_ip}:{port}/progress"
+def _get_json(pod_ip: str, path: str) -> dict[str, Any] | None:
+    url = f"http://{pod_ip}:{c.PROGRESS_PORT}{path}"
     with urllib.request.urlopen(url, timeout=REQUEST_TIMEOUT_SECONDS) as response:
         body = json.loads(response.read() or b"null")
     return body if isinstance(body, dict) else None
+
+
+def fetch_progress(pod_ip: str) -> dict[str, Any] | None:
+    """GET /progress from a worker's launcher; None when it has nothing to say yet."""
+    return _get_json(pod_ip, "/progress")
+
+
+def fetch_heartbeats(pod_ip: str) -> dict[str, Any] | None:
+    """GET /heartbeats: every pod's own last step, from the job's shared volume."""
+    return _get_json(pod_ip, "/heartbeats")
+
+
+def now() -> float:
+    """The poller's clock (monotonic seconds)."""
+    return time.monotonic()
 
 
 class ProgressPoller:
@@ -46,6 +65,7 @@ class ProgressPoller:
         self.unreachable_until: dict[str, float] = {}  # pod uid -> monotonic time
         self.failures: dict[str, int] = {}  # pod uid -> consecutive failed requests
         self.limit = asyncio.Semaphore(CONCURRENT_REQUESTS)
+        self.watches: dict[tuple[str, str], hang.StepWatch] = {}  # job -> its step counter
 
     async def run(self) -> None:
         """Poll forever (cancelled when the operator stops)."""
@@ -56,29 +76,68 @@ class ProgressPoller:
             for key, body in jobs:
                 if (body.get("status") or {}).get("phase") in c.TERMINAL_PHASES:
                     await self._mirror_final_report(key, body)
+            self._forget_the_gone()
             await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 
     async def _poll(self, key: tuple[str, str], body: dict[str, Any]) -> None:
         status = body.get("status") or {}
+        attempt = status.get("restartAttempt") or 0
         children = list(self.cache.children.get(key, {}).values())
-        pod = pick_reporter(children, status.get("restartAttempt") or 0)
+        pod = pick_reporter(children, attempt)
         if pod is None:
             return
-        uid = pod["metadata"].get("uid", pod["metadata"]["name"])
-        if self.unreachable_until.get(uid, 0.0) > time.monotonic():
-            return
-        async with self.limit:
-            try:
-                report = await asyncio.to_thread(fetch_progress, pod["status"]["podIP"])
-            except (OSError, ValueError) as error:
-                log.debug("no progress from %s: %s", pod["metadata"]["name"], error)
-                self._back_off(uid)
-                return
-        self.unreachable_until.pop(uid, None)
-        self.failures.pop(uid, None)
-        patch = plan_progress_patch(status, report)
+        report = await self._ask(pod, fetch_progress)
+        patch = plan_progress_patch(status, report) or {}
+        if report and report.get("step") is not None:
+            watch = hang.observe_step(self.watches.get(key), attempt, int(report["step"]), now())
+            self.watches[key] = watch
+        if status.get("phase") == c.PHASE_RUNNING and not status.get("hang"):
+            report_of_hang = await self._detect_hang(key, body, pod, children)
+            if report_of_hang:
+                patch["hang"] = report_of_hang
         if patch:
             await self._write(key, patch)
+
+    async def _ask(
+        self, pod: Mapping[str, Any], fetch: Callable[[str], dict[str, Any] | None]
+    ) -> dict[str, Any] | None:
+        """One request to a worker's launcher; None when it did not answer (then back off)."""
+        uid = pod["metadata"].get("uid", pod["metadata"]["name"])
+        if self.unreachable_until.get(uid, 0.0) > now():
+            return None
+        async with self.limit:
+            try:
+                answer = await asyncio.to_thread(fetch, pod["status"]["podIP"])
+            except (OSError, ValueError) as error:
+                log.debug("no answer from %s: %s", pod["metadata"]["name"], error)
+                self._back_off(uid)
+                return None
+        self.unreachable_until.pop(uid, None)
+        self.failures.pop(uid, None)
+        return answer
+
+    async def _detect_hang(
+        self,
+        key: tuple[str, str],
+        body: dict[str, Any],
+        reporter: Mapping[str, Any],
+        children: list[dict[str, Any]],
+    ) -> dict[str, Any] | None:
+        """status.hang when the step has stalled past the job's threshold, else None."""
+        watch = self.watches.get(key)
+        if watch is None:
+            return None
+        stalled = hang.stalled_seconds(watch, hang.read_policy(body), now())
+        if stalled is None:
+            return None
+        beats = await self._ask(reporter, fetch_heartbeats) or {}
+        workers = worker_names(children, watch.attempt)
+        return {
+            "step": watch.step,
+            "stalledSeconds": int(stalled),
+            "stalledPods": hang.pick_stalled_pods(beats, workers),
+            "detectedAt": format_time(datetime.now(UTC)),
+        }
 
     async def _mirror_final_report(self, key: tuple[str, str], body: dict[str, Any]) -> None:
         status = body.get("status") or {}
@@ -87,6 +146,18 @@ class ProgressPoller:
         patch = plan_progress_patch(status, report)
         if patch:
             await self._write(key, patch)
+
+    def _forget_the_gone(self) -> None:
+        """Drop what was kept about jobs and pods that no longer exist."""
+        self.watches = {k: w for k, w in self.watches.items() if k in self.cache.jobs}
+        live = {
+            child["metadata"].get("uid")
+            for children in list(self.cache.children.values())
+            for child in list(children.values())
+        }
+        for uid in [u for u in self.unreachable_until if u not in live]:
+            self.unreachable_until.pop(uid, None)
+            self.failures.pop(uid, None)
 
     def _back_off(self, uid: str) -> None:
         failures = self.failures[uid] = self.failures.get(uid, 0) + 1

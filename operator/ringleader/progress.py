@@ -40,6 +40,20 @@ def pick_reporter(children: Sequence[Mapping[str, Any]], attempt: int) -> Mappin
     return min(candidates, key=lambda item: item[0])[1] if candidates else None
 
 
+def worker_names(children: Sequence[Mapping[str, Any]], attempt: int) -> list[str]:
+    """Names of the worker pods of one restart attempt."""
+    names = []
+    for pod in children:
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        if (
+            pod.get("kind") == "Pod"
+            and labels.get(c.LABEL_ROLE) == c.ROLE_WORKER
+            and labels.get(c.LABEL_RESTART_ATTEMPT) == str(attempt)
+        ):
+            names.append(str(pod["metadata"]["name"]))
+    return sorted(names)
+
+
 def read_final_report(children: Sequence[Mapping[str, Any]], attempt: int) -> Obj | None:
     """The last progress report a finished worker left as its termination message.
 

@@ -116,6 +116,8 @@ def decide_restart(
     ]
     policy = job.spec.failure_policy or FailurePolicy()
     fresh = [recovery.classify_failure(p) for p in failed if not _handled(p, handled)]
+    if status.get("hang"):  # reported by the progress watcher; cleared when acted on
+        fresh.append(recovery.hang_failure(status["hang"]))
     picked = recovery.most_severe([(f, recovery.decide_action(policy, f)) for f in fresh])
     return _act(policy, status, picked, now, verdict) if picked else verdict
 
@@ -158,10 +160,13 @@ def _act(
     else:
         verdict.attempt += 1
         doing = "restarting the gang"
-    verdict.event = ("Warning", c.REASON_WORKER_FAILED, f"{what}: {doing} ({budget})")
+    hung = klass == "Hang"
+    reason = c.REASON_HANG_DETECTED if hung else c.REASON_WORKER_FAILED
+    verdict.event = ("Warning", reason, f"{what}: {doing} ({budget})")
     verdict.recovery = {
         "lastFailure": _last_failure(failure, action.kind, now),
         "restartsByClass": by_class,
+        **({"hang": None} if hung else {}),
     }
     return verdict
 
@@ -170,7 +175,7 @@ def _failing(
     verdict: _Verdict, reason: str, message: str, failure: recovery.WorkerFailure, now: datetime
 ) -> _Verdict:
     verdict.failure = Failure(reason, message)
-    verdict.recovery = {"lastFailure": _last_failure(failure, "FailJob", now)}
+    verdict.recovery = {"lastFailure": _last_failure(failure, "FailJob", now), "hang": None}
     return verdict
 
 

@@ -132,6 +132,16 @@ def classify_failure(pod: Pod) -> WorkerFailure:
     return WorkerFailure(klass, name, uid, code, reason, message)
 
 
+def hang_failure(report: Mapping[str, Any]) -> WorkerFailure:
+    """The failure a detected hang (status.hang) stands for, naming the stalled workers."""
+    stalled = list(report.get("stalledPods") or [])
+    message = (
+        f"no step for {report.get('stalledSeconds')}s after step {report.get('step')}; "
+        f"stalled: {', '.join(stalled) or 'unknown'}"
+    )
+    return WorkerFailure("Hang", stalled[0] if stalled else "", None, None, "HangDetected", message)
+
+
 def decide_action(policy: FailurePolicy | None, failure: WorkerFailure) -> Action:
     """The first rule that matches the failure's class and exit code; else the default."""
     for rule in (policy.rules if policy else None) or []:
@@ -145,6 +155,8 @@ def decide_action(policy: FailurePolicy | None, failure: WorkerFailure) -> Actio
 
 def describe(failure: WorkerFailure) -> str:
     """E.g. "worker train-worker-1-a0 failed (OutOfMemory, exit 137)"."""
+    if failure.failure_class == "Hang":
+        return f"hang detected: {failure.message}"
     evidence = f"exit {failure.exit_code}" if failure.exit_code is not None else failure.reason
     detail = f"{failure.failure_class}, {evidence}" if evidence else failure.failure_class
     return f"worker {failure.pod} failed ({detail})"

@@ -53,6 +53,13 @@ def test_progress_and_metrics_are_served_from_the_shared_files(tmp_path: Path) -
         assert "ringleader_trainer_checkpoint_step 40.0" in metrics
         assert "ringleader_trainer_heartbeat_step 41.0" in metrics
         assert "ringleader_trainer_loss 0.25" in metrics
+        write_json_atomic(heartbeat_path(tmp_path, "pod-2"), {"step": 39, "time": 990.0})
+        status, body = fetch(port, "/heartbeats")  # every pod's, from the shared volume
+        assert status == 200
+        assert json.loads(body) == {
+            "pod-1": {"step": 41, "time": 998.0},
+            "pod-2": {"step": 39, "time": 990.0},
+        }
     finally:
         server.shutdown()
 

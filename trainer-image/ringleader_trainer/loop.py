@@ -6,6 +6,7 @@ import contextlib
 import enum
 import logging
 import math
+import os
 import pickle
 import random
 import threading
@@ -21,7 +22,7 @@ from torch import nn
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 from torch.nn.parallel import DistributedDataParallel
 
-from ringleader_trainer import data
+from ringleader_trainer import contract, data
 from ringleader_trainer.checkpoint import Checkpointer
 from ringleader_trainer.options import Options
 from ringleader_trainer.report import Reporter
@@ -187,6 +188,8 @@ def train(parts: Parts, opts: Options, rt: Runtime, stop: threading.Event) -> Ou
         if perm_epoch != pos.epoch:
             perm, perm_epoch = data.compute_permutation(n, opts.seed, pos.epoch), pos.epoch
         indices = data.select_step_indices(perm, pos.cursor, opts.global_batch)
+        if step == opts.debug_stall_at_step:
+            stall_for_tests(rt, stop)
         loss_sum = run_step(parts, indices, rt, opts.micro_batch)
         loss, stopping = agree_on_step(loss_sum, stop.is_set(), rt)
         reporter.trace(step, pos, indices, loss / indices.numel())
@@ -230,6 +233,17 @@ def finish(
     if dist.get_rank() == 0:
         evaluation = parts.workload.evaluate(parts.model) if parts.workload.evaluate else {}
         reporter.record_final(parts.model, evaluation)
+
+
+def stall_for_tests(rt: Runtime, stop: threading.Event) -> None:
+    """Debug: the last rank of the first restart attempt stops making progress until SIGTERM.
+
+    The other ranks then wait in the step's all-reduce: the hang the operator must notice.
+    """
+    first_attempt = os.environ.get(contract.RESTART_ATTEMPT, "0") == "0"
+    if first_attempt and rt.rank == rt.world_size - 1:
+        print(f"ringleader: debug: rank {rt.rank} stalls until SIGTERM", flush=True)
+        stop.wait()
 
 
 def pace(started: float, min_seconds: float) -> None:

@@ -25,6 +25,7 @@ class Options:
     heartbeat_interval: float
     trace_dir: str | None
     min_step_seconds: float
+    debug_stall_at_step: int | None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="debug: pace steps so tests can act between them",
+    )
+    p.add_argument(
+        "--debug-stall-at-step",
+        type=int,
+        default=None,
+        help="debug: in the first restart attempt the last rank stops at this step (hang tests)",
     )
     return p
 

@@ -114,12 +114,17 @@ class ProgressCollector(Collector):
 
 
 def make_handler(root: Path, registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
-    """Build the request handler class serving /progress, /heartbeat and /metrics."""
+    """Build the request handler class serving /progress, /heartbeats and /metrics."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/metrics":
                 self._reply(200, generate_latest(registry), "text/plain; version=0.0.4")
+            elif self.path == "/heartbeats":
+                beats = {
+                    path.stem: read_json(path) for path in (root / HEARTBEAT_DIR).glob("*.json")
+                }
+                self._reply(200, json.dumps(beats).encode(), "application/json")
             elif self.path == "/progress":
                 body = read_json(root / PROGRESS_FILE)
                 if body is None:

@@ -162,3 +162,23 @@ def test_a_job_being_deleted_is_left_to_the_garbage_collector() -> None:
     job["metadata"]["deletionTimestamp"] = format_time(NOW)
     workers = builders.build_worker_pods(job, 0)
     assert plan_reconcile(job, workers, NOW) == Plan()
+
+
+def test_a_detected_hang_restarts_the_gang_names_the_stalled_worker_and_clears_itself() -> None:
+    job, children = settle(make_job(), [])
+    job["status"]["hang"] = {
+        "step": 40,
+        "stalledSeconds": 31,
+        "stalledPods": ["digits-worker-1-a0"],
+        "detectedAt": format_time(NOW),
+    }
+    plan = plan_reconcile(job, children, NOW)
+    assert plan.status_patch is not None
+    assert plan.status_patch["restartAttempt"] == 1
+    assert plan.status_patch["hang"] is None
+    assert plan.status_patch["lastFailure"]["class"] == "Hang"
+    assert plan.status_patch["restartsByClass"] == {"Hang": 1}
+    event_type, reason, message = plan.events[0]
+    assert (event_type, reason) == ("Warning", "HangDetected")
+    assert "digits-worker-1-a0" in message and "after step 40" in message
+    assert names(plan.create) == ["Pod/digits-worker-0-a1", "Pod/digits-worker-1-a1"]

@@ -1,0 +1,89 @@
+"""Hang detection: the step counter's pace, the threshold, and who is named."""
+
+from __future__ import annotations
+
+import pytest
+
+from ringleader import hang
+from ringleader.models import HangDetection
+
+POLICY = HangDetection(min_seconds=10, step_time_multiple=5)
+
+
+def watched(*observations: tuple[int, float], attempt: int = 0) -> hang.StepWatch:
+    """The watch after seeing (step, time) pairs in order."""
+    watch = None
+    for step, now in observations:
+        watch = hang.observe_step(watch, attempt, step, now)
+    assert watch is not None
+    return watch
+
+
+def test_the_pace_is_learnt_from_steps_moving_between_observations() -> None:
+    watch = watched((0, 0.0), (10, 5.0))
+    assert (watch.step, watch.changed_at, watch.seconds_per_step) == (10, 5.0, 0.5)
+
+
+def test_the_pace_is_smoothed_so_one_slow_step_does_not_swing_it() -> None:
+    watch = watched((0, 0.0), (10, 5.0), (11, 10.0))
+    assert watch.seconds_per_step == pytest.approx(0.7 * 0.5 + 0.3 * 5.0)
+
+
+def test_an_unchanged_step_keeps_the_time_it_last_moved() -> None:
+    assert watched((0, 0.0), (10, 5.0), (10, 9.0)).changed_at == 5.0
+
+
+@pytest.mark.parametrize(
+    ("later", "fresh"),
+    [((10, 0, 7.0), False), ((4, 0, 7.0), True), ((10, 1, 7.0), True)],
+    ids=["same step", "resumed from a checkpoint", "new restart attempt"],
+)
+def test_a_resume_or_a_new_attempt_starts_watching_afresh(
+    later: tuple[int, int, float], fresh: bool
+) -> None:
+    step, attempt, now = later
+    watch = hang.observe_step(watched((0, 0.0), (10, 5.0)), attempt, step, now)
+    assert (watch.seconds_per_step is None) == fresh
+
+
+@pytest.mark.parametrize(
+    ("pace", "threshold"),
+    [(None, None), (0.5, 10.0), (4.0, 20.0)],
+    ids=["before the first step: never", "fast job: the floor", "slow job: its own pace"],
+)
+def test_the_threshold_is_the_floor_or_a_multiple_of_the_pace(
+    pace: float | None, threshold: float | None
+) -> None:
+    watch = hang.StepWatch(0, 10, 0.0, pace)
+    assert hang.hang_threshold(watch, POLICY) == threshold
+
+
+def test_a_job_is_hung_only_past_its_threshold_and_never_when_disabled() -> None:
+    watch = hang.StepWatch(0, 10, 100.0, 0.5)
+    assert hang.stalled_seconds(watch, POLICY, 109.0) is None
+    assert hang.stalled_seconds(watch, POLICY, 111.0) == 11.0
+    disabled = HangDetection(enabled=False)
+    assert hang.stalled_seconds(watch, disabled, 10_000.0) is None
+
+
+def test_the_policy_defaults_apply_when_a_job_sets_none() -> None:
+    policy = hang.read_policy({"spec": {"replicas": 2}})
+    assert (policy.enabled, policy.min_seconds, policy.step_time_multiple) == (True, 120, 20)
+    set_one = {"spec": {"failurePolicy": {"hangDetection": {"minSeconds": 30}}}}
+    assert hang.read_policy(set_one).min_seconds == 30
+
+
+@pytest.mark.parametrize(
+    ("beats", "stalled"),
+    [
+        ({"w-0": {"step": 41}, "w-1": {"step": 40}}, ["w-1"]),
+        ({"w-0": {"step": 40}, "w-1": {"step": 40}}, ["w-0", "w-1"]),
+        ({"w-0": {"step": 41}}, ["w-1"]),
+        ({}, ["w-0", "w-1"]),
+    ],
+    ids=["one behind", "all waiting in one collective", "one silent", "no heartbeats at all"],
+)
+def test_the_stalled_workers_are_the_silent_or_the_furthest_behind(
+    beats: dict[str, dict[str, int]], stalled: list[str]
+) -> None:
+    assert hang.pick_stalled_pods(beats, ["w-0", "w-1"]) == stalled
