@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -61,6 +62,20 @@ def store_port(tmp_path: Path) -> Iterator[int]:
     proc.wait(timeout=30)
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below pid (from /proc), children before grandchildren."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, frontier = [], [pid]
+    while frontier:
+        frontier = [c for p in frontier for c in children.get(p, [])]
+        found += frontier
+    return found
+
+
 @dataclass
 class Pod:
     """A launcher process standing in for one worker pod."""
@@ -79,8 +94,16 @@ class Pod:
         return read_json(heartbeat_path(self.ckpt, self.name)) or {}
 
     def wait(self, timeout: float = 240) -> int:
-        """Wait for the launcher to exit and return its code."""
-        return self.proc.wait(timeout=timeout)
+        """Wait for the launcher to exit and return its code; on a hang, show where it hangs."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for pid in descendants(self.proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGUSR1)  # workers print their threads' stacks
+            time.sleep(2)
+            tail = "\n".join(self.output().splitlines()[-80:])
+            raise AssertionError(f"{self.name} still running after {timeout}s:\n{tail}") from None
 
 
 @dataclass

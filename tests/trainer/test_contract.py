@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ringleader import constants as operator_constants
+import ringleader.constants as operator_constants
 from ringleader_trainer import contract
 
 

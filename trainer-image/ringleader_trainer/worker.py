@@ -7,6 +7,7 @@ this worker's agent restarts it into the group that re-forms without the leaving
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -93,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     """Train until done or stopped; return the exit code."""
     opts = parse_options(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    # SIGUSR1 prints every thread's stack: what a hung worker is waiting on, without a debugger.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     stop = install_stop_handler()
     rt = init_runtime()
     parts = build_parts(opts, rt)
