@@ -57,6 +57,18 @@ def status_when(
     return wait_until(probe, timeout=timeout, what=what)
 
 
+def wait_finished(kube: Kube, namespace: str, name: str, *, timeout: float) -> dict[str, Any]:
+    """The job's status once it has Succeeded or Failed."""
+    return status_when(
+        kube,
+        namespace,
+        name,
+        lambda s: s.get("phase") in ("Succeeded", "Failed"),
+        timeout=timeout,
+        what=f"{name} finished",
+    )
+
+
 def processes_in(namespace: str) -> list[int]:
     """Pids of processes started for pods of a namespace (found by their contract env)."""
     marker = f"RINGLEADER_NAMESPACE={namespace}".encode() + b"\0"
@@ -95,14 +107,7 @@ def test_a_digits_job_trains_to_target_accuracy_and_reports_progress_and_checkpo
     pods = kube.get("pods", namespace=namespace)["items"]
     ips = [p["status"]["podIP"] for p in pods]
     assert len(set(ips)) == len(pods) == 3, ips  # two workers and the store, each its own IP
-    status = status_when(
-        kube,
-        namespace,
-        "digits",
-        lambda s: s.get("phase") in ("Succeeded", "Failed"),
-        timeout=420,
-        what="the job finished",
-    )
+    status = wait_finished(kube, namespace, "digits", timeout=420)
     assert status["phase"] == "Succeeded", (status, operator.log_tail())
     assert status["completionTime"]
     # The trainer ends with a checkpoint of its last step; its termination message carries the
@@ -156,14 +161,7 @@ def test_a_hung_worker_is_noticed_and_the_gang_restarts_from_its_checkpoint(
     ]  # fmt: skip
     job["spec"]["failurePolicy"] = {"hangDetection": {"minSeconds": 5, "stepTimeMultiple": 5}}
     kube.apply(job, namespace)
-    status = status_when(
-        kube,
-        namespace,
-        "stuck",
-        lambda s: s.get("phase") in ("Succeeded", "Failed"),
-        timeout=300,
-        what="the job finished after its hang",
-    )
+    status = wait_finished(kube, namespace, "stuck", timeout=300)
     assert status["phase"] == "Succeeded", (status, operator.log_tail())
     assert status["lastFailure"]["class"] == "Hang"
     assert (status["restartAttempt"], status["restartsByClass"]) == (1, {"Hang": 1})
