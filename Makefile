@@ -80,4 +80,4 @@ test: lint unit trainer-test integration e2e ## everything CI runs: lint, unit, 
 
 clean: ## stop the local cluster and remove its state and the virtual environment
 	if [ -x $(PY) ]; then $(PY) -m tools.localcluster down; fi
-	rm -rf .cluster .cluster-test .cluster-bench $(VENV)
+	rm -rf .cluster .cluster-test .cluster-test-* .cluster-bench $(VENV)

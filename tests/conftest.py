@@ -22,7 +22,10 @@ from tools.localcluster.layout import Layout, cached_bin_dir
 from tools.nodeagent.config import StateDir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TEST_PORT_BASE = 17400  # the test cluster's ports sit apart from the developer's (16400)
+# The test cluster's ports sit apart from the developer's (16400). Another block (e.g. 19400)
+# lets a second test session run beside the first; it must not use the local nodes as well.
+TEST_PORT_BASE = int(os.environ.get("RINGLEADER_TEST_PORT_BASE", "17400"))
+TEST_CLUSTER_DIR = ".cluster-test" if TEST_PORT_BASE == 17400 else f".cluster-test-{TEST_PORT_BASE}"
 
 
 def _use_existing_cluster() -> bool:
@@ -38,7 +41,7 @@ def kube() -> Iterator[Kube]:
             pytest.fail("RINGLEADER_USE_EXISTING_CLUSTER=1 needs KUBECONFIG")
         yield Kube(Path(kubeconfig))
         return
-    layout = Layout(REPO_ROOT / ".cluster-test", cached_bin_dir(), TEST_PORT_BASE)
+    layout = Layout(REPO_ROOT / TEST_CLUSTER_DIR, cached_bin_dir(), TEST_PORT_BASE)
     cluster = LocalCluster(layout)
     cluster.destroy()  # leftovers of an interrupted session
     cluster.up()
