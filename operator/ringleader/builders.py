@@ -121,6 +121,7 @@ def build_store_pod(job: JobLike) -> Obj:
     for key in (*store_keys, "priorityClassName"):
         if key in pod_spec:
             spec[key] = copy.deepcopy(pod_spec[key])
+    _tolerate_node_loss_briefly(spec)
     # Same priority as the workers (losing the store stalls them all), but not their scheduler:
     # a gang scheduler would wait for the store to join the workers' group.
     scheduling = model.spec.scheduling
@@ -188,6 +189,7 @@ def build_worker_pod(job: JobLike, index: int, attempt: int) -> Obj:
     _set_identity(model, spec, index)
     _set_networking(model, spec)
     _apply_scheduling(model, spec)
+    _tolerate_node_loss_briefly(spec)
     spec["volumes"] = [*(spec.get("volumes") or []), *build_worker_volumes(model)]
     contract = workerenv.build_contract_env(model, index, attempt)
     defaults = workerenv.build_default_env(model.spec)
@@ -214,6 +216,32 @@ def _set_networking(job: DistributedTrainingJob, spec: Obj) -> None:
     if spec.get("hostNetwork"):
         # Without this, a host-network pod resolves names with the node's DNS, not the cluster's.
         spec["dnsPolicy"] = "ClusterFirstWithHostNet"
+
+
+def _tolerates(toleration: Obj, key: str) -> bool:
+    """Whether a toleration already covers the NoExecute taint `key` (whatever its value)."""
+    if toleration.get("effect") not in (None, "", "NoExecute"):
+        return False
+    if not toleration.get("key"):  # an empty key with operator Exists tolerates every taint
+        return toleration.get("operator") == "Exists"
+    return bool(toleration["key"] == key)
+
+
+def _tolerate_node_loss_briefly(spec: Obj) -> None:
+    # Without these, the DefaultTolerationSeconds admission plugin gives the pod 300 s on a
+    # lost node (see constants.NODE_LOSS_TOLERATION_SECONDS). A user's own toleration wins.
+    tolerations = list(spec.get("tolerations") or [])
+    for key in c.NODE_LOSS_TAINTS:
+        if not any(_tolerates(t, key) for t in tolerations):
+            tolerations.append(
+                {
+                    "key": key,
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": c.NODE_LOSS_TOLERATION_SECONDS,
+                }
+            )
+    spec["tolerations"] = tolerations
 
 
 def build_worker_volumes(job: JobLike) -> list[Obj]:

@@ -132,10 +132,31 @@ REASON_DEADLINE_EXCEEDED: Final = "DeadlineExceeded"
 REASON_BACKOFF_LIMIT_EXCEEDED: Final = "MaxRestartsExceeded"
 REASON_FAILED_BY_POLICY: Final = "FailedByPolicy"
 REASON_STARTUP_TIMEOUT: Final = "StartupTimeout"
+REASON_POD_FORCE_DELETED: Final = "PodForceDeleted"
 
 DEFAULT_CHECKPOINT_DIR: Final = "/checkpoints"
 DEFAULT_CHECKPOINT_KEEP: Final = 3
 DEFAULT_SHM_SIZE: Final = "2Gi"
 DEFAULT_MAX_RESTARTS: Final = 10
+# Long enough for a replacement pod to start and load a checkpoint on a busy cluster; the safety
+# net for survivors that never re-form (hang detection needs a first step to learn the pace).
+DEFAULT_IN_PLACE_TIMEOUT_SECONDS: Final = 300
 DEFAULT_HANG_MIN_SECONDS: Final = 120
 DEFAULT_HANG_STEP_MULTIPLE: Final = 20
+
+# --- Node loss. Kubernetes gives every pod 300 s of tolerance for a NotReady or unreachable node
+# before the taint manager deletes it; for a training gang that is 300 s of every other worker
+# waiting in an all-reduce that cannot finish. The node lifecycle controller has already waited
+# its grace period (40-50 s by default) before it taints the node, so 30 s more rides out a short
+# kubelet or network hiccup and still replaces the lost workers within about a minute and a half.
+NODE_LOSS_TAINTS: Final = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+NODE_LOSS_TOLERATION_SECONDS: Final = 30
+# A pod whose node is lost never finishes terminating (no kubelet confirms it), which blocks a
+# same-named replacement. Once its grace period is over and its node is still NotReady, Unknown
+# or gone, the operator force-deletes it after this margin more: time for a kubelet that just came
+# back to finish the deletion itself, and for the watches to catch up.
+FORCE_DELETE_MARGIN_SECONDS: Final = 10
+# How often a pod stuck terminating on a node that still looks Ready is looked at again, and how
+# long a node's readiness, read for such a pod, is trusted.
+STUCK_POD_RECHECK_SECONDS: Final = 15
+NODE_READINESS_CACHE_SECONDS: Final = 5

@@ -15,8 +15,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from ringleader import lostnodes
 from ringleader.kube import KubeApi, RetryableError
-from ringleader.metrics import JOBS_BY_PHASE, RECONCILE_ERRORS, RECONCILE_SECONDS
+from ringleader.metrics import (
+    JOBS_BY_PHASE,
+    RECONCILE_ERRORS,
+    RECONCILE_SECONDS,
+    count_recovery,
+)
+from ringleader.nodecache import LostNodes
 from ringleader.reconcile import execute_plan, job_key_of_child, plan_reconcile
 
 Obj = dict[str, Any]
@@ -67,6 +74,7 @@ class Controller:
 
     def __init__(self, api: KubeApi, workers: int = 8, clock: Callable[[], datetime] | None = None):
         self.api = api
+        self.lost_nodes = LostNodes(api)
         self.cache = Cache()
         self.queue: asyncio.Queue[Key] = asyncio.Queue()
         self.queued: set[Key] = set()
@@ -127,7 +135,9 @@ class Controller:
         children = list(self.cache.children.get(key, {}).values())
         started = time.perf_counter()
         try:
-            plan = plan_reconcile(body, children, self.clock())
+            now = self.clock()
+            lost = self.lost_nodes.among(lostnodes.nodes_to_check(children, now))
+            plan = plan_reconcile(body, children, now, lost)
             created = execute_plan(self.api, body, plan)
         except RetryableError as error:
             self._retry_later(key, error)
@@ -139,6 +149,10 @@ class Controller:
         finally:
             RECONCILE_SECONDS.observe(time.perf_counter() - started)
         self.failures.pop(key, None)
+        # Counted once the whole plan is carried out. Should a call after the status write fail,
+        # the next pass finishes the recovery without recording it anew: it goes uncounted,
+        # never counted twice.
+        count_recovery(body.get("status"), plan.status_patch)
         self._remember_writes(key, body, plan.status_patch, created)
         if plan.requeue_after is not None:
             self._call_soon(self.enqueue_after, key, plan.requeue_after + 0.1)

@@ -27,11 +27,20 @@ class StepWatch:
     seconds_per_step: float | None = None  # unknown until the step has moved once
 
 
-def observe_step(watch: StepWatch | None, attempt: int, step: int, now: float) -> StepWatch:
-    """The watch after seeing `step` at `now`; a new attempt or a resume starts it afresh."""
+def observe_step(
+    watch: StepWatch | None, attempt: int, step: int, now: float, reported: float | None = None
+) -> StepWatch:
+    """The watch after seeing `step` at `now`; a new attempt or a resume starts it afresh.
+
+    `reported` is the trainer's own time per step: the pace until one is measured here, so
+    that a job seen at one step only (it hung soon after starting or resuming) is still judged.
+    """
+    reported = reported if reported is not None and reported > 0 else None
     if watch is None or watch.attempt != attempt or step < watch.step:
-        return StepWatch(attempt, step, now)
+        return StepWatch(attempt, step, now, reported)
     if step == watch.step:
+        if watch.seconds_per_step is None and reported is not None:
+            return StepWatch(watch.attempt, watch.step, watch.changed_at, reported)
         return watch
     latest = (now - watch.changed_at) / (step - watch.step)
     pace = watch.seconds_per_step

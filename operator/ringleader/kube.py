@@ -96,9 +96,26 @@ class KubeApi:
         create = creators[kind]
         return _call("create", kind, lambda: create(namespace, obj), benign=409) is not None
 
-    def delete_pod(self, namespace: str, name: str) -> None:
-        """Delete a pod (graceful, background); already gone is fine."""
-        _call("delete", "Pod", lambda: self.core.delete_namespaced_pod(name, namespace), 404)
+    def delete_pod(
+        self, namespace: str, name: str, grace_period_seconds: int | None = None
+    ) -> None:
+        """Delete a pod (graceful; 0 seconds forces it); already gone is fine."""
+        _call(
+            "delete",
+            "Pod",
+            lambda: self.core.delete_namespaced_pod(
+                name, namespace, grace_period_seconds=grace_period_seconds
+            ),
+            benign=404,
+        )
+
+    def get_node(self, name: str) -> Obj | None:
+        """A node as the API returns it (camelCase keys), or None when there is no such node."""
+        node = _call("get", "Node", lambda: self.core.read_node(name), benign=404)
+        if node is None:
+            return None
+        found: Obj = self.core.api_client.sanitize_for_serialization(node)
+        return found
 
     def patch_job_status(self, namespace: str, name: str, status: Obj) -> None:
         """Merge-patch the status subresource of a job."""

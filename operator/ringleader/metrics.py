@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
+
+Obj = dict[str, Any]
+# What tells one recorded failure from another (fields the loop may add later are not in it).
+FAILURE_IDENTITY = ("class", "pod", "podUID", "action", "time")
 
 JOBS_BY_PHASE = Gauge(
     "ringleader_jobs", "DistributedTrainingJobs known to the operator, by phase", ["phase"]
@@ -21,3 +28,67 @@ API_WRITES = Counter(
 API_ERRORS = Counter(
     "ringleader_api_errors_total", "API calls answered with an error, by HTTP status", ["status"]
 )
+
+RECOVERIES = Counter(
+    "ringleader_recoveries_total",
+    "Recoveries the operator carried out, by failure class and the action the policy chose",
+    ["class", "action"],
+)
+STEPS_LOST = Counter(
+    "ringleader_steps_lost_total",
+    "Training steps redone after failures: the step at the failure minus the newest checkpoint's",
+    ["class"],
+)
+RECOVERY_SECONDS = Histogram(
+    "ringleader_recovery_seconds",
+    "Time from a failure the operator restarted to the first training step completed after it",
+    ["action"],
+    buckets=(1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 450, 600),
+)
+GOODPUT = Gauge(
+    "ringleader_job_goodput_ratio",
+    "Share of a job's wall time since it started spent training: not before its first step, "
+    "nor from a failure to the first step after it",
+    ["namespace", "job"],
+)
+
+
+def new_recovery(old_status: Mapping[str, Any] | None, patch: Mapping[str, Any] | None) -> Obj:
+    """status.lastFailure when this status patch records a new recovery decision, else {}."""
+    last = (patch or {}).get("lastFailure")
+    if not isinstance(last, Mapping) or not last.get("action"):
+        return {}
+    before = (old_status or {}).get("lastFailure") or {}
+    # A patch that only fills in a field of the failure already recorded is no new recovery.
+    if all(last.get(key) == before.get(key) for key in FAILURE_IDENTITY):
+        return {}
+    return dict(last)
+
+
+def count_recovery(old_status: Mapping[str, Any] | None, patch: Mapping[str, Any] | None) -> None:
+    """Count the recovery a status patch the operator has written records, if it records one."""
+    last = new_recovery(old_status, patch)
+    if not last:
+        return
+    klass = str(last.get("class"))
+    RECOVERIES.labels(klass, str(last["action"])).inc()
+    lost = last.get("stepsLost")
+    if isinstance(lost, int) and lost >= 0:
+        STEPS_LOST.labels(klass).inc(lost)
+
+
+def observe_recoveries(recovered: Iterable[tuple[str, float]]) -> None:
+    """Observe each (action, seconds from the failure to the next completed step)."""
+    for action, seconds in recovered:
+        RECOVERY_SECONDS.labels(action).observe(seconds)
+
+
+def set_goodput(key: tuple[str, str], ratio: float | None) -> None:
+    """Set a job's goodput (when there is one to tell yet)."""
+    if ratio is not None:
+        GOODPUT.labels(*key).set(ratio)
+
+
+def forget_goodput(key: tuple[str, str]) -> None:
+    """Drop a job's goodput series: the job is gone, or has not started (again)."""
+    GOODPUT.remove(*key)

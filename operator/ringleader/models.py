@@ -216,9 +216,15 @@ class FailurePolicy(_Model):
     max_restarts: int = Field(default=c.DEFAULT_MAX_RESTARTS, ge=0, le=10000)
     """Restarts (counted ones) after which the job fails."""
     rules: Annotated[list[FailureRule], Field(max_length=32)] | None = None
-    """Checked in order; without a match a failure restarts the gang and counts."""
+    """Checked in order; without a match a failed worker is replaced in place (a hang restarts
+    the gang); Preempted and NodeLost do not count towards maxRestarts, the rest do."""
     hang_detection: HangDetection | None = None
     """A stalled step counter is a failure of class Hang (on by default)."""
+    in_place_timeout_seconds: int = Field(
+        default=c.DEFAULT_IN_PLACE_TIMEOUT_SECONDS, ge=5, le=86400
+    )
+    """After a worker is replaced in place: how long every worker may run without completing a
+    step before the whole gang restarts instead."""
 
 
 class NetworkingSpec(_Model):
@@ -372,6 +378,10 @@ class LastFailure(_Model):
     action: Literal["RestartWorker", "RestartGang", "FailJob"] | None = None
     """What the failure policy decided."""
     time: datetime | None = None
+    steps_lost: int | None = Field(default=None, ge=0)
+    """Steps trained after the newest checkpoint, to be trained again after the restart."""
+    in_a_row: int | None = Field(default=None, ge=1)
+    """Failures in a row with no checkpoint committed in between; gang restarts back off."""
 
 
 class HangReport(_Model):

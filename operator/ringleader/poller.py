@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ringleader import constants as c
-from ringleader import hang
+from ringleader import goodput, hang, metrics
 from ringleader.controller import Cache
 from ringleader.kube import KubeApi, RetryableError
 from ringleader.progress import (
@@ -66,30 +66,43 @@ class ProgressPoller:
         self.failures: dict[str, int] = {}  # pod uid -> consecutive failed requests
         self.limit = asyncio.Semaphore(CONCURRENT_REQUESTS)
         self.watches: dict[tuple[str, str], hang.StepWatch] = {}  # job -> its step counter
+        # job -> where its time went; in memory, so an operator restart starts it again
+        self.clocks: dict[tuple[str, str], goodput.TrainingClock] = {}
 
     async def run(self) -> None:
         """Poll forever (cancelled when the operator stops)."""
         while True:
             started = time.monotonic()
             jobs = list(self.cache.jobs.items())
-            await asyncio.gather(*(self._poll(key, body) for key, body in jobs if _active(body)))
+            active = [(key, body) for key, body in jobs if _active(body)]
+            reports = await asyncio.gather(*(self._poll(key, body) for key, body in active))
+            heard = {key: report for (key, _), report in zip(active, reports, strict=True)}
             for key, body in jobs:
                 if (body.get("status") or {}).get("phase") in c.TERMINAL_PHASES:
                     await self._mirror_final_report(key, body)
+                self._account(key, heard.get(key))
             self._forget_the_gone()
             await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 
-    async def _poll(self, key: tuple[str, str], body: dict[str, Any]) -> None:
+    async def _poll(self, key: tuple[str, str], body: dict[str, Any]) -> dict[str, Any] | None:
+        """Mirror one job's progress and look for a hang; return the report heard, if any."""
         status = body.get("status") or {}
         attempt = status.get("restartAttempt") or 0
         children = list(self.cache.children.get(key, {}).values())
         pod = pick_reporter(children, attempt)
         if pod is None:
-            return
+            return None
         report = await self._ask(pod, fetch_progress)
         patch = plan_progress_patch(status, report) or {}
         if report and report.get("step") is not None:
-            watch = hang.observe_step(self.watches.get(key), attempt, int(report["step"]), now())
+            pace = report.get("seconds_per_step")
+            watch = hang.observe_step(
+                self.watches.get(key),
+                attempt,
+                int(report["step"]),
+                now(),
+                float(pace) if isinstance(pace, int | float) else None,
+            )
             self.watches[key] = watch
         if status.get("phase") == c.PHASE_RUNNING and not status.get("hang"):
             report_of_hang = await self._detect_hang(key, body, pod, children)
@@ -97,6 +110,23 @@ class ProgressPoller:
                 patch["hang"] = report_of_hang
         if patch:
             await self._write(key, patch)
+        return report
+
+    def _account(self, key: tuple[str, str], report: dict[str, Any] | None) -> None:
+        """Advance the job's training clock: observe recoveries that ended, set its goodput."""
+        # The newest status, read after the report was fetched: a failure it shows was decided
+        # before the report arrived, so a report written after the failure follows it for sure.
+        status = (self.cache.jobs.get(key) or {}).get("status") or {}
+        wall_now = time.time()
+        clock, recovered = goodput.advance(self.clocks.get(key), status, report, wall_now)
+        metrics.observe_recoveries(recovered)
+        if clock is None:
+            self.clocks.pop(key, None)
+            metrics.forget_goodput(key)
+            return
+        self.clocks[key] = clock
+        end = goodput.accounting_end(status, wall_now)
+        metrics.set_goodput(key, goodput.compute_goodput(clock, end))
 
     async def _ask(
         self, pod: Mapping[str, Any], fetch: Callable[[str], dict[str, Any] | None]
@@ -150,6 +180,9 @@ class ProgressPoller:
     def _forget_the_gone(self) -> None:
         """Drop what was kept about jobs and pods that no longer exist."""
         self.watches = {k: w for k, w in self.watches.items() if k in self.cache.jobs}
+        for key in [k for k in self.clocks if k not in self.cache.jobs]:
+            self.clocks.pop(key)
+            metrics.forget_goodput(key)
         live = {
             child["metadata"].get("uid")
             for children in list(self.cache.children.values())

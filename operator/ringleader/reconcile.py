@@ -9,12 +9,12 @@ decision that is not derived from the pods, is written to status before the chil
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ringleader import builders, recovery
+from ringleader import builders, lostnodes, recovery
 from ringleader import constants as c
 from ringleader.kube import KubeApi
 from ringleader.models import DistributedTrainingJob, FailurePolicy
@@ -33,6 +33,7 @@ class Plan:
     events: list[tuple[str, str, str]] = field(default_factory=list)  # type, reason, message
     delete_job: bool = False
     requeue_after: float | None = None  # seconds until time alone changes the decision
+    force_delete_pods: list[str] = field(default_factory=list)  # stuck on a lost node
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -119,7 +120,62 @@ def decide_restart(
     if status.get("hang"):  # reported by the progress watcher; cleared when acted on
         fresh.append(recovery.hang_failure(status["hang"]))
     picked = recovery.most_severe([(f, recovery.decide_action(policy, f)) for f in fresh])
+    if picked is None:
+        picked = _escalation(job, status, workers, now, verdict)
     return _act(policy, status, picked, now, verdict) if picked else verdict
+
+
+def _escalation(
+    job: DistributedTrainingJob,
+    status: Obj,
+    workers: Sequence[Obj],
+    now: datetime,
+    verdict: _Verdict,
+) -> tuple[recovery.WorkerFailure, recovery.Action] | None:
+    """A gang restart when replacing a worker in place has not brought training back."""
+    last = status.get("lastFailure") or {}
+    failed_at = _parse_time(last.get("time"))
+    if last.get("action") != "RestartWorker" or failed_at is None:
+        return None
+    running_since = _all_running_since(workers, verdict.attempt, job.spec.replicas)
+    if running_since is None:
+        return None  # still waiting for a pod to be scheduled or started: not the group's fault
+    stepped = _parse_time((status.get("progress") or {}).get("updatedAt"))
+    if stepped is None:
+        return None  # no progress reports from this job: the operator cannot judge
+    progressed = stepped > failed_at
+    waited = (now - max(failed_at, running_since)).total_seconds()
+    timeout = (job.spec.failure_policy or FailurePolicy()).in_place_timeout_seconds
+    failure = recovery.stalled_in_place(last, timeout, progressed, waited)
+    if failure is None:
+        if not progressed:
+            verdict.requeue_after = max(timeout - waited, 0.0) + 1.0
+        return None
+    return failure, recovery.Action("RestartGang", counts=False)  # counted with the first failure
+
+
+def _all_running_since(workers: Sequence[Obj], attempt: int, replicas: int) -> datetime | None:
+    """When the last of the attempt's workers started running, if all of them run."""
+    current = [
+        w
+        for w in workers
+        if _labels(w).get(c.LABEL_RESTART_ATTEMPT) == str(attempt)
+        and not w["metadata"].get("deletionTimestamp")
+    ]
+    if len(current) < replicas or any(_running_since(w) is None for w in current):
+        return None
+    return max(_running_since(w) or datetime.min for w in current)
+
+
+def _running_since(pod: Obj) -> datetime | None:
+    status = pod.get("status") or {}
+    if status.get("phase") != "Running":
+        return None
+    for container in status.get("containerStatuses") or []:
+        started = ((container.get("state") or {}).get("running") or {}).get("startedAt")
+        if started:
+            return _parse_time(started)
+    return _parse_time(status.get("startTime"))
 
 
 def _handled(pod: Obj, handled_uid: str | None) -> bool:
@@ -142,18 +198,15 @@ def _act(
     if action.counts and verdict.restarts >= policy.max_restarts:
         message = f"{what} and all {policy.max_restarts} restarts are used up"
         return _failing(verdict, c.REASON_BACKOFF_LIMIT_EXCEEDED, message, failure, now)
-    by_class = dict(status.get("restartsByClass") or {})
-    wait = _backoff_left(status, by_class, now) if action.kind == "RestartGang" else 0.0
+    in_a_row = _failures_in_a_row(status)
+    wait = _backoff_left(status, in_a_row, now) if action.kind == "RestartGang" else 0.0
     if wait > 0:
         verdict.requeue_after = wait
         return verdict
+    by_class = dict(status.get("restartsByClass") or {})
     by_class[klass] = by_class.get(klass, 0) + 1
     verdict.restarts += action.counts
-    budget = (
-        f"restart {verdict.restarts} of {policy.max_restarts}"
-        if action.counts
-        else f"not counted towards maxRestarts: {klass}"
-    )
+    budget = _budget(policy, failure, action, verdict.restarts)
     if action.kind == "RestartWorker":
         verdict.delete_pods.append(failure.pod)
         doing = "replacing that worker"
@@ -164,7 +217,11 @@ def _act(
     reason = c.REASON_HANG_DETECTED if hung else c.REASON_WORKER_FAILED
     verdict.event = ("Warning", reason, f"{what}: {doing} ({budget})")
     verdict.recovery = {
-        "lastFailure": _last_failure(failure, action.kind, now),
+        "lastFailure": {
+            **_last_failure(failure, action.kind, now),
+            "stepsLost": _steps_lost(status),
+            "inARow": in_a_row,
+        },
         "restartsByClass": by_class,
         **({"hang": None} if hung else {}),
     }
@@ -193,12 +250,40 @@ def _last_failure(failure: recovery.WorkerFailure, action: str, now: datetime) -
     }
 
 
-def _backoff_left(status: Obj, by_class: Obj, now: datetime) -> float:
+def _budget(
+    policy: FailurePolicy, failure: recovery.WorkerFailure, action: recovery.Action, restarts: int
+) -> str:
+    """How the restart counts towards maxRestarts, for the event."""
+    if action.counts:
+        return f"restart {restarts} of {policy.max_restarts}"
+    if failure.reason == recovery.IN_PLACE_TIMED_OUT:
+        return "counted with the failure it follows"
+    return f"not counted towards maxRestarts: {failure.failure_class}"
+
+
+def _failures_in_a_row(status: Obj) -> int:
+    """This failure and those before it with no checkpoint committed in between."""
+    last = status.get("lastFailure") or {}
+    previous = _parse_time(last.get("time"))
+    checkpointed = _parse_time((status.get("checkpoint") or {}).get("time"))
+    if previous is None or (checkpointed is not None and checkpointed > previous):
+        return 1
+    return int(last.get("inARow") or 1) + 1
+
+
+def _steps_lost(status: Obj) -> int | None:
+    """Steps since the newest checkpoint: the restarted group trains them again."""
+    step = (status.get("progress") or {}).get("step")
+    saved = (status.get("checkpoint") or {}).get("step", 0)
+    return max(int(step) - int(saved), 0) if step is not None else None
+
+
+def _backoff_left(status: Obj, in_a_row: int, now: datetime) -> float:
     """Seconds until the next gang restart may start, measured from the previous recovery."""
     previous = _parse_time((status.get("lastFailure") or {}).get("time"))
     if previous is None:
         return 0.0
-    delay = recovery.gang_backoff_seconds(sum(by_class.values()))
+    delay = recovery.gang_backoff_seconds(in_a_row)
     return max((previous - now).total_seconds() + delay, 0.0)
 
 
@@ -284,8 +369,11 @@ def _time_left(job: DistributedTrainingJob, new: Obj, now: datetime) -> tuple[bo
     return False, max((started - now).total_seconds() + policy.active_deadline_seconds, 0.0)
 
 
-def plan_reconcile(body: Obj, children: Sequence[Obj], now: datetime) -> Plan:
-    """Decide everything one reconcile of this job does (pure)."""
+def plan_reconcile(
+    body: Obj, children: Sequence[Obj], now: datetime, lost_nodes: Collection[str] = ()
+) -> Plan:
+    """Decide everything one reconcile of this job does (pure). lost_nodes: the nodes, among
+    those of pods stuck terminating (lostnodes.nodes_to_check), found NotReady or gone."""
     if (body.get("metadata") or {}).get("deletionTimestamp"):
         return Plan()  # the garbage collector removes the children through their owner references
     job = builders.parse_job(body)
@@ -303,7 +391,20 @@ def plan_reconcile(body: Obj, children: Sequence[Obj], now: datetime) -> Plan:
     delete_job, requeue_after = _time_left(job, new, now)
     requeue_after = _sooner(requeue_after, verdict.requeue_after)
     events = [e for e in (verdict.event, _phase_event(status.get("phase"), new)) if e]
-    return Plan(_status_patch(status, new), delete, create, events, delete_job, requeue_after)
+    plan = Plan(_status_patch(status, new), delete, create, events, delete_job, requeue_after)
+    return _with_force_deletions(plan, children, lost_nodes, now)
+
+
+def _with_force_deletions(
+    plan: Plan, children: Sequence[Obj], lost_nodes: Collection[str], now: datetime
+) -> Plan:
+    """Add the pods stuck terminating on a lost node, and when to look at deleting pods again."""
+    pods = [x for x in children if x.get("kind") == "Pod"]
+    for pod, why in lostnodes.force_deletions(pods, lost_nodes, now):
+        plan.force_delete_pods.append(pod)
+        plan.events.append(("Warning", c.REASON_POD_FORCE_DELETED, why))
+    plan.requeue_after = _sooner(plan.requeue_after, lostnodes.seconds_until_next_check(pods, now))
+    return plan
 
 
 def _sooner(a: float | None, b: float | None) -> float | None:
@@ -318,6 +419,8 @@ def execute_plan(api: KubeApi, body: Obj, plan: Plan) -> list[Obj]:
         api.patch_job_status(namespace, name, plan.status_patch)
     for pod in plan.delete_pods:
         api.delete_pod(namespace, pod)
+    for pod in plan.force_delete_pods:
+        api.delete_pod(namespace, pod, grace_period_seconds=0)
     created = [obj for obj in plan.create if api.create(obj)]
     for event_type, reason, message in plan.events:
         api.post_event(body, event_type, reason, message)

@@ -12,7 +12,7 @@ import json
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal, cast, get_args
 
 from ringleader.models import FailureClass, FailurePolicy
 
@@ -41,6 +41,7 @@ POD_REASON_CLASSES: Final[Mapping[str, FailureClass]] = {
     "Shutdown": "NodeLost",
 }
 
+IN_PLACE_TIMED_OUT: Final = "InPlaceRecoveryTimedOut"  # the reason of an escalated failure
 MAX_MESSAGE: Final = 1024  # lastFailure.message is a summary; the pod keeps the full text
 
 
@@ -85,14 +86,17 @@ def _disruption(pod: Pod) -> tuple[str, str] | None:
     return None
 
 
-def _reported_class(message: str) -> FailureClass | None:
-    """The trainer's own verdict: a termination message {"failureClass": "Communication"}."""
+def _reported_class(message: str) -> tuple[FailureClass, str] | None:
+    """The trainer's own verdict from a termination message {"failureClass": "Communication",
+    "message": "..."}: the class and its explanation (else the whole message)."""
     try:
         report = json.loads(message)
     except ValueError:
         return None
-    found = report.get("failureClass") if isinstance(report, dict) else None
-    return found if found in FAILURE_CLASSES else None
+    if not isinstance(report, dict) or report.get("failureClass") not in FAILURE_CLASSES:
+        return None
+    klass = cast(FailureClass, report["failureClass"])
+    return klass, str(report.get("message") or message)[:MAX_MESSAGE]
 
 
 def _exit_class(code: int, reason: str) -> tuple[FailureClass, str]:
@@ -127,7 +131,7 @@ def classify_failure(pod: Pod) -> WorkerFailure:
     message = str(done.get("message") or "")[:MAX_MESSAGE]
     reported = _reported_class(message)
     if reported is not None:
-        return WorkerFailure(reported, name, uid, code, "ReportedByTrainer", message)
+        return WorkerFailure(reported[0], name, uid, code, "ReportedByTrainer", reported[1])
     klass, reason = _exit_class(code or 0, str(done.get("reason") or ""))
     return WorkerFailure(klass, name, uid, code, reason, message)
 
@@ -143,20 +147,29 @@ def hang_failure(report: Mapping[str, Any]) -> WorkerFailure:
 
 
 def decide_action(policy: FailurePolicy | None, failure: WorkerFailure) -> Action:
-    """The first rule that matches the failure's class and exit code; else the default."""
+    """The first rule that matches the failure's class and exit code; else the default.
+
+    By default a failed pod is replaced in place and the survivors re-form the group with it
+    (they keep their nodes and skip a restart); a hang restarts the gang, since every worker
+    is stuck in it. An in-place recovery that does not lead to a step becomes a gang restart
+    (see `stalled_in_place`).
+    """
     for rule in (policy.rules if policy else None) or []:
         if rule.classes is not None and failure.failure_class not in rule.classes:
             continue
         if rule.exit_codes is not None and failure.exit_code not in rule.exit_codes:
             continue
         return Action(rule.action, rule.count_towards_max_restarts)
-    return Action("RestartGang", failure.failure_class not in NOT_THE_JOBS_FAULT)
+    kind: ActionKind = "RestartGang" if failure.failure_class == "Hang" else "RestartWorker"
+    return Action(kind, failure.failure_class not in NOT_THE_JOBS_FAULT)
 
 
 def describe(failure: WorkerFailure) -> str:
     """E.g. "worker train-worker-1-a0 failed (OutOfMemory, exit 137)"."""
     if failure.failure_class == "Hang":
         return f"hang detected: {failure.message}"
+    if failure.reason == IN_PLACE_TIMED_OUT:
+        return f"in-place recovery of {failure.pod or 'a worker'} did not resume training"
     evidence = f"exit {failure.exit_code}" if failure.exit_code is not None else failure.reason
     detail = f"{failure.failure_class}, {evidence}" if evidence else failure.failure_class
     return f"worker {failure.pod} failed ({detail})"
@@ -174,6 +187,29 @@ def most_severe(
     return max(decided, key=lambda pair: SEVERITY[pair[1].kind])  # max keeps the first of ties
 
 
-def gang_backoff_seconds(restarts_so_far: int) -> float:
-    """Wait before a gang restart: none for the first, then 2 s doubling up to 60 s."""
-    return 0.0 if restarts_so_far <= 0 else float(min(60, 2**restarts_so_far))
+def gang_backoff_seconds(failures_in_a_row: int) -> float:
+    """Wait before a gang restart: none after one failure, then 2 s doubling up to 60 s for
+    each further failure with no checkpoint committed in between (a crash loop)."""
+    return 0.0 if failures_in_a_row <= 1 else float(min(60, 2 ** (failures_in_a_row - 1)))
+
+
+def stalled_in_place(
+    last_failure: Mapping[str, Any], timeout_seconds: int, progressed: bool, waited: float
+) -> WorkerFailure | None:
+    """The failure to escalate when replacing a worker in place did not bring training back:
+    every worker has run for timeout_seconds since the failure and no step was completed."""
+    if last_failure.get("action") != "RestartWorker" or progressed or waited < timeout_seconds:
+        return None
+    pod = str(last_failure.get("pod") or "")
+    message = (
+        f"no training step within {timeout_seconds}s after {pod or 'a worker'} was replaced "
+        f"(inPlaceTimeoutSeconds); first failure: {last_failure.get('message') or '-'}"
+    )[:MAX_MESSAGE]
+    return WorkerFailure(
+        last_failure.get("class") or "Unknown",
+        pod,
+        last_failure.get("podUID"),
+        last_failure.get("exitCode"),
+        IN_PLACE_TIMED_OUT,
+        message,
+    )

@@ -147,25 +147,3 @@ def test_deleting_a_running_job_leaves_no_process_network_namespace_or_mount(
     mounts = Path("/proc/mounts").read_text()
     assert not any(uid in mounts for uid in uids)
     assert processes_in(namespace) == []
-
-
-def test_a_hung_worker_is_noticed_and_the_gang_restarts_from_its_checkpoint(
-    kube: Kube, operator: OperatorProcess, local_nodes: LocalNodes, namespace: str
-) -> None:
-    job = digits_job("stuck")
-    # 0.2 s a step, so the operator learns the pace before the last rank stalls at step 60
-    # (in the first restart attempt only); a hang is then 5 s without a step.
-    args = [*DIGITS_ARGS, "--epochs", "5", "--min-step-seconds", "0.2"]
-    job["spec"]["template"]["spec"]["containers"][0]["args"] = [
-        *args, "--debug-stall-at-step", "60"
-    ]  # fmt: skip
-    job["spec"]["failurePolicy"] = {"hangDetection": {"minSeconds": 5, "stepTimeMultiple": 5}}
-    kube.apply(job, namespace)
-    status = wait_finished(kube, namespace, "stuck", timeout=300)
-    assert status["phase"] == "Succeeded", (status, operator.log_tail())
-    assert status["lastFailure"]["class"] == "Hang"
-    assert (status["restartAttempt"], status["restartsByClass"]) == (1, {"Hang": 1})
-    reasons = kube.run("get", "events", "-n", namespace, "-o", "jsonpath={.items[*].reason}")
-    assert "HangDetected" in reasons.split()
-    log = local_nodes.state.log_file(namespace, "stuck-worker-0-a1", "trainer").read_text()
-    assert "ringleader: resumed from" in log  # the new gang started from a checkpoint

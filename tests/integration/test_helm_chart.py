@@ -275,6 +275,7 @@ def test_the_charts_token_is_refused_what_the_operator_must_not_do(
         jobs,
     )
     assert can_i(config, "watch", "customresourcedefinitions")
+    assert can_i(config, "get", "nodes")  # cluster-scoped even in namespaced mode
     for verb_and_resource in (
         ["get", "secrets", "-n", jobs],
         ["list", "secrets", "-A"],
@@ -283,6 +284,8 @@ def test_the_charts_token_is_refused_what_the_operator_must_not_do(
         ["update", "distributedtrainingjobs.ringleader.dev", "-n", jobs],
         ["create", "pods", "--subresource=exec", "-n", jobs],
         ["create", "clusterrolebindings"],
+        ["patch", "nodes"],
+        ["list", "nodes"],
     ):
         assert not can_i(config, *verb_and_resource), verb_and_resource
     # And real requests, not only the authorizer's opinion of them.

@@ -168,10 +168,10 @@ def test_a_job_past_its_active_deadline_fails_with_the_reason(
     wait_until(lambda: not live_worker_names(kube, namespace), what="workers removed")
 
 
-def test_a_failed_worker_restarts_the_gang_under_a_new_attempt(
+def test_a_failed_worker_under_a_gang_rule_restarts_the_gang_under_a_new_attempt(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
-    kube.apply(make_job(), namespace)
+    kube.apply(make_job(failurePolicy={"rules": [{"action": "RestartGang"}]}), namespace)
     wait_for_phase(kube, namespace, "Running")
     kube.run("annotate", "pod", "train-worker-1-a0", "-n", namespace, f"{FAIL}/exit-code=2")
     kube.run("label", "pod", "train-worker-1-a0", "-n", namespace, f"{FAIL}=true")

@@ -26,10 +26,11 @@ def event_messages(kube: Kube, namespace: str) -> list[str]:
     return [str(e.get("message")) for e in events if e.get("reason") == "WorkerFailed"]
 
 
-def test_an_oom_killed_worker_is_classified_and_restarts_the_gang(
+def test_an_oom_killed_worker_under_a_gang_rule_is_classified_and_restarts_the_gang(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
-    kube.apply(make_job(), namespace)
+    policy = {"rules": [{"classes": ["OutOfMemory"], "action": "RestartGang"}]}
+    kube.apply(make_job(failurePolicy=policy), namespace)
     wait_for_phase(kube, namespace, "Running")
     fail_worker(kube, namespace, "train-worker-1-a0", 137, "OOMKilled")
     wait_until(
@@ -76,11 +77,10 @@ def test_a_fail_job_rule_for_user_errors_ends_the_job_promptly_and_says_why(
     )
 
 
-def test_a_restart_worker_rule_replaces_only_the_failed_pod(
+def test_by_default_only_the_failed_pod_is_replaced(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
-    policy = {"rules": [{"classes": ["OutOfMemory"], "action": "RestartWorker"}]}
-    kube.apply(make_job(failurePolicy=policy), namespace)
+    kube.apply(make_job(), namespace)
     wait_for_phase(kube, namespace, "Running")
     before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in worker_pods(kube, namespace)}
     fail_worker(kube, namespace, "train-worker-1-a0", 137, "OOMKilled")

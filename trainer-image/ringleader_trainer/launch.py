@@ -1,9 +1,10 @@
 """The worker pod's entry point: torch's elastic agent, configured from the env contract.
 
 Usage: python -m ringleader_trainer.launch [trainer options]   (see ringleader_trainer.options)
-The agent starts PET_NPROC_PER_NODE workers (`python -m ringleader_trainer.worker` with the same
-options), restarts them in place up to PET_MAX_RESTARTS times, and re-forms the group through the
-c10d rendezvous store at PET_RDZV_ENDPOINT when pods come and go. This process also serves
+The agent starts PET_NPROC_PER_NODE workers (ringleader_trainer.worker with the same options,
+forked from a preloaded server: see ringleader_trainer.entry), restarts them in place up to
+PET_MAX_RESTARTS times, and re-forms the group through the c10d rendezvous store at
+PET_RDZV_ENDPOINT when pods come and go. This process also serves
 /progress and /metrics on RINGLEADER_PROGRESS_PORT, since it outlives its workers' restarts.
 """
 
@@ -14,19 +15,25 @@ import json
 import logging
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch.distributed.elastic.multiprocessing.api import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.elastic.rendezvous.api import RendezvousError
 from torch.distributed.elastic.rendezvous.utils import _parse_rendezvous_config
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from ringleader_trainer import contract
+from ringleader_trainer.entry import run_worker, start_forkserver
 from ringleader_trainer.options import parse_options
 from ringleader_trainer.progress import PROGRESS_FILE, heartbeat_path, read_json, serve_progress
 
 log = logging.getLogger("ringleader.launch")
+
+
+KEEP_ALIVE_FAST_UP_TO = 64  # pods; more than this and the heartbeats go back to torch's pace
 
 
 def resolve_nproc(value: str) -> int:
@@ -40,6 +47,11 @@ def build_launch_config(env: contract.LaunchEnv) -> LaunchConfig:
     """Translate the env contract into the elastic agent's configuration."""
     conf: dict[str, object] = dict(_parse_rendezvous_config(env.rdzv_conf))
     conf.setdefault("is_host", "false")  # the store lives in the rendezvous pod, never here
+    # A pod that died without leaving the rendezvous blocks the next round until its keep-alive
+    # expires: torch's default (every 5 s, 3 missed) costs 15 s on every in-place recovery.
+    # Every agent writes its heartbeat to the store each interval, so large groups beat slower.
+    conf.setdefault("keep_alive_interval", 1 if env.max_nodes <= KEEP_ALIVE_FAST_UP_TO else 5)
+    conf.setdefault("keep_alive_max_attempt", 3)
     return LaunchConfig(
         min_nodes=env.min_nodes,
         max_nodes=env.max_nodes,
@@ -50,22 +62,36 @@ def build_launch_config(env: contract.LaunchEnv) -> LaunchConfig:
         rdzv_configs=conf,
         max_restarts=env.max_restarts,
         monitor_interval=0.1,
-        start_method="spawn",
+        start_method="forkserver",  # see ringleader_trainer.entry
     )
 
 
-def run_agent(env: contract.LaunchEnv, argv: list[str]) -> int:
-    """Run the workers under the elastic agent; return this pod's exit code."""
+@dataclass(frozen=True)
+class AgentEnd:
+    """How the agent ended: the pod's exit code and, on a failure it can name, the verdict
+    left in the termination message for the operator's classification."""
+
+    code: int
+    failure: dict[str, str] = field(default_factory=dict)
+
+
+def run_agent(env: contract.LaunchEnv, argv: list[str]) -> AgentEnd:
+    """Run the workers under the elastic agent until they finish, fail or are stopped."""
     config = build_launch_config(env)
-    worker_args = ["-u", "-m", "ringleader_trainer.worker", *argv]
+    start_forkserver(parse_options(argv).workload)
     try:
-        elastic_launch(config, entrypoint=sys.executable)(*worker_args)
+        elastic_launch(config, entrypoint=run_worker)(argv)
     except ChildFailedError as exc:
         log.error("ringleader: workers failed after %d restarts: %s", env.max_restarts, exc)
-        return 1
+        return AgentEnd(1)
     except SignalException as exc:
-        return exit_code_after_signal(env, exc.sigval)
-    return 0
+        return AgentEnd(exit_code_after_signal(env, exc.sigval))
+    except RendezvousError as exc:
+        # The rendezvous pod was deleted or crashed: no fault of the training code.
+        message = f"lost the rendezvous store at {env.rdzv_endpoint}: {type(exc).__name__}"
+        log.error("ringleader: %s: %s", message, exc)
+        return AgentEnd(1, {"failureClass": "Communication", "message": message})
+    return AgentEnd(0)
 
 
 def exit_code_after_signal(env: contract.LaunchEnv, sigval: int) -> int:
@@ -85,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     """Serve progress, then run the agent until the workers finish, fail or are stopped."""
     args = sys.argv[1:] if argv is None else argv
     parse_options(args)  # fail here, once, rather than in every worker
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    # Timestamps: the agent's log is where a slow restart or re-formed group is explained.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     # Surviving agents must build a fresh bootstrap store when a new agent joins (DESIGN.md).
     os.environ[contract.DISABLE_SHARED_RDZV_STORE] = "1"
     env = contract.read_launch_env()
@@ -94,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
             serve_progress(Path(env.checkpoint_dir), env.pod_name, env.progress_port)
         except OSError as exc:  # training matters more than its reporting channel
             log.warning("ringleader: cannot serve progress on %d: %s", env.progress_port, exc)
-    code = run_agent(env, args)
-    write_termination_message(Path(env.checkpoint_dir))
-    return code
+    end = run_agent(env, args)
+    write_termination_message(Path(env.checkpoint_dir), end.failure)
+    return end.code
 
 
 # Where Kubernetes collects a container's last words (the default terminationMessagePath).
@@ -105,16 +132,19 @@ TERMINATION_MESSAGE_LIMIT = 4096  # bytes the kubelet keeps
 TERMINATION_KEYS = ("step", "epoch", "loss", "samples_per_second", "updated_at", "checkpoint")
 
 
-def write_termination_message(root: Path, target: Path = TERMINATION_LOG) -> None:
-    """Leave the last progress report where the operator can read it after the pod is gone.
+def write_termination_message(
+    root: Path, failure: dict[str, str] | None = None, target: Path = TERMINATION_LOG
+) -> None:
+    """Leave the last progress report, and the failure's class when the launcher knows it,
+    where the operator can read them after the pod is gone.
 
     The /progress endpoint dies with the pod, so the final step and checkpoint would otherwise
     never reach the job's status.
     """
-    progress = read_json(root / PROGRESS_FILE)
-    if progress is None or not target.exists():
+    progress = read_json(root / PROGRESS_FILE) or {}
+    if not (progress or failure) or not target.exists():
         return
-    keep = {k: progress[k] for k in TERMINATION_KEYS if k in progress}
+    keep = {**{k: progress[k] for k in TERMINATION_KEYS if k in progress}, **(failure or {})}
     text = json.dumps(keep, sort_keys=True, separators=(",", ":"))
     if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT:
         with contextlib.suppress(OSError):

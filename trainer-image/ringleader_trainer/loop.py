@@ -9,7 +9,6 @@ import math
 import os
 import pickle
 import random
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from ringleader_trainer import contract, data
 from ringleader_trainer.checkpoint import Checkpointer
 from ringleader_trainer.options import Options
 from ringleader_trainer.report import Reporter
+from ringleader_trainer.stopping import StopRequest
 from ringleader_trainer.workloads import Workload
 
 log = logging.getLogger("ringleader.loop")
@@ -176,7 +176,7 @@ def save_checkpoint(
     return ckpt.save(step, build_state(parts, pos, step, rngs), block=block)
 
 
-def train(parts: Parts, opts: Options, rt: Runtime, stop: threading.Event) -> Outcome:
+def train(parts: Parts, opts: Options, rt: Runtime, stop: StopRequest) -> Outcome:
     """Run the loop from the newest checkpoint to the last epoch or a SIGTERM."""
     ckpt = Checkpointer(rt.root, rt.keep, rt.ckpt_group)
     pos, step = resume(parts, ckpt, rt)
@@ -195,6 +195,7 @@ def train(parts: Parts, opts: Options, rt: Runtime, stop: threading.Event) -> Ou
         reporter.trace(step, pos, indices, loss / indices.numel())
         pos, step = data.advance(pos, indices.numel(), n), step + 1
         if stopping:
+            stop.agreed()  # every peer answered: the checkpoint below will complete
             save_checkpoint(parts, ckpt, pos, step, block=True)
             outcome = Outcome.STOPPED_HERE if stop.is_set() else Outcome.STOPPED_ELSEWHERE
             break
@@ -208,6 +209,7 @@ def train(parts: Parts, opts: Options, rt: Runtime, stop: threading.Event) -> Ou
             newest=ckpt.newest_committed(),
         )
         pace(started, opts.min_step_seconds)
+        stop.note_step(time.perf_counter() - started)
     if outcome is Outcome.FINISHED:
         finish(parts, ckpt, reporter, pos, step, saved=step % opts.checkpoint_every == 0)
     ckpt.close()
@@ -235,7 +237,7 @@ def finish(
         reporter.record_final(parts.model, evaluation)
 
 
-def stall_for_tests(rt: Runtime, stop: threading.Event) -> None:
+def stall_for_tests(rt: Runtime, stop: StopRequest) -> None:
     """Debug: the last rank of the first restart attempt stops making progress until SIGTERM.
 
     The other ranks then wait in the step's all-reduce: the hang the operator must notice.

@@ -30,8 +30,9 @@ class Reporter:
         self._progress = Throttle(opts.progress_interval)
         self._heartbeat = Throttle(opts.heartbeat_interval)
         self._trace = Path(opts.trace_dir) if opts.trace_dir else None
-        self._window_start, self._window_samples = time.monotonic(), 0
+        self._window_start, self._window_samples, self._window_steps = time.monotonic(), 0, 0
         self._rate: float | None = None
+        self._step_seconds: float | None = None
         self.final: dict[str, Any] = {}
 
     def report(
@@ -47,6 +48,7 @@ class Reporter:
     ) -> None:
         """Record a finished step; write progress and heartbeat when their intervals allow."""
         self._window_samples += samples
+        self._window_steps += samples > 0
         if self.rt.local_rank == 0 and (force or self._heartbeat.ready()):
             self._write_heartbeat(step, state)
         if self.rt.rank == 0 and (force or self._progress.ready()):
@@ -75,7 +77,10 @@ class Reporter:
         now = time.monotonic()
         if now > self._window_start and self._window_samples:
             self._rate = self._window_samples / (now - self._window_start)
-        self._window_start, self._window_samples = now, 0
+            # The operator's hang detector judges a stall against this pace until it has
+            # measured one itself (it may have seen only one step before a hang).
+            self._step_seconds = (now - self._window_start) / self._window_steps
+        self._window_start, self._window_samples, self._window_steps = now, 0, 0
         body: dict[str, Any] = {
             "job": self.rt.job_name,
             "state": state,
@@ -83,6 +88,7 @@ class Reporter:
             "epoch": pos.epoch,
             "cursor": pos.cursor,
             "samples_per_second": self._rate,
+            "seconds_per_step": self._step_seconds,
             "world_size": self.rt.world_size,
             "updated_at": time.time(),
             "checkpoint": None
@@ -108,6 +114,7 @@ class Reporter:
             "world_size": self.rt.world_size,
             "samples": share,
             "loss": loss,
+            "time": time.time(),  # when the step was agreed: recovery benchmarks measure to it
         }
         with (self._trace / f"trace-{os.getpid()}.jsonl").open("a") as f:
             f.write(json.dumps(line) + "\n")

@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ringleader_trainer import contract, data
 from ringleader_trainer.loop import Outcome, Parts, Runtime, build_schedule, train
 from ringleader_trainer.options import Options, parse_options
+from ringleader_trainer.stopping import StopRequest
 from ringleader_trainer.workloads import parse_options as parse_workload_options
 from ringleader_trainer.workloads import resolve_workload
 
@@ -75,28 +75,14 @@ def build_parts(opts: Options, rt: Runtime) -> Parts:
     return Parts(model=model, ddp=ddp, optim=optim, sched=sched, workload=workload)
 
 
-def install_stop_handler() -> threading.Event:
-    """Turn SIGTERM into a request to checkpoint at the next step boundary."""
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: object) -> None:
-        print(
-            f"ringleader: SIGTERM received (pid {os.getpid()}); stopping at the next step",
-            flush=True,
-        )
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    return stop
-
-
 def main(argv: list[str] | None = None) -> int:
     """Train until done or stopped; return the exit code."""
     opts = parse_options(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     # SIGUSR1 prints every thread's stack: what a hung worker is waiting on, without a debugger.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    stop = install_stop_handler()
+    stop = StopRequest()
+    stop.watch()  # before init starts gloo's threads, so that they inherit the blocked SIGTERM
     rt = init_runtime()
     parts = build_parts(opts, rt)
     outcome = train(parts, opts, rt, stop)

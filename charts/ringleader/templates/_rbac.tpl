@@ -54,6 +54,11 @@ the chart's integration test runs the operator with exactly these and checks wha
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
+# The node of a pod stuck terminating: a NotReady or vanished node means its kubelet will never
+# finish the deletion, so the operator force-deletes the pod (lostnodes.py). Read one at a time.
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["get"]
 {{- if .Values.watchNamespaces }}
 # kopf follows the watched namespaces being created and deleted (names only).
 - apiGroups: [""]

@@ -46,6 +46,20 @@ def test_a_resume_or_a_new_attempt_starts_watching_afresh(
     assert (watch.seconds_per_step is None) == fresh
 
 
+def test_a_job_seen_at_one_step_only_is_judged_by_the_pace_its_trainer_reports() -> None:
+    first = hang.observe_step(None, 0, 22, 3.0, reported=0.1)
+    assert (first.step, first.changed_at, first.seconds_per_step) == (22, 3.0, 0.1)
+    later = hang.observe_step(hang.observe_step(None, 0, 22, 3.0), 0, 22, 8.0, reported=0.1)
+    assert (later.changed_at, later.seconds_per_step) == (3.0, 0.1)  # still stalled since 3.0
+    assert hang.stalled_seconds(later, POLICY, 14.0) == 11.0
+
+
+def test_a_measured_pace_outweighs_the_reported_one() -> None:
+    watch = hang.observe_step(watched((0, 0.0), (10, 5.0)), 0, 10, 6.0, reported=9.0)
+    assert watch.seconds_per_step == 0.5
+    assert hang.observe_step(None, 0, 5, 1.0, reported=0.0).seconds_per_step is None
+
+
 @pytest.mark.parametrize(
     ("pace", "threshold"),
     [(None, None), (0.5, 10.0), (4.0, 20.0)],

@@ -71,8 +71,8 @@ def test_a_job_with_a_size_gets_its_checkpoint_claim() -> None:
     assert "PersistentVolumeClaim/digits-checkpoint" in names(plan_reconcile(job, [], NOW).create)
 
 
-def test_a_failed_worker_restarts_the_whole_gang_under_the_next_attempt() -> None:
-    job, children = settle(make_job(), [])
+def test_a_failed_worker_under_a_gang_rule_restarts_every_worker_under_the_next_attempt() -> None:
+    job, children = settle(make_job({"failurePolicy": {"rules": [{"action": "RestartGang"}]}}), [])
     children = [
         finished(c, "Failed") if c["metadata"]["name"] == "digits-worker-1-a0" else c
         for c in children

@@ -56,12 +56,16 @@ def condition(plan: Plan, kind: str) -> Obj:
     return found
 
 
-def test_an_oom_killed_worker_restarts_the_gang_and_records_the_failure() -> None:
+GANG = {"failurePolicy": {"rules": [{"action": "RestartGang"}]}}  # matches every failure
+
+
+def test_an_oom_killed_worker_is_replaced_in_place_and_the_failure_recorded() -> None:
     job, children = settled()
     plan = plan_reconcile(job, fail(children, "digits-worker-1-a0", OOM), NOW)
     patch = plan.status_patch
     assert patch is not None
-    assert (patch["restartAttempt"], patch["restarts"]) == (1, 1)
+    assert "restartAttempt" not in patch  # the survivor stays: still attempt 0
+    assert patch["restarts"] == 1
     assert patch["restartsByClass"] == {"OutOfMemory": 1}
     assert patch["lastFailure"] == {
         "class": "OutOfMemory",
@@ -70,32 +74,54 @@ def test_an_oom_killed_worker_restarts_the_gang_and_records_the_failure() -> Non
         "exitCode": 137,
         "reason": "OOMKilled",
         "message": "out of memory",
-        "action": "RestartGang",
+        "action": "RestartWorker",
         "time": "2026-05-06T07:08:09Z",
+        "stepsLost": None,  # no progress reported yet
+        "inARow": 1,
     }
     assert plan.events[0] == (
         "Warning",
         "WorkerFailed",
         "worker digits-worker-1-a0 failed (OutOfMemory, exit 137): "
-        "restarting the gang (restart 1 of 10)",
+        "replacing that worker (restart 1 of 10)",
     )
+    assert plan.delete_pods == ["digits-worker-1-a0"]
+
+
+def test_a_gang_rule_restarts_every_worker_under_the_next_attempt() -> None:
+    job, children = settled(GANG)
+    plan = plan_reconcile(job, fail(children, "digits-worker-1-a0", OOM), NOW)
+    patch = plan.status_patch
+    assert patch is not None
+    assert (patch["restartAttempt"], patch["restarts"]) == (1, 1)
+    assert patch["lastFailure"]["action"] == "RestartGang"
+    assert "restarting the gang (restart 1 of 10)" in plan.events[0][2]
     assert names(plan.create) == ["Pod/digits-worker-0-a1", "Pod/digits-worker-1-a1"]
 
 
-def test_after_a_gang_restart_settles_the_next_reconcile_plans_nothing() -> None:
+def test_steps_since_the_newest_checkpoint_are_recorded_as_lost() -> None:
     job, children = settled()
+    job["status"]["progress"] = {"step": 57, "updatedAt": "2026-05-06T07:08:05Z"}
+    job["status"]["checkpoint"] = {"step": 40, "time": "2026-05-06T07:08:00Z"}
+    plan = plan_reconcile(job, fail(children, "digits-worker-1-a0", OOM), NOW)
+    assert plan.status_patch is not None
+    assert plan.status_patch["lastFailure"]["stepsLost"] == 17
+
+
+def test_after_a_gang_restart_settles_the_next_reconcile_plans_nothing() -> None:
+    job, children = settled(GANG)
     job, children = settle(job, fail(children, "digits-worker-1-a0", OOM))
     assert job["status"]["phase"] == "Running"
     assert job["status"]["lastFailure"]["class"] == "OutOfMemory"
     assert plan_reconcile(job, children, NOW) == Plan()
 
 
-def test_a_preempted_worker_restarts_the_gang_without_using_up_a_restart() -> None:
+def test_a_preempted_worker_is_replaced_without_using_up_a_restart() -> None:
     job, children = settled({"failurePolicy": {"maxRestarts": 0}})
     plan = plan_reconcile(job, preempt(children, "digits-worker-0-a0"), NOW)
     patch = plan.status_patch
     assert patch is not None
-    assert (patch["restartAttempt"], patch.get("restarts", 0)) == (1, 0)
+    assert "restartAttempt" not in patch and patch.get("restarts", 0) == 0
     assert patch["restartsByClass"] == {"Preempted": 1}
     assert patch["lastFailure"]["reason"] == "PreemptionByScheduler"
     assert "not counted towards maxRestarts: Preempted" in plan.events[0][2]
@@ -180,7 +206,7 @@ def test_of_two_failures_at_once_the_furthest_reaching_action_wins() -> None:
 
 
 def test_a_second_gang_restart_soon_after_the_first_waits_out_its_backoff() -> None:
-    job, children = settled()
+    job, children = settled(GANG)
     job, children = settle(job, fail(children, "digits-worker-1-a0", OOM))
     for child in children:
         child["metadata"].setdefault("uid", f"uid2-{child['metadata']['name']}")
@@ -194,3 +220,66 @@ def test_a_second_gang_restart_soon_after_the_first_waits_out_its_backoff() -> N
     assert late.status_patch is not None
     assert (late.status_patch["restartAttempt"], late.status_patch["restarts"]) == (2, 2)
     assert late.status_patch["restartsByClass"] == {"OutOfMemory": 2}
+    assert late.status_patch["lastFailure"]["inARow"] == 2
+
+
+def test_a_checkpoint_between_two_failures_means_no_backoff() -> None:
+    job, children = settled(GANG)
+    job, children = settle(job, fail(children, "digits-worker-1-a0", OOM))
+    for child in children:
+        child["metadata"].setdefault("uid", f"uid2-{child['metadata']['name']}")
+    job["status"]["checkpoint"] = {"step": 20, "time": "2026-05-06T07:08:10Z"}
+    children = fail(children, "digits-worker-0-a1", OOM)
+    plan = plan_reconcile(job, children, NOW + timedelta(seconds=2))
+    assert plan.requeue_after is None
+    assert plan.status_patch is not None
+    assert plan.status_patch["restartAttempt"] == 2
+    assert plan.status_patch["lastFailure"]["inARow"] == 1
+
+
+def replaced_in_place() -> tuple[Obj, list[Obj]]:
+    """A job whose worker 1 was replaced at NOW; both workers run since NOW + 10 s."""
+    job, children = settled()
+    job["status"]["progress"] = {"step": 57, "updatedAt": "2026-05-06T07:08:05Z"}
+    job, children = settle(job, fail(children, "digits-worker-1-a0", OOM))
+    started = {"running": {"startedAt": "2026-05-06T07:08:19Z"}}
+    for child in children:
+        if child["kind"] == "Pod" and child["status"].get("phase") == "Running":
+            child["status"]["containerStatuses"] = [{"state": started}]
+    return job, children
+
+
+def test_an_in_place_recovery_without_a_step_becomes_a_gang_restart_when_its_time_is_up() -> None:
+    job, children = replaced_in_place()
+    assert job["status"]["lastFailure"]["action"] == "RestartWorker"
+    waiting = plan_reconcile(job, children, NOW + timedelta(seconds=100))
+    assert waiting.status_patch is None and waiting.delete_pods == []
+    assert waiting.requeue_after == 300 - 90 + 1  # timed from the last worker running
+    plan = plan_reconcile(job, children, NOW + timedelta(seconds=310))
+    patch = plan.status_patch
+    assert patch is not None
+    assert (patch["restartAttempt"], patch.get("restarts", 1)) == (1, 1)  # not counted again
+    assert patch["lastFailure"]["reason"] == "InPlaceRecoveryTimedOut"
+    assert patch["lastFailure"]["action"] == "RestartGang"
+    assert plan.events[0][2] == (
+        "in-place recovery of digits-worker-1-a0 did not resume training: "
+        "restarting the gang (counted with the failure it follows)"
+    )
+    assert names(plan.create) == ["Pod/digits-worker-0-a1", "Pod/digits-worker-1-a1"]
+
+
+def test_an_in_place_recovery_that_trained_a_step_is_left_alone() -> None:
+    job, children = replaced_in_place()
+    job["status"]["progress"] = {"step": 41, "updatedAt": "2026-05-06T07:08:25Z"}
+    plan = plan_reconcile(job, children, NOW + timedelta(seconds=900))
+    assert plan == Plan()
+
+
+def test_a_replacement_still_pending_is_not_an_in_place_recovery_that_failed() -> None:
+    job, children = replaced_in_place()
+    for child in children:
+        if child["metadata"]["name"] == "digits-worker-1-a0":
+            child["status"] = {"phase": "Pending"}
+    plan = plan_reconcile(job, children, NOW + timedelta(seconds=900))
+    assert plan.status_patch is None or "lastFailure" not in plan.status_patch
+    assert plan.create == [] and plan.requeue_after is None

@@ -14,6 +14,7 @@ from ringleader.recovery import (
     decide_action,
     describe,
     gang_backoff_seconds,
+    stalled_in_place,
 )
 
 Obj = dict[str, Any]
@@ -100,6 +101,13 @@ def test_classify_failure_keeps_the_exit_code_and_message_as_evidence() -> None:
     assert (failure.exit_code, len(failure.message)) == (137, 1024)
 
 
+def test_the_trainers_own_explanation_becomes_the_failures_message() -> None:
+    report = '{"failureClass": "Communication", "message": "lost the rendezvous store", "step": 9}'
+    failure = classify_failure(failed_pod(1, "Error", report))
+    assert (failure.failure_class, failure.reason) == ("Communication", "ReportedByTrainer")
+    assert failure.message == "lost the rendezvous store"
+
+
 def test_the_cluster_disrupting_a_pod_outweighs_its_exit_code() -> None:
     pod = failed_pod(143, "Error", conditions=disrupted("PreemptionByScheduler"))
     assert classify_failure(pod).failure_class == "Preempted"
@@ -125,17 +133,18 @@ RULES = FailurePolicy.model_validate(
 @pytest.mark.parametrize(
     ("policy", "given", "expected"),
     [
-        (None, failure("UserError"), Action("RestartGang", True)),
-        (None, failure("OutOfMemory", 137), Action("RestartGang", True)),
-        (None, failure("Unknown", None), Action("RestartGang", True)),
-        (None, failure("Preempted"), Action("RestartGang", False)),
-        (None, failure("NodeLost", None), Action("RestartGang", False)),
+        (None, failure("UserError"), Action("RestartWorker", True)),
+        (None, failure("OutOfMemory", 137), Action("RestartWorker", True)),
+        (None, failure("Unknown", None), Action("RestartWorker", True)),
+        (None, failure("Preempted"), Action("RestartWorker", False)),
+        (None, failure("NodeLost", None), Action("RestartWorker", False)),
+        (None, failure("Hang", None), Action("RestartGang", True)),
         (RULES, failure("Communication", 42), Action("FailJob", True)),
         (RULES, failure("UserError", 3), Action("RestartWorker", True)),
         (RULES, failure("UserError", 1), Action("FailJob", True)),
         (RULES, failure("OutOfMemory", 137), Action("RestartWorker", True)),
         (RULES, failure("Preempted"), Action("RestartGang", True)),
-        (RULES, failure("NodeLost", None), Action("RestartGang", False)),
+        (RULES, failure("NodeLost", None), Action("RestartWorker", False)),
         (RULES, failure("Hang", None), Action("RestartGang", True)),
     ],
     ids=[
@@ -144,6 +153,7 @@ RULES = FailurePolicy.model_validate(
         "default-unknown",
         "default-preempted-uncounted",
         "default-node-lost-uncounted",
+        "default-hang-restarts-the-gang",
         "exit-code-rule-first-wins",
         "class-and-exit-code-both-match",
         "class-rule-after-a-non-matching-exit-code",
@@ -176,7 +186,7 @@ def test_a_rule_can_say_a_restart_does_not_count() -> None:
 
 def test_an_exit_code_rule_does_not_match_a_failure_without_an_exit_code() -> None:
     policy = FailurePolicy.model_validate({"rules": [{"exitCodes": [0], "action": "FailJob"}]})
-    assert decide_action(policy, failure("NodeLost", None)) == Action("RestartGang", False)
+    assert decide_action(policy, failure("NodeLost", None)) == Action("RestartWorker", False)
 
 
 def test_describe_names_the_pod_the_class_and_the_exit_code() -> None:
@@ -186,4 +196,34 @@ def test_describe_names_the_pod_the_class_and_the_exit_code() -> None:
 
 
 def test_gang_backoff_starts_at_zero_and_doubles_up_to_a_minute() -> None:
-    assert [gang_backoff_seconds(n) for n in range(8)] == [0, 2, 4, 8, 16, 32, 60, 60]
+    assert [gang_backoff_seconds(n) for n in range(1, 9)] == [0, 2, 4, 8, 16, 32, 60, 60]
+
+
+REPLACED = {
+    "class": "OutOfMemory",
+    "pod": "train-worker-1-a0",
+    "podUID": "u1",
+    "exitCode": 137,
+    "message": "out of memory",
+    "action": "RestartWorker",
+}
+
+
+def test_an_in_place_recovery_without_a_step_escalates_once_its_time_is_up() -> None:
+    assert stalled_in_place(REPLACED, 60, progressed=False, waited=59.0) is None
+    escalated = stalled_in_place(REPLACED, 60, progressed=False, waited=60.0)
+    assert escalated is not None
+    assert (escalated.failure_class, escalated.pod, escalated.uid) == (
+        "OutOfMemory",
+        "train-worker-1-a0",
+        "u1",
+    )
+    assert escalated.reason == "InPlaceRecoveryTimedOut"
+    assert escalated.message.startswith("no training step within 60s after train-worker-1-a0")
+    assert describe(escalated) == "in-place recovery of train-worker-1-a0 did not resume training"
+
+
+def test_an_in_place_recovery_that_stepped_or_a_gang_restart_never_escalates() -> None:
+    assert stalled_in_place(REPLACED, 60, progressed=True, waited=600.0) is None
+    gang = {**REPLACED, "action": "RestartGang"}
+    assert stalled_in_place(gang, 60, progressed=False, waited=600.0) is None

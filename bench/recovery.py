@@ -1,0 +1,244 @@
+"""Benchmark: time from an injected failure to the next completed training step, on local nodes.
+
+Run (root: local nodes run pods as processes):
+    .venv/bin/python -m bench.recovery [--failures 10] [--kinds kill-worker,delete-pod,...]
+
+Each kind trains its own two-worker digits job through the operator and injects the failure
+`--failures` times into worker 1, one at a time once the job has recovered and checkpointed:
+
+    kill-worker       kill -9 one training process; its pod's elastic agent restarts it in place
+    delete-pod        delete a worker pod; it checkpoints and leaves, the operator recreates it
+                      and the group re-forms with it (the survivor waits, it is not restarted)
+    fail-pod-inplace  kill -9 a pod's launcher (the pod fails, exit 137) under a RestartWorker
+                      rule: the operator replaces only that pod
+    fail-pod-gang     the same failure under the default policy: the whole gang restarts
+
+The clock starts when the failure is injected and stops at the first step completed by a
+training process that started after it (every recovery restarts all processes), read from the
+trainer's per-step traces (`--trace-dir` on the job's volume). Prints p50/p95 per kind, side by
+side. Asserts nothing about timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ringleader_trainer.progress import heartbeat_path, read_json
+from tools.localcluster.cluster import LocalCluster
+from tools.localcluster.layout import REPO_ROOT, Layout, cached_bin_dir
+
+BENCH_PORT_BASE = 18400
+NAMESPACE = "recovery"
+TRACE_DIR = "/checkpoints/bench-trace"
+STEP_SECONDS = "0.05"
+RECOVERY_TIMEOUT = 240.0
+KINDS = ("kill-worker", "delete-pod", "fail-pod-inplace", "fail-pod-gang")
+
+
+def build_job(name: str, kind: str) -> dict[str, Any]:
+    """A two-worker digits job that runs until deleted, tracing every step."""
+    args = [
+        "--workload", "digits", "--epochs", "100000", "--checkpoint-every", "20",
+        "--min-step-seconds", STEP_SECONDS, "--trace-dir", TRACE_DIR,
+    ]  # fmt: skip
+    trainer = {
+        "name": "trainer",
+        "image": "ringleader-trainer:0.1.0",
+        "command": ["python", "-m", "ringleader_trainer.launch"],
+        "args": args,
+    }
+    policy: dict[str, Any] = {"maxRestarts": 1000}
+    if kind == "fail-pod-inplace":
+        policy["rules"] = [{"classes": ["Unknown"], "action": "RestartWorker"}]
+    return {
+        "apiVersion": "ringleader.dev/v1alpha1",
+        "kind": "DistributedTrainingJob",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "replicas": 2,
+            "checkpoint": {"size": "1Gi"},
+            "failurePolicy": policy,
+            "template": {
+                "spec": {
+                    "nodeSelector": {"ringleader.dev/node-pool": "local"},
+                    "terminationGracePeriodSeconds": 20,
+                    "containers": [trainer],
+                }
+            },
+        },
+    }
+
+
+def find_pids(pod: str, module: str) -> list[int]:
+    """Host pids of this pod's processes started as `python -m <module>`."""
+    marker = f"RINGLEADER_POD_NAME={pod}".encode() + b"\0"
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if (
+                module.encode() in (proc / "cmdline").read_bytes()
+                and marker in (proc / "environ").read_bytes()
+            ):
+                found.append(int(proc.name))
+        except OSError:
+            continue  # gone meanwhile
+    return found
+
+
+@dataclass
+class Bench:
+    """One job of one kind on the bench cluster."""
+
+    cluster: LocalCluster
+    name: str
+
+    def kubectl_json(self, *args: str) -> dict[str, Any]:
+        out = self.cluster.kubectl(*args, "-n", NAMESPACE, "-o", "json")
+        return dict(json.loads(out))
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.kubectl_json("get", "dtj", self.name).get("status") or {})
+
+    def worker(self, index: int) -> str:
+        """Name of worker `index` in the job's current restart attempt."""
+        attempt = self.status().get("restartAttempt") or 0
+        return f"{self.name}-worker-{index}-a{attempt}"
+
+    def volume(self) -> Path:
+        """The job's checkpoint volume, as the host sees it."""
+        claim = self.kubectl_json("get", "pvc", f"{self.name}-checkpoint")
+        return self.cluster.layout.root / "volumes" / f"pvc-{claim['metadata']['uid']}"
+
+    def trace_dir(self) -> Path:
+        return self.volume() / Path(TRACE_DIR).name
+
+    def process_starts(self) -> list[float]:
+        """For each training process so far, the time of its first completed step."""
+        starts = []
+        for path in self.trace_dir().glob("trace-*.jsonl"):
+            first = path.open().readline()
+            if first.endswith("\n"):
+                starts.append(float(json.loads(first)["time"]))
+        return starts
+
+    def first_step_after(self, moment: float) -> float:
+        """Seconds from `moment` to the first step of a process that started after it."""
+        deadline = time.monotonic() + RECOVERY_TIMEOUT
+        while time.monotonic() < deadline:
+            later = [t for t in self.process_starts() if t > moment]
+            if later:
+                return min(later) - moment
+            time.sleep(0.2)
+        raise TimeoutError(f"{self.name}: no step within {RECOVERY_TIMEOUT:.0f}s of the failure")
+
+    def wait_checkpoint_after(self, moment: float) -> None:
+        """Until the status shows a checkpoint taken after `moment` (the next failure then
+        loses little, and gang restarts do not back off)."""
+        deadline = time.monotonic() + RECOVERY_TIMEOUT
+        while time.monotonic() < deadline:
+            taken = (self.status().get("checkpoint") or {}).get("time")
+            if taken and datetime.fromisoformat(taken.replace("Z", "+00:00")).timestamp() > moment:
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"{self.name}: no checkpoint after the recovery")
+
+
+def inject(bench: Bench, kind: str) -> float:
+    """Inject one failure into worker 1; return the time it was injected."""
+    pod = bench.worker(1)
+    if kind == "delete-pod":
+        moment = time.time()
+        bench.cluster.kubectl("delete", "pod", pod, "-n", NAMESPACE, "--wait=false")
+        return moment
+    if kind == "kill-worker":  # the training process that wrote the pod's last heartbeat
+        beat = read_json(heartbeat_path(bench.volume(), pod)) or {}
+        pids = [int(beat["pid"])] if "pid" in beat else []
+    else:
+        pids = find_pids(pod, "ringleader_trainer.launch")
+    if not pids:
+        raise RuntimeError(f"no process to kill found for pod {pod} ({kind})")
+    moment = time.time()
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    return moment
+
+
+def measure_kind(cluster: LocalCluster, kind: str, failures: int, keep: bool) -> list[float]:
+    """Run one job of this kind and return the recovery times of its injected failures."""
+    bench = Bench(cluster, kind)
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(build_job(kind, kind)))
+    started = time.time()
+    bench.first_step_after(started)
+    bench.wait_checkpoint_after(time.time())
+    times = []
+    for i in range(failures):
+        moment = inject(bench, kind)
+        took = bench.first_step_after(moment)
+        times.append(took)
+        print(f"  {kind} #{i + 1}: {took:.1f} s", flush=True)
+        bench.wait_checkpoint_after(moment + took)
+    if not keep:
+        cluster.kubectl("delete", "dtj", kind, "-n", NAMESPACE, "--wait=true", "--timeout=120s")
+    return times
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0..100) by linear interpolation."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    cuts = statistics.quantiles(ordered, n=100, method="inclusive")
+    return ordered[0] if q <= 0 else cuts[int(q) - 1]
+
+
+def main() -> None:
+    """Bring up the bench cluster with two local nodes and the operator; measure each kind."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--failures", type=int, default=10, help="failures injected per kind")
+    parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument(
+        "--keep", action="store_true", help="leave the cluster and its logs up afterwards"
+    )
+    args = parser.parse_args()
+    kinds = [k for k in args.kinds.split(",") if k]
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        parser.error(f"--kinds: unknown {sorted(unknown)}; known: {', '.join(KINDS)}")
+    layout = Layout(REPO_ROOT / ".cluster-bench", cached_bin_dir(), BENCH_PORT_BASE)
+    cluster = LocalCluster(layout, local_nodes=2)
+    cluster.destroy()
+    results: dict[str, list[float]] = {}
+    try:
+        cluster.up()
+        cluster.start_operator(REPO_ROOT / "crds")
+        cluster.kubectl("create", "namespace", NAMESPACE)
+        for kind in kinds:
+            print(f"{kind}:", flush=True)
+            last = kind == kinds[-1]  # one job at a time: each kind measured on a quiet cluster
+            results[kind] = measure_kind(cluster, kind, args.failures, keep=args.keep and last)
+    finally:
+        if not args.keep:
+            cluster.destroy()
+    report(results)
+
+
+def report(results: dict[str, list[float]]) -> None:
+    """One line per kind: how many failures, p50, p95, min, max (seconds)."""
+    print("\ntime from failure to the next completed step (s):")
+    print(f"  {'kind':<18}{'n':>4}{'p50':>8}{'p95':>8}{'min':>8}{'max':>8}")
+    for kind, times in results.items():
+        cells = [percentile(times, 50), percentile(times, 95), min(times), max(times)]
+        print(f"  {kind:<18}{len(times):>4}" + "".join(f"{v:>8.1f}" for v in cells))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""Time to recover and goodput, from job status and the trainer's progress reports (pure).
+
+A job is not training from its start until its first completed step, nor from a failure until the
+first step completed after it: those stretches are outages. The progress poller shows `advance`
+each job's status and newest report; an outage that ends yields, for every restart in it, the
+seconds from that failure to the step (ringleader_recovery_seconds), and `compute_goodput` gives
+the share of wall time outside outages (ringleader_job_goodput_ratio).
+
+Times are wall-clock seconds since the epoch: status times are the operator's clock rounded down
+to the second, a report's `updated_at` is the trainer's clock when it wrote the report, right
+after a step. The accounting lives in the operator's memory: an operator restart starts it again
+(see `start_clock`), and its precision is the interval between reports and between polls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+RESTART_ACTIONS = frozenset({"RestartWorker", "RestartGang"})
+# The trainer's state in a report written after a step. Any other state is a worker's last word
+# as it stops or finishes: the step it tells of belongs to the group that is going away.
+STEP_STATE = "Running"
+
+Recovered = tuple[str, float]  # (action, seconds from the failure to the first step after it)
+
+
+@dataclass(frozen=True)
+class Outage:
+    """A stretch without training: from `since` until a step completed after `last_event`."""
+
+    since: float
+    last_event: float  # the start, or the newest failure within the outage
+    restarts: tuple[tuple[str, float], ...] = ()  # (action, failure time) awaiting their step
+
+
+@dataclass(frozen=True)
+class TrainingClock:
+    """What one job's time went on, as far as this operator process has seen."""
+
+    start_time: str  # status.startTime counted from; a new one (a resume) starts over
+    counted_from: float  # that time, or when this process first saw the job already training
+    failure_seen: tuple[Any, ...] | None  # identity of the status.lastFailure taken in
+    lost: float = 0.0  # seconds of outages that have ended
+    outage: Outage | None = None
+
+
+def _epoch(value: str | None) -> float | None:
+    return datetime.fromisoformat(value).timestamp() if value else None
+
+
+def is_after(moment: float, status_time: float) -> bool:
+    """Whether `moment` surely follows a status time, which is rounded down to the second."""
+    # Within the same second it may be the old group's last report, written just before.
+    return moment >= status_time + 1.0
+
+
+def step_completed_at(report: Mapping[str, Any] | None) -> float | None:
+    """When the step a progress report tells of was completed; None if it tells of none."""
+    if not report or report.get("step") is None or report.get("updated_at") is None:
+        return None
+    if report.get("state", STEP_STATE) != STEP_STATE:
+        return None
+    return float(report["updated_at"])
+
+
+def _failure_id(last: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    # Two failures can share a second; they never share a second and a pod.
+    if not last.get("time"):
+        return None
+    return (last["time"], last.get("podUID") or last.get("pod"), last.get("action"))
+
+
+def start_clock(status: Mapping[str, Any], now: float) -> TrainingClock | None:
+    """A clock for a job seen for the first time (or started again); None before it starts."""
+    start_time = status.get("startTime")
+    start = _epoch(start_time)
+    if start_time is None or start is None:
+        return None
+    last = status.get("lastFailure") or {}
+    stepped = _epoch((status.get("progress") or {}).get("updatedAt"))
+    if stepped is None or not is_after(stepped, start):
+        # No step since the start yet: everything since then is known to be an outage.
+        clock = TrainingClock(start_time, start, None, outage=Outage(start, start))
+        return _take_in_failure(clock, last)
+    # It trained before this process saw it; what its time went on then is unknown, so count
+    # from now. A failure with no step after it in status is a recovery still under way.
+    clock = TrainingClock(start_time, now, _failure_id(last))
+    failed = _epoch(last.get("time"))
+    if failed is None or is_after(stepped, failed):
+        return clock
+    return replace(clock, outage=Outage(now, failed, _restarts(last, failed)))
+
+
+def _restarts(last: Mapping[str, Any], failed: float) -> tuple[tuple[str, float], ...]:
+    action = last.get("action")
+    return ((action, failed),) if action in RESTART_ACTIONS else ()
+
+
+def _take_in_failure(clock: TrainingClock, last: Mapping[str, Any]) -> TrainingClock:
+    """A new status.lastFailure: an outage starts at its time, or the current one goes on."""
+    clock = replace(clock, failure_seen=_failure_id(last))
+    failed = _epoch(last.get("time"))
+    if failed is None or failed < clock.counted_from:
+        return clock  # from before the counting began (before a suspension, say)
+    restarts = _restarts(last, failed)
+    outage = clock.outage
+    if outage is None:
+        return replace(clock, outage=Outage(failed, failed, restarts))
+    later = max(outage.last_event, failed)
+    return replace(clock, outage=Outage(outage.since, later, outage.restarts + restarts))
+
+
+def _end_outage(
+    clock: TrainingClock, step_at: float | None
+) -> tuple[TrainingClock, list[Recovered]]:
+    """End the outage if the step followed its newest failure; report the restarts it ends."""
+    outage = clock.outage
+    if outage is None or step_at is None or not is_after(step_at, outage.last_event):
+        return clock, []
+    recovered = [(action, step_at - failed) for action, failed in outage.restarts]
+    lost = clock.lost + max(step_at - outage.since, 0.0)
+    return replace(clock, lost=lost, outage=None), recovered
+
+
+def advance(
+    clock: TrainingClock | None,
+    status: Mapping[str, Any],
+    report: Mapping[str, Any] | None,
+    now: float,
+) -> tuple[TrainingClock | None, list[Recovered]]:
+    """The job's clock after its latest status and report, and the recoveries that ended."""
+    if clock is None or clock.start_time != status.get("startTime"):
+        clock = start_clock(status, now)
+        if clock is None:
+            return None, []
+    last = status.get("lastFailure") or {}
+    step_at = step_completed_at(report)
+    if not last.get("time") or _failure_id(last) == clock.failure_seen:
+        return _end_outage(clock, step_at)
+    failed = _epoch(last["time"])
+    if step_at is not None and failed is not None and step_at < failed:
+        # A step the poller saw late, from before the failure: it ends the earlier outage.
+        clock, recovered = _end_outage(clock, step_at)
+        return _take_in_failure(clock, last), recovered
+    return _end_outage(_take_in_failure(clock, last), step_at)
+
+
+def accounting_end(status: Mapping[str, Any], now: float) -> float:
+    """Now, or when the job finished: a finished job's goodput stays as it ended."""
+    finished = _epoch(status.get("completionTime"))
+    return now if finished is None else finished
+
+
+def compute_goodput(clock: TrainingClock, end: float) -> float | None:
+    """Share of the wall time from the clock's start to `end` spent outside outages."""
+    wall = end - clock.counted_from
+    if wall <= 0:
+        return None
+    lost = clock.lost + (max(end - clock.outage.since, 0.0) if clock.outage else 0.0)
+    return min(max((wall - lost) / wall, 0.0), 1.0)

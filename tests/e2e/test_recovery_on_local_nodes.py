@@ -1,0 +1,165 @@
+"""Failures injected into real training on local nodes: each job finishes, and its final
+weights are bitwise equal to those of a clean run of the same job (fixed world size)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from ringleader_trainer.progress import heartbeat_path, read_json
+from ringleader_trainer.report import FINAL_MODEL
+from tests.e2e.test_training_through_the_operator import (
+    DIGITS_ARGS,
+    digits_job,
+    status_when,
+    wait_finished,
+)
+from tests.harness import LocalNodes, OperatorProcess
+from tests.kube import Kube, wait_until
+
+# Long enough to inject a failure after the first checkpoint (step 20) and recover before the
+# end (5 epochs of digits are 115 steps); paced so the injection lands mid-run.
+ARGS = [*DIGITS_ARGS, "--epochs", "5", "--min-step-seconds", "0.1"]
+Weights = dict[str, torch.Tensor]
+
+
+def recovery_job(name: str) -> dict[str, Any]:
+    job = digits_job(name)
+    job["spec"]["template"]["spec"]["containers"][0]["args"] = ARGS
+    return job
+
+
+def volume_of(kube: Kube, namespace: str, job: str) -> Path:
+    """The job's checkpoint volume as the host sees it (a local provisioner hostPath)."""
+    claim = kube.get("pvc", f"{job}-checkpoint", namespace=namespace)
+    volume = kube.get("pv", claim["spec"]["volumeName"])
+    return Path(volume["spec"]["hostPath"]["path"])
+
+
+def train(kube: Kube, namespace: str, name: str, inject: Callable[[], None] | None) -> Weights:
+    """Apply the job, inject the failure once a checkpoint exists, and return final weights."""
+    kube.apply(recovery_job(name), namespace)
+    if inject is not None:
+        status_when(
+            kube,
+            namespace,
+            name,
+            lambda s: (s.get("checkpoint") or {}).get("step", 0) >= 20,
+            timeout=180,
+            what=f"{name}'s first checkpoint",
+        )
+        inject()
+    status = wait_finished(kube, namespace, name, timeout=360)
+    assert status["phase"] == "Succeeded", status
+    weights: Weights = torch.load(volume_of(kube, namespace, name) / FINAL_MODEL)
+    return weights
+
+
+def assert_bitwise_equal(got: Weights, want: Weights) -> None:
+    assert sorted(got) == sorted(want)
+    for key, tensor in want.items():
+        assert torch.equal(got[key], tensor), f"{key} differs from the clean run"
+
+
+@pytest.fixture(scope="module")
+def clean_weights(kube: Kube, operator: OperatorProcess, local_nodes: LocalNodes) -> Weights:
+    """The final weights of the job trained without a failure."""
+    namespace = "clean-run"
+    kube.run("create", "namespace", namespace)
+    try:
+        return train(kube, namespace, "clean", None)
+    finally:
+        kube.run("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def pod_uid(kube: Kube, namespace: str, pod: str) -> str:
+    return str(kube.get("pod", pod, namespace=namespace)["metadata"]["uid"])
+
+
+def replaced(kube: Kube, namespace: str, pod: str, uid: str) -> bool:
+    pods = kube.get("pods", namespace=namespace)["items"]
+    return any(p["metadata"]["name"] == pod and p["metadata"]["uid"] != uid for p in pods)
+
+
+def test_kill_9_of_a_training_process_is_restarted_in_place(
+    kube: Kube, clean_weights: Weights, namespace: str
+) -> None:
+    killed: list[int] = []
+
+    def kill_worker() -> None:
+        volume = volume_of(kube, namespace, "killed")
+        beat = read_json(heartbeat_path(volume, "killed-worker-1-a0")) or {}
+        os.kill(int(beat["pid"]), signal.SIGKILL)
+        killed.append(int(beat["pid"]))
+
+    weights = train(kube, namespace, "killed", kill_worker)
+    assert_bitwise_equal(weights, clean_weights)
+    status = kube.get("dtj", "killed", namespace=namespace)["status"]
+    assert status["restartAttempt"] == 0 and "lastFailure" not in status  # the agent did it
+    beat = read_json(heartbeat_path(volume_of(kube, namespace, "killed"), "killed-worker-1-a0"))
+    assert beat is not None and beat["pid"] != killed[0]  # a new process finished the job
+
+
+@pytest.mark.parametrize("index", [1, 0], ids=["worker", "rank-0-worker"])
+def test_a_deleted_worker_pod_is_recreated_and_the_group_re_forms(
+    kube: Kube, clean_weights: Weights, namespace: str, index: int
+) -> None:
+    pod = f"deleted-worker-{index}-a0"
+    uids: list[str] = []
+
+    def delete_pod() -> None:
+        uids.append(pod_uid(kube, namespace, pod))
+        kube.run("delete", "pod", pod, "-n", namespace, "--wait=false")
+        wait_until(lambda: replaced(kube, namespace, pod, uids[0]), what=f"{pod} recreated")
+
+    weights = train(kube, namespace, "deleted", delete_pod)
+    assert_bitwise_equal(weights, clean_weights)
+    status = kube.get("dtj", "deleted", namespace=namespace)["status"]
+    assert status["restartAttempt"] == 0  # the survivor stayed; nothing failed
+
+
+def test_a_deleted_rendezvous_pod_is_recreated_and_training_finishes(
+    kube: Kube, clean_weights: Weights, namespace: str
+) -> None:
+    uids: list[str] = []
+
+    def delete_store() -> None:
+        uids.append(pod_uid(kube, namespace, "store-rdzv"))
+        kube.run("delete", "pod", "store-rdzv", "-n", namespace, "--wait=false")
+        wait_until(
+            lambda: replaced(kube, namespace, "store-rdzv", uids[0]), what="store-rdzv recreated"
+        )
+
+    weights = train(kube, namespace, "store", delete_store)
+    assert_bitwise_equal(weights, clean_weights)
+    # The agents lose their rendezvous; each pod says so and is replaced in place.
+    status = kube.get("dtj", "store", namespace=namespace)["status"]
+    assert status["lastFailure"]["class"] == "Communication", status["lastFailure"]
+    assert status["lastFailure"]["message"].startswith("lost the rendezvous store at store-rdzv")
+
+
+def test_a_hung_worker_is_noticed_and_the_gang_restarts_from_its_checkpoint(
+    kube: Kube, local_nodes: LocalNodes, clean_weights: Weights, namespace: str
+) -> None:
+    job = recovery_job("hung")
+    job["spec"]["template"]["spec"]["containers"][0]["args"] = [
+        *ARGS, "--debug-stall-at-step", "30"
+    ]  # fmt: skip
+    job["spec"]["failurePolicy"] = {"hangDetection": {"minSeconds": 5, "stepTimeMultiple": 5}}
+    kube.apply(job, namespace)
+    status = wait_finished(kube, namespace, "hung", timeout=360)
+    assert status["phase"] == "Succeeded", status
+    assert status["lastFailure"]["class"] == "Hang"
+    assert (status["restartAttempt"], status["restartsByClass"]) == (1, {"Hang": 1})
+    reasons = kube.run("get", "events", "-n", namespace, "-o", "jsonpath={.items[*].reason}")
+    assert "HangDetected" in reasons.split()
+    log = local_nodes.state.log_file(namespace, "hung-worker-0-a1", "trainer").read_text()
+    assert "ringleader: resumed from" in log  # the new gang started from a checkpoint
+    weights: Weights = torch.load(volume_of(kube, namespace, "hung") / FINAL_MODEL)
+    assert_bitwise_equal(weights, clean_weights)

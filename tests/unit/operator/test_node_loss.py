@@ -1,0 +1,213 @@
+"""Node loss: short node-loss tolerations on every pod, and pods stuck terminating on a lost node
+force-deleted once their grace period and a margin are over."""
+
+from __future__ import annotations
+
+import copy
+from datetime import timedelta
+from typing import Any, cast
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from ringleader import builders, lostnodes
+from ringleader import constants as c
+from ringleader.kube import KubeApi
+from ringleader.nodecache import LostNodes
+from ringleader.reconcile import plan_reconcile
+from ringleader.status import format_time
+from tests.unit.operator.jobs import make_job
+from tests.unit.operator.test_reconcile_plan import NOW, settle
+
+Obj = dict[str, Any]
+NOT_READY, UNREACHABLE = c.NODE_LOSS_TAINTS
+MARGIN = c.FORCE_DELETE_MARGIN_SECONDS
+
+
+def short(key: str) -> Obj:
+    return {
+        "key": key,
+        "operator": "Exists",
+        "effect": "NoExecute",
+        "tolerationSeconds": c.NODE_LOSS_TOLERATION_SECONDS,
+    }
+
+
+def with_tolerations(tolerations: list[Obj]) -> Obj:
+    job = make_job()
+    job["spec"]["template"]["spec"]["tolerations"] = tolerations
+    return job
+
+
+def test_workers_and_the_store_tolerate_a_lost_node_briefly_not_for_five_minutes() -> None:
+    job = make_job()
+    worker = builders.build_worker_pod(job, 0, 0)["spec"]
+    store = builders.build_store_pod(job)["spec"]
+    assert worker["tolerations"] == store["tolerations"] == [short(NOT_READY), short(UNREACHABLE)]
+    assert c.NODE_LOSS_TOLERATION_SECONDS < 300  # the API server's default
+
+
+def test_a_users_own_node_loss_toleration_wins_and_is_not_doubled() -> None:
+    own = {"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 1}
+    spec = builders.build_worker_pod(with_tolerations([own]), 0, 0)["spec"]
+    assert spec["tolerations"] == [own, short(NOT_READY)]
+
+
+def test_a_no_schedule_toleration_of_the_key_does_not_cover_the_eviction() -> None:
+    own = {"key": NOT_READY, "operator": "Exists", "effect": "NoSchedule"}
+    spec = builders.build_worker_pod(with_tolerations([own]), 0, 0)["spec"]
+    assert spec["tolerations"] == [own, short(NOT_READY), short(UNREACHABLE)]
+
+
+def test_a_toleration_of_every_taint_needs_nothing_added() -> None:
+    everything = {"operator": "Exists"}
+    assert builders.build_store_pod(with_tolerations([everything]))["spec"]["tolerations"] == [
+        everything
+    ]
+
+
+def test_the_template_is_not_changed_by_building_pods() -> None:
+    job = with_tolerations([{"key": "gpu", "operator": "Exists"}])
+    before = copy.deepcopy(job)
+    builders.build_worker_pod(job, 0, 0)
+    builders.build_store_pod(job)
+    assert job == before
+
+
+@pytest.mark.parametrize(
+    ("node", "lost"),
+    [
+        (None, True),  # gone
+        ({"status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}}, True),
+        ({"status": {"conditions": [{"type": "Ready", "status": "False"}]}}, True),
+        ({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}, False),
+        ({"status": {}}, False),  # never reported: not known to be lost
+    ],
+)
+def test_a_node_is_lost_when_gone_or_not_ready(node: Obj | None, lost: bool) -> None:
+    assert lostnodes.node_is_lost(node) is lost
+
+
+def settled_on_nodes() -> tuple[Obj, list[Obj]]:
+    """A running job of two workers, every pod bound to node-<its name>."""
+    job, children = settle(make_job(), [])
+    for child in children:
+        if child["kind"] == "Pod":
+            child["spec"]["nodeName"] = f"node-{child['metadata']['name']}"
+            child["metadata"]["uid"] = f"uid-{child['metadata']['name']}"
+    return job, children
+
+
+def deleting(children: list[Obj], name: str, grace_ends_in: float, evicted: bool = False) -> None:
+    """Mark a pod as being deleted; its grace period ends `grace_ends_in` seconds after NOW."""
+    pod = next(x for x in children if x["kind"] == "Pod" and x["metadata"]["name"] == name)
+    pod["metadata"]["deletionTimestamp"] = format_time(NOW + timedelta(seconds=grace_ends_in))
+    pod["metadata"]["deletionGracePeriodSeconds"] = 30
+    if evicted:
+        reason = "DeletionByTaintManager"
+        cond = {"type": "DisruptionTarget", "status": "True", "reason": reason}
+        pod["status"]["conditions"].append(cond)
+
+
+def test_a_settled_job_with_no_pod_being_deleted_asks_for_no_node_and_no_requeue() -> None:
+    job, children = settled_on_nodes()
+    plan = plan_reconcile(job, children, NOW)
+    assert lostnodes.nodes_to_check(children, NOW) == set()
+    assert (plan.force_delete_pods, plan.requeue_after) == ([], None)
+
+
+def test_a_pod_in_its_grace_period_is_left_alone_and_looked_at_again_when_it_ends() -> None:
+    job, children = settled_on_nodes()
+    deleting(children, "digits-rdzv", grace_ends_in=20)
+    lost = {"node-digits-rdzv"}
+    assert lostnodes.nodes_to_check(children, NOW) == set()
+    plan = plan_reconcile(job, children, NOW, lost)
+    assert plan.force_delete_pods == []
+    assert plan.requeue_after == pytest.approx(20 + MARGIN)
+
+
+def test_a_pod_just_past_its_grace_period_gets_the_margin_too() -> None:
+    job, children = settled_on_nodes()
+    deleting(children, "digits-rdzv", grace_ends_in=-(MARGIN - 1))
+    plan = plan_reconcile(job, children, NOW, {"node-digits-rdzv"})
+    assert plan.force_delete_pods == []
+    assert plan.requeue_after == pytest.approx(1)
+
+
+def test_a_stuck_pod_on_a_lost_node_is_force_deleted_with_a_warning() -> None:
+    job, children = settled_on_nodes()
+    deleting(children, "digits-rdzv", grace_ends_in=-(MARGIN + 5))
+    assert lostnodes.nodes_to_check(children, NOW) == {"node-digits-rdzv"}
+    plan = plan_reconcile(job, children, NOW, {"node-digits-rdzv"})
+    assert plan.force_delete_pods == ["digits-rdzv"]
+    assert plan.delete_pods == [] and plan.create == []  # the store comes back once it is gone
+    assert ("Warning", "PodForceDeleted") in [(t, r) for t, r, _ in plan.events]
+    (why,) = [m for _, r, m in plan.events if r == "PodForceDeleted"]
+    assert why == (
+        f"pod digits-rdzv was still terminating {MARGIN + 5}s after its grace period, "
+        "on lost node node-digits-rdzv: force-deleted"
+    )
+
+
+def test_a_stuck_pod_on_a_ready_node_is_left_to_its_kubelet_and_looked_at_again() -> None:
+    job, children = settled_on_nodes()
+    deleting(children, "digits-rdzv", grace_ends_in=-(MARGIN + 5))
+    plan = plan_reconcile(job, children, NOW, lost_nodes=set())
+    assert plan.force_delete_pods == []
+    assert plan.requeue_after == c.STUCK_POD_RECHECK_SECONDS
+
+
+def test_a_worker_evicted_from_a_lost_node_is_replaced_once_force_deleted() -> None:
+    policy = {"rules": [{"classes": ["NodeLost"], "action": "RestartWorker"}]}
+    job, children = settle(make_job({"failurePolicy": policy}), [])
+    for child in children:
+        if child["kind"] == "Pod":
+            child["spec"]["nodeName"] = "gpu-1"
+            child["metadata"]["uid"] = f"uid-{child['metadata']['name']}"
+    deleting(children, "digits-worker-1-a0", grace_ends_in=-(MARGIN + 1), evicted=True)
+    plan = plan_reconcile(job, children, NOW, {"gpu-1"})
+    assert plan.status_patch is not None
+    assert plan.status_patch["lastFailure"]["class"] == "NodeLost"
+    assert plan.force_delete_pods == ["digits-worker-1-a0"]
+    # Same name: the replacement is created by the reconcile that sees the old one gone.
+    assert plan.create == []
+    job = {**job, "status": {**job["status"], **plan.status_patch}}
+    gone = [x for x in children if x["metadata"]["name"] != "digits-worker-1-a0"]
+    after = plan_reconcile(job, gone, NOW)
+    assert [p["metadata"]["name"] for p in after.create] == ["digits-worker-1-a0"]
+    assert after.force_delete_pods == []
+
+
+class FakeApi:
+    """get_node answers from a dict, counting the calls; a name in `errors` fails."""
+
+    def __init__(self, nodes: dict[str, Obj | None], errors: set[str] | None = None) -> None:
+        self.nodes, self.errors, self.calls = nodes, errors or set(), 0
+
+    def get_node(self, name: str) -> Obj | None:
+        self.calls += 1
+        if name in self.errors:
+            raise ApiException(status=403, reason="Forbidden")
+        return self.nodes.get(name)
+
+
+def ready(status: str) -> Obj:
+    return {"status": {"conditions": [{"type": "Ready", "status": status}]}}
+
+
+def test_lost_nodes_reads_each_node_once_within_its_ttl() -> None:
+    api = FakeApi({"a": ready("True"), "b": ready("Unknown")})
+    clock = [100.0]
+    cache = LostNodes(cast(KubeApi, api), ttl=5, clock=lambda: clock[0])
+    assert cache.among(["a", "b", "gone"]) == {"b", "gone"}
+    assert cache.among(["a", "b"]) == {"b"}
+    assert api.calls == 3
+    api.nodes["a"] = ready("False")
+    clock[0] += 6
+    assert cache.among(["a"]) == {"a"}
+    assert api.calls == 4
+
+
+def test_a_node_that_cannot_be_read_is_not_taken_for_lost() -> None:
+    api = FakeApi({}, errors={"a"})
+    assert LostNodes(cast(KubeApi, api)).among(["a"]) == frozenset()
