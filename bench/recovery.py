@@ -9,9 +9,9 @@ Each kind trains its own two-worker digits job through the operator and injects 
     kill-worker       kill -9 one training process; its pod's elastic agent restarts it in place
     delete-pod        delete a worker pod; it checkpoints and leaves, the operator recreates it
                       and the group re-forms with it (the survivor waits, it is not restarted)
-    fail-pod-inplace  kill -9 a pod's launcher (the pod fails, exit 137) under a RestartWorker
-                      rule: the operator replaces only that pod
-    fail-pod-gang     the same failure under the default policy: the whole gang restarts
+    fail-pod-inplace  kill -9 a pod's launcher (the pod fails, exit 137); the operator replaces
+                      only that pod (RestartWorker, the default)
+    fail-pod-gang     the same failure under a RestartGang rule: the whole gang restarts
 
 The clock starts when the failure is injected and stops at the first step completed by a
 training process that started after it (every recovery restarts all processes), read from the
@@ -57,8 +57,9 @@ def build_job(name: str, kind: str) -> dict[str, Any]:
         "args": args,
     }
     policy: dict[str, Any] = {"maxRestarts": 1000}
-    if kind == "fail-pod-inplace":
-        policy["rules"] = [{"classes": ["Unknown"], "action": "RestartWorker"}]
+    if kind in ("fail-pod-inplace", "fail-pod-gang"):  # RestartWorker is also the default
+        action = "RestartWorker" if kind == "fail-pod-inplace" else "RestartGang"
+        policy["rules"] = [{"classes": ["Unknown"], "action": action}]
     return {
         "apiVersion": "ringleader.dev/v1alpha1",
         "kind": "DistributedTrainingJob",
@@ -231,13 +232,16 @@ def main() -> None:
     report(results)
 
 
-def report(results: dict[str, list[float]]) -> None:
-    """One line per kind: how many failures, p50, p95, min, max (seconds)."""
-    print("\ntime from failure to the next completed step (s):")
-    print(f"  {'kind':<18}{'n':>4}{'p50':>8}{'p95':>8}{'min':>8}{'max':>8}")
+def report(
+    results: dict[str, list[float]],
+    title: str = "time from failure to the next completed step (s)",
+) -> None:
+    """One line per kind: how many measurements, p50, p95, min, max (seconds)."""
+    print(f"\n{title}:")
+    print(f"  {'kind':<26}{'n':>4}{'p50':>8}{'p95':>8}{'min':>8}{'max':>8}")
     for kind, times in results.items():
         cells = [percentile(times, 50), percentile(times, 95), min(times), max(times)]
-        print(f"  {kind:<18}{len(times):>4}" + "".join(f"{v:>8.1f}" for v in cells))
+        print(f"  {kind:<26}{len(times):>4}" + "".join(f"{v:>8.1f}" for v in cells))
 
 
 if __name__ == "__main__":

@@ -98,6 +98,7 @@ GPU_RESOURCE: Final = "nvidia.com/gpu"
 PHASE_PENDING: Final = "Pending"
 PHASE_STARTING: Final = "Starting"
 PHASE_RUNNING: Final = "Running"
+PHASE_RESIZING: Final = "Resizing"  # an elastic group re-forming at another size
 PHASE_RESTARTING: Final = "Restarting"
 PHASE_SUSPENDED: Final = "Suspended"
 PHASE_SUCCEEDED: Final = "Succeeded"
@@ -105,12 +106,14 @@ PHASE_FAILED: Final = "Failed"
 TERMINAL_PHASES: Final = frozenset({PHASE_SUCCEEDED, PHASE_FAILED})
 
 CONDITION_RUNNING: Final = "Running"
+CONDITION_RESIZING: Final = "Resizing"
 CONDITION_RESTARTING: Final = "Restarting"
 CONDITION_SUSPENDED: Final = "Suspended"
 CONDITION_SUCCEEDED: Final = "Succeeded"
 CONDITION_FAILED: Final = "Failed"
 CONDITION_TYPES: Final = (
     CONDITION_RUNNING,
+    CONDITION_RESIZING,
     CONDITION_RESTARTING,
     CONDITION_SUSPENDED,
     CONDITION_SUCCEEDED,
@@ -133,6 +136,9 @@ REASON_BACKOFF_LIMIT_EXCEEDED: Final = "MaxRestartsExceeded"
 REASON_FAILED_BY_POLICY: Final = "FailedByPolicy"
 REASON_STARTUP_TIMEOUT: Final = "StartupTimeout"
 REASON_POD_FORCE_DELETED: Final = "PodForceDeleted"
+REASON_RESCALED: Final = "Rescaled"
+REASON_REFORMING: Final = "GroupReforming"
+REASON_RESIZED: Final = "Resized"
 
 DEFAULT_CHECKPOINT_DIR: Final = "/checkpoints"
 DEFAULT_CHECKPOINT_KEEP: Final = 3

@@ -52,6 +52,25 @@ GOODPUT = Gauge(
     ["namespace", "job"],
 )
 
+RESIZES = Counter(
+    "ringleader_resizes_total",
+    "Elastic groups seen training at another size than before, by direction",
+    ["direction"],
+)
+RESIZE_SECONDS = Histogram(
+    "ringleader_resize_seconds",
+    "Time an elastic group spent re-forming: from the last progress report at the old size "
+    "to the first at the new (as precise as the reports and polls)",
+    buckets=(1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300),
+)
+
+
+def observe_resize(old: int, new: int, seconds: float | None) -> None:
+    """Count one resize of a group and, when known, the time it took."""
+    RESIZES.labels("grow" if new > old else "shrink").inc()
+    if seconds is not None and seconds >= 0:
+        RESIZE_SECONDS.observe(seconds)
+
 
 def new_recovery(old_status: Mapping[str, Any] | None, patch: Mapping[str, Any] | None) -> Obj:
     """status.lastFailure when this status patch records a new recovery decision, else {}."""

@@ -353,6 +353,8 @@ class Progress(_Model):
     epoch: int | None = Field(default=None, ge=0)
     loss: float | None = None
     samples_per_second: float | None = None
+    world_size: int | None = Field(default=None, ge=1)
+    """Processes that trained the reported step: the group's size as the trainer sees it."""
     updated_at: datetime | None = None
 
 
@@ -395,7 +397,9 @@ class HangReport(_Model):
     detected_at: datetime
 
 
-Phase = Literal["Pending", "Starting", "Running", "Restarting", "Suspended", "Succeeded", "Failed"]
+Phase = Literal[
+    "Pending", "Starting", "Running", "Resizing", "Restarting", "Suspended", "Succeeded", "Failed"
+]
 
 
 class DistributedTrainingJobStatus(_Model):

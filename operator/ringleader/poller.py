@@ -21,9 +21,13 @@ from ringleader.controller import Cache
 from ringleader.kube import KubeApi, RetryableError
 from ringleader.progress import (
     ACTIVE_PHASES,
+    TRAINING_PHASES,
+    describe_resize,
+    detect_resize,
     pick_reporter,
     plan_progress_patch,
     read_final_report,
+    resize_seconds,
     worker_names,
 )
 from ringleader.status import format_time
@@ -104,13 +108,30 @@ class ProgressPoller:
                 float(pace) if isinstance(pace, int | float) else None,
             )
             self.watches[key] = watch
-        if status.get("phase") == c.PHASE_RUNNING and not status.get("hang"):
+        resized = detect_resize(status, report)
+        if resized and report:
+            metrics.observe_resize(*resized, seconds=resize_seconds(status, report))
+            await self._announce_resize(body, *resized)
+        if status.get("phase") in TRAINING_PHASES and not status.get("hang"):
             report_of_hang = await self._detect_hang(key, body, pod, children)
             if report_of_hang:
                 patch["hang"] = report_of_hang
         if patch:
             await self._write(key, patch)
         return report
+
+    async def _announce_resize(self, body: dict[str, Any], old: int, new: int) -> None:
+        """A Resized event, once per change the poller sees."""
+        try:
+            await asyncio.to_thread(
+                self.api.post_event,
+                body,
+                "Normal",
+                c.REASON_RESIZED,
+                describe_resize(body, old, new),
+            )
+        except RetryableError as error:  # an event is not worth a retry loop
+            log.warning("could not record a resize of %s: %s", body["metadata"]["name"], error)
 
     def _account(self, key: tuple[str, str], report: dict[str, Any] | None) -> None:
         """Advance the job's training clock: observe recoveries that ended, set its goodput."""

@@ -16,7 +16,9 @@ from typing import Any
 from ringleader import constants as c
 
 Obj = dict[str, Any]
-ACTIVE_PHASES = frozenset({c.PHASE_STARTING, c.PHASE_RUNNING, c.PHASE_RESTARTING})
+ACTIVE_PHASES = frozenset({c.PHASE_STARTING, c.PHASE_RUNNING, c.PHASE_RESIZING, c.PHASE_RESTARTING})
+# Phases in which a stalled step counter is a hang.
+TRAINING_PHASES = frozenset({c.PHASE_RUNNING, c.PHASE_RESIZING})
 
 
 def _rfc3339(epoch_seconds: float) -> str:
@@ -90,6 +92,8 @@ def build_progress_status(report: Mapping[str, Any]) -> Obj:
         progress["loss"] = round(float(report["loss"]), 6)
     if report.get("samples_per_second") is not None:
         progress["samplesPerSecond"] = round(float(report["samples_per_second"]), 1)
+    if isinstance(report.get("world_size"), int) and report["world_size"] > 0:
+        progress["worldSize"] = report["world_size"]
     if report.get("updated_at") is not None:
         progress["updatedAt"] = _rfc3339(float(report["updated_at"]))
     out: Obj = {"progress": progress}
@@ -110,3 +114,38 @@ def plan_progress_patch(status: Mapping[str, Any], report: Mapping[str, Any] | N
     wanted = build_progress_status(report)
     patch = {key: value for key, value in wanted.items() if status.get(key) != value}
     return patch or None
+
+
+def detect_resize(
+    status: Mapping[str, Any], report: Mapping[str, Any] | None
+) -> tuple[int, int] | None:
+    """(old, new) group size in processes when this report's differs from the one in status."""
+    old = (status.get("progress") or {}).get("worldSize")
+    new = (report or {}).get("world_size")
+    if not isinstance(old, int) or not isinstance(new, int) or new <= 0 or old == new:
+        return None
+    return old, new
+
+
+def describe_resize(job: Mapping[str, Any], old: int, new: int) -> str:
+    """The Resized event's message: from, to, and why as far as the job's status tells."""
+    spec, status = job.get("spec") or {}, job.get("status") or {}
+    workers = f"{status.get('readyReplicas', 0)}/{spec.get('replicas')} workers ready"
+    last = status.get("lastFailure") or {}
+    if new < old and last.get("pod"):
+        why = f"after {last['pod']} was lost ({last.get('class')})"
+    elif new < old:
+        why = "workers were removed (scaled down)"
+    else:
+        why = "workers joined (scaled up, or capacity came back)"
+    return f"the training group re-formed from {old} to {new} processes: {why}; {workers}"
+
+
+def resize_seconds(status: Mapping[str, Any], report: Mapping[str, Any]) -> float | None:
+    """From the last report at the old size (in status) to this first one at the new size."""
+    before = (status.get("progress") or {}).get("updatedAt")
+    after = report.get("updated_at")
+    if not before or not isinstance(after, int | float):
+        return None
+    then = datetime.fromisoformat(str(before).replace("Z", "+00:00")).timestamp()
+    return max(float(after) - then, 0.0)

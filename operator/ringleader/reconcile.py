@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ringleader import builders, lostnodes, recovery
+from ringleader import builders, lostnodes, recovery, workerenv
 from ringleader import constants as c
 from ringleader.kube import KubeApi
 from ringleader.models import DistributedTrainingJob, FailurePolicy
@@ -176,6 +176,41 @@ def _running_since(pod: Obj) -> datetime | None:
         if started:
             return _parse_time(started)
     return _parse_time(status.get("startTime"))
+
+
+def _restart_at_new_size(
+    job: DistributedTrainingJob, workers: Sequence[Obj], verdict: _Verdict
+) -> None:
+    """A fixed-size job scaled to another size: its workers' rendezvous was set up for exactly
+    the old size, so the gang restarts from its checkpoint at the new one (not a failure).
+    An elastic job's workers accept any size between its bounds: pods just come and go."""
+    if job.spec.elastic is not None or verdict.event is not None or verdict.failure is not None:
+        return
+    wanted = workerenv.compute_nnodes(job.spec)
+    told = {
+        _nnodes_of(w)
+        for w in workers
+        if _labels(w).get(c.LABEL_RESTART_ATTEMPT) == str(verdict.attempt)
+        and not w["metadata"].get("deletionTimestamp")
+    } - {None}
+    if not told or told == {wanted}:
+        return
+    verdict.attempt += 1
+    old = ", ".join(sorted(str(n).split(":")[0] for n in told))
+    message = (
+        f"scaled from {old} to {job.spec.replicas} workers: the gang restarts from its newest "
+        f"checkpoint at the new size (a fixed-size job; spec.elastic resizes in place)"
+    )
+    verdict.event = ("Normal", c.REASON_RESCALED, message)
+
+
+def _nnodes_of(pod: Obj) -> str | None:
+    """The PET_NNODES a worker pod was started with."""
+    containers = (pod.get("spec") or {}).get("containers") or [{}]
+    for var in containers[0].get("env") or []:
+        if var.get("name") == c.ENV_PET_NNODES:
+            return str(var.get("value"))
+    return None
 
 
 def _handled(pod: Obj, handled_uid: str | None) -> bool:
@@ -383,6 +418,7 @@ def plan_reconcile(
     if status.get("phase") not in c.TERMINAL_PHASES:
         verdict = decide_restart(job, status, workers, now)
         verdict.failure = verdict.failure or _deadline_failure(job, status, now)
+        _restart_at_new_size(job, workers, verdict)
     seen = _with_attempt(job, status, verdict.attempt)
     new = compute_status(seen, workers, now, verdict.failure)
     new.update(restartAttempt=verdict.attempt, restarts=verdict.restarts, **verdict.recovery)
@@ -412,18 +448,23 @@ def _sooner(a: float | None, b: float | None) -> float | None:
 
 
 def execute_plan(api: KubeApi, body: Obj, plan: Plan) -> list[Obj]:
-    """Carry out a plan: status first, then deletions, creations, events. Returns what it made."""
+    """Carry out a plan: status first, then events, deletions, creations. Returns what it made.
+
+    Events follow the status at once: the status is the durable record of a decision, and the
+    next pass does not decide (or announce) it again, so an event is lost only when the
+    operator dies between these two writes.
+    """
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     if plan.status_patch:
         api.patch_job_status(namespace, name, plan.status_patch)
+    for event_type, reason, message in plan.events:
+        api.post_event(body, event_type, reason, message)
     for pod in plan.delete_pods:
         api.delete_pod(namespace, pod)
     for pod in plan.force_delete_pods:
         api.delete_pod(namespace, pod, grace_period_seconds=0)
     created = [obj for obj in plan.create if api.create(obj)]
-    for event_type, reason, message in plan.events:
-        api.post_event(body, event_type, reason, message)
     if plan.delete_job:
         api.delete_job(namespace, name)
     return created

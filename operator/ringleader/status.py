@@ -80,6 +80,9 @@ class Observation:
     counts: PodCounts
     previous_phase: str | None
     failure: Failure | None
+    elastic: bool = False
+    nproc: int = 1  # processes per worker pod
+    training: int | None = None  # processes in the group, as the trainer last reported
 
 
 @dataclass(frozen=True)
@@ -109,8 +112,18 @@ def _failed(failure: Failure | None) -> Decision:
 
 def _restarting(obs: Observation) -> bool:
     n = obs.counts
-    unfinished_restart = obs.previous_phase == c.PHASE_RESTARTING and n.ready < obs.desired
+    # An elastic job may run on fewer workers: its restart is over once enough are ready.
+    unfinished_restart = obs.previous_phase == c.PHASE_RESTARTING and n.ready < obs.min_ready
     return n.failed > 0 or n.stale > 0 or unfinished_restart
+
+
+def _resizing(obs: Observation) -> bool:
+    """An elastic group whose ready workers differ from those it last trained with."""
+    n = obs.counts
+    ready = n.ready >= obs.min_ready and n.ready > 0
+    return (
+        obs.elastic and ready and obs.training is not None and n.ready * obs.nproc != obs.training
+    )
 
 
 PHASE_TABLE: tuple[Row, ...] = (
@@ -138,6 +151,15 @@ PHASE_TABLE: tuple[Row, ...] = (
             c.REASON_RESTART_IN_PROGRESS,
             "restarting: {n.failed} failed, {n.stale} of an older attempt, "
             "{n.ready}/{o.desired} ready",
+        ),
+    ),
+    (
+        _resizing,
+        _decide(
+            c.PHASE_RESIZING,
+            c.REASON_REFORMING,
+            "re-forming the group: {n.ready}/{o.desired} workers ready, the last step was "
+            "trained by {o.training} processes",
         ),
     ),
     (
@@ -214,6 +236,9 @@ def observe(
         counts=count_worker_pods(pods, attempt),
         previous_phase=status.phase if status else None,
         failure=failure,
+        elastic=spec.elastic is not None,
+        nproc=workerenv.compute_nproc_per_node(spec),
+        training=status.progress.world_size if status and status.progress else None,
     )
 
 
@@ -228,12 +253,14 @@ def compute_status(
     decision = decide_phase(obs)
     previous = job.status.model_dump(by_alias=True, mode="json") if job.status else {}
     n, name = obs.counts, job.metadata.name
-    running = decision.phase == c.PHASE_RUNNING
+    training = decision.phase in (c.PHASE_RUNNING, c.PHASE_RESIZING)
     return {
         "phase": decision.phase,
         "replicas": n.active,
         "readyReplicas": n.ready,
-        "worldSize": n.ready * workerenv.compute_nproc_per_node(job.spec) if running else 0,
+        # The trainer's own count once it reported one; ready pods can run more processes
+        # than the group that trains, while an elastic group re-forms.
+        "worldSize": (obs.training or n.ready * obs.nproc) if training else 0,
         "workers": f"{n.ready}/{obs.desired}",
         "selector": naming.worker_selector_string(name),
         "observedGeneration": job.metadata.generation or 0,

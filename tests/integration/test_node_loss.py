@@ -8,11 +8,7 @@ so no two workers share a node.
 from __future__ import annotations
 
 import json
-import zlib
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from tests.harness import OperatorProcess
 from tests.integration.test_operator import (
@@ -22,38 +18,15 @@ from tests.integration.test_operator import (
     worker_pods,
 )
 from tests.kube import Kube, wait_until
-from tools.localcluster.nodes import NODE_POOL_LABEL, build_fake_gpu_node
+from tools.localcluster.nodes import NODE_POOL_LABEL
 
 Obj = dict[str, Any]
-POOL_SIZE = 4  # two workers, their replacements, and room for a preemptor
 NOT_READY_STAGE = "node-not-ready.stage.kwok.x-k8s.io"
 # Like a kubelet stopping containers, kwok takes this long to remove a deleted pod: without it
 # the pod is gone before the operator has seen why it was deleted.
 DELETE_DELAY_KEY = "pod-delete.stage.ringleader.dev/delay"
 DELETE_DELAY = {DELETE_DELAY_KEY: "2s"}
 UNREACHABLE = "node.kubernetes.io/unreachable"
-
-
-@pytest.fixture
-def pool(kube: Kube, namespace: str) -> Iterator[str]:
-    """POOL_SIZE fake GPU nodes for this test only (pool label and taint: the namespace)."""
-    subnet = zlib.crc32(namespace.encode()) % 250
-    names = [f"{namespace}-gpu-{index}" for index in range(POOL_SIZE)]
-    nodes = []
-    for index, name in enumerate(names):
-        node = build_fake_gpu_node(name, f"10.241.{subnet}.{10 + index}")
-        node["metadata"]["labels"][NODE_POOL_LABEL] = namespace
-        node["spec"] = {
-            "taints": [{"key": NODE_POOL_LABEL, "value": namespace, "effect": "NoSchedule"}]
-        }
-        nodes.append(node)
-    kube.apply(nodes, namespace)
-    try:
-        selector = f"{NODE_POOL_LABEL}={namespace}"
-        kube.run("wait", "--for=condition=Ready", "node", "-l", selector, "--timeout=60s")
-        yield namespace
-    finally:
-        kube.run("delete", "node", *names, "--wait=false", check=False)
 
 
 def pool_job(pool: str, **spec: Any) -> Obj:

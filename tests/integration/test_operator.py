@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from ringleader import builders
 from ringleader.kube import FAULT_EXIT_CODE
 from tests.harness import OperatorProcess
-from tests.kube import Kube, wait_until
+from tests.kube import Kube, KubectlError, wait_until
 
 COMPLETE = "pod-complete.stage.ringleader.dev"
 FAIL = "pod-container-running-failed.stage.kwok.x-k8s.io"
@@ -129,16 +131,38 @@ def test_workers_that_all_exit_zero_make_the_job_succeed_with_a_completion_time(
     )
 
 
-def test_kubectl_scale_changes_the_number_of_workers(
+def test_kubectl_scale_resizes_an_elastic_job_in_place(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
-    kube.apply(make_job(replicas=2), namespace)
+    kube.apply(make_job(replicas=2, elastic={"minReplicas": 1, "maxReplicas": 4}), namespace)
     wait_for_phase(kube, namespace, "Running")
     kube.run("scale", "dtj/train", "-n", namespace, "--replicas=4")
     wait_until(lambda: job_status(kube, namespace).get("workers") == "4/4", what="4/4 workers")
     kube.run("scale", "dtj/train", "-n", namespace, "--replicas=1")
     wait_until(lambda: len(live_worker_names(kube, namespace)) == 1, what="one worker left")
-    assert live_worker_names(kube, namespace) == ["train-worker-0-a0"]
+    assert live_worker_names(kube, namespace) == ["train-worker-0-a0"]  # the highest went
+    assert job_status(kube, namespace)["restartAttempt"] == 0
+    with pytest.raises(KubectlError, match=r"spec\.replicas must be between"):
+        kube.run("scale", "dtj/train", "-n", namespace, "--replicas=5")
+
+
+def test_kubectl_scale_restarts_a_fixed_size_job_at_its_new_size(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    kube.apply(make_job(replicas=2), namespace)
+    wait_for_phase(kube, namespace, "Running")
+    kube.run("scale", "dtj/train", "-n", namespace, "--replicas=3")
+    wait_until(
+        lambda: (
+            live_worker_names(kube, namespace)
+            == ["train-worker-0-a1", "train-worker-1-a1", "train-worker-2-a1"]
+        ),
+        what="the gang restarted with 3 workers",
+    )
+    status = wait_for_phase(kube, namespace, "Running")
+    assert (status["restartAttempt"], status.get("restarts", 0), status["workers"]) == (1, 0, "3/3")
+    reasons = kube.run("get", "events", "-n", namespace, "-o", "jsonpath={.items[*].reason}")
+    assert "Rescaled" in reasons.split()
 
 
 def test_suspending_removes_the_pods_and_resuming_brings_them_back(

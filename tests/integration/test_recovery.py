@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from ringleader.kube import FAULT_EXIT_CODE
 from tests.harness import OperatorProcess
 from tests.integration.test_operator import (
     FAIL,
@@ -102,3 +105,53 @@ def test_by_default_only_the_failed_pod_is_replaced(
         "worker train-worker-1-a0 failed (OutOfMemory, exit 137): "
         "replacing that worker (restart 1 of 10)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("rules", "workers_after"),
+    [
+        ([], ["train-worker-0-a0", "train-worker-1-a0"]),
+        ([{"action": "RestartGang"}], ["train-worker-0-a1", "train-worker-1-a1"]),
+    ],
+    ids=["in-place", "gang"],
+)
+def test_an_operator_killed_mid_recovery_finishes_it_once_after_a_restart(
+    kube: Kube,
+    operator: OperatorProcess,
+    namespace: str,
+    rules: list[dict[str, str]],
+    workers_after: list[str],
+) -> None:
+    kube.apply(make_job(failurePolicy={"rules": rules}), namespace)
+    wait_for_phase(kube, namespace, "Running")
+    failed_uid = next(
+        p["metadata"]["uid"]
+        for p in worker_pods(kube, namespace)
+        if p["metadata"]["name"] == "train-worker-1-a0"
+    )
+    operator.stop()
+    try:
+        fail_worker(kube, namespace, "train-worker-1-a0", 137, "OOMKilled")
+        wait_until(
+            lambda: any(p["status"].get("phase") == "Failed" for p in worker_pods(kube, namespace)),
+            what="the worker failed while no operator runs",
+        )
+        for writes in (1, 2, 3):  # die after the status, then after the event, then later
+            operator.start(exit_after_writes=writes)
+            assert operator.wait_exit(timeout=30) == FAULT_EXIT_CODE, operator.log_tail()
+    finally:
+        operator.start()
+
+    def recovered() -> bool:
+        pods = worker_pods(kube, namespace)
+        running = [p for p in pods if p["status"].get("phase") == "Running"]
+        fresh = all(p["metadata"]["uid"] != failed_uid for p in pods)
+        names = sorted(p["metadata"]["name"] for p in running)
+        return fresh and names == workers_after and len(pods) == 2
+
+    wait_until(recovered, what=f"the job recovered to {workers_after}")
+    status = wait_for_phase(kube, namespace, "Running")
+    assert (status["restarts"], status["restartsByClass"]) == (1, {"OutOfMemory": 1})
+    # Never announced twice. (The first operator died between its status write and the
+    # event: the status is the durable record; that one event is lost.)
+    assert len(event_messages(kube, namespace)) <= 1

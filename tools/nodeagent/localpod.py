@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -39,13 +40,16 @@ TERMINATION_MESSAGE_LIMIT = 4096
 
 
 def signal_container(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    """Signal a container's process group, but only while its leader is not yet reaped.
-
-    Until then its pid cannot be reused; afterwards the same number may name another process
-    group on this machine, which must never receive our signals.
+    """Signal a container as a container runtime does: a stop request (SIGTERM) goes to its
+    main process only, which decides how to stop its children; SIGKILL ends its whole process
+    group. Only while the leader is not yet reaped: until then its pid cannot be reused;
+    afterwards the same number may name another process on this machine.
     """
     if process.returncode is None and process.poll() is None:
-        kill_group(process.pid, sig)
+        if sig == signal.SIGKILL:
+            kill_group(process.pid, sig)
+        else:
+            os.kill(process.pid, sig)
 
 
 def termination_path(container: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
+import tempfile
 from pathlib import Path
 
 import torch
@@ -25,15 +25,18 @@ from torch.distributed.elastic.rendezvous.api import RendezvousError
 from torch.distributed.elastic.rendezvous.utils import _parse_rendezvous_config
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-from ringleader_trainer import contract
+from ringleader_trainer import contract, peerwatch
 from ringleader_trainer.entry import run_worker, start_forkserver
 from ringleader_trainer.options import parse_options
 from ringleader_trainer.progress import PROGRESS_FILE, heartbeat_path, read_json, serve_progress
+from ringleader_trainer.stopping import PEER_LOST_FILE
+from ringleader_trainer.verdict import AgentEnd, WorkerDeath, judge
 
 log = logging.getLogger("ringleader.launch")
 
 
 KEEP_ALIVE_FAST_UP_TO = 64  # pods; more than this and the heartbeats go back to torch's pace
+LAST_CALL_SECONDS = 3
 
 
 def resolve_nproc(value: str) -> int:
@@ -52,27 +55,22 @@ def build_launch_config(env: contract.LaunchEnv) -> LaunchConfig:
     # Every agent writes its heartbeat to the store each interval, so large groups beat slower.
     conf.setdefault("keep_alive_interval", 1 if env.max_nodes <= KEEP_ALIVE_FAST_UP_TO else 5)
     conf.setdefault("keep_alive_max_attempt", 3)
+    # Once min nodes have joined, wait this long for more: torch's 30 s would hold up every
+    # elastic resize; a pod a little late joins the next round (it waits, the group re-forms).
+    conf.setdefault("last_call_timeout", LAST_CALL_SECONDS)
+    backend = peerwatch.register() if env.rdzv_backend == "c10d" else env.rdzv_backend
     return LaunchConfig(
         min_nodes=env.min_nodes,
         max_nodes=env.max_nodes,
         nproc_per_node=resolve_nproc(env.nproc_per_node),
         run_id=env.rdzv_id,
-        rdzv_backend=env.rdzv_backend,
+        rdzv_backend=backend,
         rdzv_endpoint=env.rdzv_endpoint,
         rdzv_configs=conf,
         max_restarts=env.max_restarts,
         monitor_interval=0.1,
         start_method="forkserver",  # see ringleader_trainer.entry
     )
-
-
-@dataclass(frozen=True)
-class AgentEnd:
-    """How the agent ended: the pod's exit code and, on a failure it can name, the verdict
-    left in the termination message for the operator's classification."""
-
-    code: int
-    failure: dict[str, str] = field(default_factory=dict)
 
 
 def run_agent(env: contract.LaunchEnv, argv: list[str]) -> AgentEnd:
@@ -83,7 +81,8 @@ def run_agent(env: contract.LaunchEnv, argv: list[str]) -> AgentEnd:
         elastic_launch(config, entrypoint=run_worker)(argv)
     except ChildFailedError as exc:
         log.error("ringleader: workers failed after %d restarts: %s", env.max_restarts, exc)
-        return AgentEnd(1)
+        failures = sorted(exc.failures.values(), key=lambda f: f.timestamp)
+        return judge([WorkerDeath(f.exitcode, f.message) for f in failures])
     except SignalException as exc:
         return AgentEnd(exit_code_after_signal(env, exc.sigval))
     except RendezvousError as exc:
@@ -115,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     # Surviving agents must build a fresh bootstrap store when a new agent joins (DESIGN.md).
     os.environ[contract.DISABLE_SHARED_RDZV_STORE] = "1"
+    # Where the agent flags a dead peer for its workers (before the forkserver copies the env).
+    os.environ[PEER_LOST_FILE] = str(
+        Path(tempfile.gettempdir()) / f"ringleader-peer-lost-{os.getpid()}"
+    )
     env = contract.read_launch_env()
     if env.progress_port:
         try:
@@ -123,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("ringleader: cannot serve progress on %d: %s", env.progress_port, exc)
     end = run_agent(env, args)
     write_termination_message(Path(env.checkpoint_dir), end.failure)
+    Path(os.environ[PEER_LOST_FILE]).unlink(missing_ok=True)
     return end.code
 
 

@@ -17,6 +17,9 @@ import sys
 import threading
 
 EXIT_STOP_TIMEOUT = 128 + signal.SIGTERM  # as if SIGTERM had killed it: no checkpoint was taken
+# Set by the launcher: a file its agent creates before it stops the workers because a member of
+# the group died (peerwatch.py). Then no step boundary can come, and waiting for one is waste.
+PEER_LOST_FILE = "RINGLEADER_PEER_LOST_FILE"
 
 
 class StopRequest:
@@ -50,6 +53,9 @@ class StopRequest:
 
     def boundary_timeout(self) -> float:
         """Seconds the loop gets, from SIGTERM, to reach the step boundary."""
+        flag = os.environ.get(PEER_LOST_FILE)
+        if flag and os.path.exists(flag):
+            return 0.0  # a peer is gone: the group cannot agree on anything any more
         return max(self.floor_seconds, self.step_multiple * self._step_seconds)
 
     def watch(self) -> None:
@@ -72,8 +78,9 @@ class StopRequest:
         timeout = self.boundary_timeout()
         if self._agreed.wait(timeout):
             return
+        why = "a peer of the group is gone" if timeout == 0 else "a peer is gone?"
         print(
-            f"ringleader: no step boundary within {timeout:.0f}s of SIGTERM (a peer is gone?); "
+            f"ringleader: no step boundary within {timeout:.0f}s of SIGTERM ({why}); "
             f"exiting without a checkpoint. Where each thread waited:",
             flush=True,
         )

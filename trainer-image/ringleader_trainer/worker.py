@@ -23,10 +23,9 @@ from ringleader_trainer import contract, data
 from ringleader_trainer.loop import Outcome, Parts, Runtime, build_schedule, train
 from ringleader_trainer.options import Options, parse_options
 from ringleader_trainer.stopping import StopRequest
+from ringleader_trainer.verdict import EXIT_REJOIN
 from ringleader_trainer.workloads import parse_options as parse_workload_options
 from ringleader_trainer.workloads import resolve_workload
-
-EXIT_REJOIN = 75
 
 
 def init_runtime() -> Runtime:

@@ -89,7 +89,14 @@ def test_running_status_reports_counters_world_size_and_the_workers_column() -> 
 def test_exactly_one_condition_is_true_and_all_carry_the_generation() -> None:
     out = status.compute_status(job_with(), [pod(), pod()], NOW)
     conditions = {x["type"]: x for x in out["conditions"]}
-    assert set(conditions) == {"Running", "Restarting", "Suspended", "Succeeded", "Failed"}
+    assert set(conditions) == {
+        "Running",
+        "Resizing",
+        "Restarting",
+        "Suspended",
+        "Succeeded",
+        "Failed",
+    }
     assert [t for t, x in conditions.items() if x["status"] == "True"] == ["Running"]
     assert {x["observedGeneration"] for x in conditions.values()} == {3}
     assert conditions["Running"]["reason"] == "AllWorkersRunning"
@@ -150,6 +157,7 @@ def test_every_phase_the_table_can_decide_is_a_phase_the_crd_accepts() -> None:
         c.PHASE_PENDING,
         c.PHASE_STARTING,
         c.PHASE_RUNNING,
+        c.PHASE_RESIZING,
         c.PHASE_RESTARTING,
         c.PHASE_SUSPENDED,
         c.PHASE_SUCCEEDED,
@@ -174,3 +182,36 @@ def test_a_finished_job_keeps_the_reason_and_message_it_finished_with() -> None:
     computed = status.compute_status(parse(job), [], NOW)
     assert computed["phase"] == "Failed"
     assert computed["conditions"] == [condition]
+
+
+def trained_by(processes: int) -> dict[str, Any]:
+    return {"progress": {"step": 40, "worldSize": processes}}
+
+
+def test_an_elastic_group_re_forming_at_another_size_is_resizing() -> None:
+    job = job_with(ELASTIC, **trained_by(2))
+    out = status.compute_status(job, [pod(), pod(), pod()], NOW)
+    assert out["phase"] == "Resizing"
+    resizing = {x["type"]: x for x in out["conditions"]}["Resizing"]
+    assert resizing["reason"] == "GroupReforming"
+    assert resizing["message"] == (
+        "re-forming the group: 3/4 workers ready, the last step was trained by 2 processes"
+    )
+    assert out["worldSize"] == 2  # what trains now, not what is ready
+
+
+def test_once_the_trainer_reports_the_new_size_the_group_is_running() -> None:
+    job = job_with(ELASTIC, **trained_by(3))
+    out = status.compute_status(job, [pod(), pod(), pod(), pod("Pending", ready=False)], NOW)
+    assert (out["phase"], out["worldSize"], out["workers"]) == ("Running", 3, "3/4")
+
+
+def test_a_fixed_size_job_is_never_resizing() -> None:
+    out = status.compute_status(job_with(None, **trained_by(1)), [pod(), pod()], NOW)
+    assert out["phase"] == "Running"
+
+
+def test_an_elastic_restart_ends_once_its_minimum_is_ready() -> None:
+    job = job_with(ELASTIC, phase="Restarting")
+    out = status.compute_status(job, [pod(), pod(), pod("Pending", ready=False)], NOW)
+    assert out["phase"] == "Running"

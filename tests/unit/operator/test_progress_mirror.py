@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
+from ringleader import progress
 from ringleader.progress import (
     build_progress_status,
     pick_reporter,
@@ -99,3 +101,34 @@ def test_a_final_report_moves_status_to_the_last_step() -> None:
     patch = plan_progress_patch(status, report)
     assert patch is not None
     assert (patch["progress"]["step"], patch["checkpoint"]["step"]) == (345, 345)
+
+
+def test_a_report_at_another_group_size_is_a_resize() -> None:
+    status = {"progress": {"step": 50, "worldSize": 4, "updatedAt": "2026-05-06T07:08:00Z"}}
+    assert progress.detect_resize(status, {"step": 51, "world_size": 2}) == (4, 2)
+    assert progress.detect_resize(status, {"step": 51, "world_size": 4}) is None
+    assert progress.detect_resize({}, {"step": 1, "world_size": 2}) is None  # first report
+    assert progress.detect_resize(status, None) is None
+
+
+def test_the_resize_took_from_the_last_report_at_the_old_size_to_the_first_at_the_new() -> None:
+    status = {"progress": {"worldSize": 4, "updatedAt": "2026-05-06T07:08:00Z"}}
+    then = datetime(2026, 5, 6, 7, 8, 0, tzinfo=UTC).timestamp()
+    assert progress.resize_seconds(status, {"updated_at": then + 6.5}) == 6.5
+    assert progress.resize_seconds({}, {"updated_at": then}) is None
+
+
+def test_a_resize_says_from_to_and_why() -> None:
+    job = {
+        "spec": {"replicas": 4},
+        "status": {
+            "readyReplicas": 3,
+            "lastFailure": {"pod": "train-worker-3-a0", "class": "Preempted"},
+        },
+    }
+    assert progress.describe_resize(job, 4, 3) == (
+        "the training group re-formed from 4 to 3 processes: after train-worker-3-a0 was lost "
+        "(Preempted); 3/4 workers ready"
+    )
+    grown = progress.describe_resize({"spec": {"replicas": 4}, "status": {}}, 3, 4)
+    assert grown.startswith("the training group re-formed from 3 to 4 processes: workers joined")

@@ -110,12 +110,41 @@ def test_suspending_deletes_every_running_pod_and_creates_nothing() -> None:
     assert plan.status_patch is not None and plan.status_patch["phase"] == "Suspended"
 
 
-def test_scaling_down_deletes_the_highest_workers_only() -> None:
-    job, children = settle(make_job({"replicas": 3}), [])
+ELASTIC = {"elastic": {"minReplicas": 1, "maxReplicas": 4}}
+
+
+def test_scaling_an_elastic_job_down_deletes_the_highest_workers_only() -> None:
+    job, children = settle(make_job({"replicas": 3, **ELASTIC}), [])
     job["spec"]["replicas"] = 1
     plan = plan_reconcile(job, children, NOW)
     assert plan.delete_pods == ["digits-worker-1-a0", "digits-worker-2-a0"]
-    assert plan.create == []
+    assert plan.create == [] and plan.events == []
+
+
+def test_scaling_an_elastic_job_up_adds_workers_to_the_same_attempt() -> None:
+    job, children = settle(make_job({"replicas": 2, **ELASTIC}), [])
+    job["spec"]["replicas"] = 4
+    plan = plan_reconcile(job, children, NOW)
+    assert names(plan.create) == ["Pod/digits-worker-2-a0", "Pod/digits-worker-3-a0"]
+    assert plan.delete_pods == [] and plan.events == []
+
+
+def test_scaling_a_fixed_size_job_restarts_the_gang_at_the_new_size() -> None:
+    job, children = settle(make_job({"replicas": 3}), [])
+    job["spec"]["replicas"] = 2
+    plan = plan_reconcile(job, children, NOW)
+    assert plan.status_patch is not None and plan.status_patch["restartAttempt"] == 1
+    assert "restarts" not in plan.status_patch  # not a failure
+    assert plan.delete_pods == ["digits-worker-0-a0", "digits-worker-1-a0", "digits-worker-2-a0"]
+    assert names(plan.create) == ["Pod/digits-worker-0-a1", "Pod/digits-worker-1-a1"]
+    assert plan.events[0] == (
+        "Normal",
+        "Rescaled",
+        "scaled from 3 to 2 workers: the gang restarts from its newest checkpoint at the new "
+        "size (a fixed-size job; spec.elastic resizes in place)",
+    )
+    job, children = settle(job, children)
+    assert (job["status"]["phase"], job["status"]["restartAttempt"]) == ("Running", 1)
 
 
 def test_a_deadline_in_the_future_asks_to_be_woken_when_it_passes() -> None:

@@ -1,0 +1,60 @@
+"""What the launcher tells the operator when its workers failed for good (pure).
+
+The operator classifies a failed pod by its exit code unless the termination message names a
+class. A worker's Python exception says more than the launcher's exit code 1: a gloo/NCCL or
+store error is Communication, not the user's code; anything else raised is UserError. A worker
+killed by a signal is left to the exit code (and to the kubelet's own reason, e.g. OOMKilled).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ringleader_trainer.stopping import EXIT_STOP_TIMEOUT
+
+# Exceptions and messages that come from the collectives or the rendezvous, not the user's code.
+COMMUNICATION_MARKERS = (
+    "DistBackendError",
+    "DistNetworkError",
+    "DistStoreError",
+    "NCCL",
+    "gloo",
+    "Connection reset by peer",
+    "Connection closed by peer",
+    "Broken pipe",
+)
+EXIT_REJOIN = 75  # the worker left for a group that re-forms (worker.py)
+MESSAGE_LIMIT = 512
+
+
+@dataclass(frozen=True)
+class AgentEnd:
+    """How the agent ended: the pod's exit code and, when it can be named, the failure's class
+    and explanation for the termination message."""
+
+    code: int
+    failure: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WorkerDeath:
+    """One worker's end as the elastic agent saw it."""
+
+    exitcode: int  # negative: killed by that signal
+    message: str
+
+
+def judge(deaths: list[WorkerDeath]) -> AgentEnd:
+    """The pod's exit code and verdict from its workers' last failures (first one decides)."""
+    if not deaths:
+        return AgentEnd(1)
+    first = deaths[0]
+    if first.exitcode < 0:  # e.g. SIGKILL by the OOM killer: the exit code tells it all
+        return AgentEnd(128 - first.exitcode)
+    summary = first.message.strip().splitlines()[0][:MESSAGE_LIMIT] if first.message.strip() else ""
+    if first.exitcode in (EXIT_REJOIN, EXIT_STOP_TIMEOUT):
+        why = "the group kept losing members" if first.exitcode == EXIT_REJOIN else "a peer died"
+        return AgentEnd(1, {"failureClass": "Communication", "message": why})
+    if any(marker in first.message for marker in COMMUNICATION_MARKERS):
+        return AgentEnd(1, {"failureClass": "Communication", "message": summary})
+    return AgentEnd(1, {"failureClass": "UserError", "message": summary or "worker failed"})
