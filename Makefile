@@ -10,7 +10,7 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 PYTEST_FLAGS ?=
 
-.PHONY: help venv binaries demo cluster-up cluster-down cluster-status crds crds-check openapi run lint format unit integration trainer-test bench-trainer e2e test clean
+.PHONY: help venv binaries demo cluster-up cluster-down cluster-status crds crds-check openapi run lint format unit integration trainer-test bench-trainer bench-recovery bench-elastic e2e test clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -72,6 +72,12 @@ trainer-test: venv ## the trainer's tests: real torch.distributed processes on C
 
 bench-trainer: venv ## trainer throughput, checkpoint stall and all-reduce bandwidth figures
 	OMP_NUM_THREADS=1 $(PY) -m bench.trainer
+
+bench-recovery: venv binaries ## time from injected failures to the next step, on local nodes (root)
+	$(PY) -m bench.recovery
+
+bench-elastic: venv binaries ## time to train at a new size, in place vs gang restart (root)
+	$(PY) -m bench.elastic
 
 e2e: venv binaries ## end-to-end: real training through the operator on local nodes (root)
 	$(BIN)/pytest tests/e2e $(PYTEST_FLAGS)

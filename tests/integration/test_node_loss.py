@@ -90,6 +90,15 @@ def recovered(
     return wait_until(back, timeout=timeout, what="the job Running again without the lost pod")
 
 
+def start_and_pick_worker_1(kube: Kube, namespace: str, pool: str) -> Obj:
+    """Start the pool's job, wait until it runs, and return worker 1 (the one to lose)."""
+    kube.apply(pool_job(pool), namespace)
+    wait_for_phase(kube, namespace, "Running")
+    found = pod(kube, namespace, "train-worker-1-a0")
+    assert found is not None
+    return found
+
+
 def assert_recovered_uncounted(status: Obj, failure_class: str, reasons: tuple[str, ...]) -> None:
     last = status["lastFailure"]
     assert (last["class"], last["pod"]) == (failure_class, "train-worker-1-a0")
@@ -101,10 +110,7 @@ def assert_recovered_uncounted(status: Obj, failure_class: str, reasons: tuple[s
 def test_a_node_gone_not_ready_loses_its_worker_within_the_short_toleration(
     kube: Kube, operator: OperatorProcess, namespace: str, pool: str
 ) -> None:
-    kube.apply(pool_job(pool), namespace)
-    wait_for_phase(kube, namespace, "Running")
-    lost = pod(kube, namespace, "train-worker-1-a0")
-    assert lost is not None
+    lost = start_and_pick_worker_1(kube, namespace, pool)
     kube.run("label", "node", lost["spec"]["nodeName"], f"{NOT_READY_STAGE}=true")
     # The node lifecycle controller taints the node not-ready:NoExecute within seconds; the
     # worker's toleration (30 s, not the API server's default 300 s) then runs out.
@@ -211,10 +217,7 @@ def test_an_evicted_worker_is_preempted_and_recovered_without_using_up_a_restart
 def test_a_worker_preempted_by_a_higher_priority_pod_is_recovered_without_using_up_a_restart(
     kube: Kube, operator: OperatorProcess, namespace: str, pool: str
 ) -> None:
-    kube.apply(pool_job(pool), namespace)
-    wait_for_phase(kube, namespace, "Running")
-    lost = pod(kube, namespace, "train-worker-1-a0")
-    assert lost is not None
+    lost = start_and_pick_worker_1(kube, namespace, pool)
     node = lost["spec"]["nodeName"]
     urgent_class = f"{namespace}-urgent"
     priority = {

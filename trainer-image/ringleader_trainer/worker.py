@@ -1,8 +1,11 @@
-"""One training process, started by the elastic agent: `python -m ringleader_trainer.worker`.
+"""One training process, started by the elastic agent (forked: see ringleader_trainer.entry).
 
-Exit codes: 0 when training finished or this worker was asked to stop (SIGTERM) and its
-checkpoint is committed; 75 (EX_TEMPFAIL) when another worker's SIGTERM stopped the group, so
-this worker's agent restarts it into the group that re-forms without the leaving pod.
+Exit codes: 0 when training finished; 75 (EX_TEMPFAIL) when the group stopped at a step
+boundary with its checkpoint committed, on this worker's SIGTERM or another's. On its own
+SIGTERM the agent is stopping it: a worker that exited 0 there would wait for the agent to read
+its return value, which it never does while stopping (30 s, then SIGKILL). Otherwise the agent
+restarts it into the group that re-forms. (The pod's own exit code on SIGTERM comes from the
+launcher, which reads this worker's last heartbeat.)
 """
 
 from __future__ import annotations
@@ -87,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     outcome = train(parts, opts, rt, stop)
     dist.destroy_process_group()
     if outcome is Outcome.STOPPED_HERE:
-        print("ringleader: stopped on SIGTERM; checkpoint committed; exiting 0", flush=True)
+        print("ringleader: stopped on SIGTERM; checkpoint committed; exiting", flush=True)
+        return EXIT_REJOIN
     if outcome is Outcome.STOPPED_ELSEWHERE:
         print("ringleader: group stopping for a leaving worker; exiting to rejoin", flush=True)
         return EXIT_REJOIN
