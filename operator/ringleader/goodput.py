@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import Any
+
+from ringleader.status import parse_time
 
 RESTART_ACTIONS = frozenset({"RestartWorker", "RestartGang"})
 # The trainer's state in a report written after a step. Any other state is a worker's last word
@@ -48,7 +49,8 @@ class TrainingClock:
 
 
 def _epoch(value: str | None) -> float | None:
-    return datetime.fromisoformat(value).timestamp() if value else None
+    moment = parse_time(value)
+    return moment.timestamp() if moment else None
 
 
 def is_after(moment: float, status_time: float) -> bool:

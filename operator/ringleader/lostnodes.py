@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from ringleader import constants as c
+from ringleader.status import parse_time
 
 Obj = Mapping[str, Any]
 
@@ -30,12 +31,11 @@ def _deleting(pods: Iterable[Obj], now: datetime) -> list[_Deleting]:
     found = []
     for pod in pods:
         meta, node = pod.get("metadata") or {}, (pod.get("spec") or {}).get("nodeName")
-        stamp = meta.get("deletionTimestamp")
-        if pod.get("kind", "Pod") != "Pod" or not stamp or not node:
+        ends = parse_time(meta.get("deletionTimestamp"))
+        if pod.get("kind", "Pod") != "Pod" or ends is None or not node:
             continue
         # The deletionTimestamp already includes the grace period: the API server sets it to
         # the time of the delete request plus deletionGracePeriodSeconds.
-        ends = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
         found.append(_Deleting(str(meta["name"]), str(node), (now - ends).total_seconds()))
     return found
 

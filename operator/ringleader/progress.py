@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ringleader import constants as c
+from ringleader.status import parse_time
 
 Obj = dict[str, Any]
 ACTIVE_PHASES = frozenset({c.PHASE_STARTING, c.PHASE_RUNNING, c.PHASE_RESIZING, c.PHASE_RESTARTING})
@@ -147,5 +148,5 @@ def resize_seconds(status: Mapping[str, Any], report: Mapping[str, Any]) -> floa
     after = report.get("updated_at")
     if not before or not isinstance(after, int | float):
         return None
-    then = datetime.fromisoformat(str(before).replace("Z", "+00:00")).timestamp()
-    return max(float(after) - then, 0.0)
+    then = parse_time(before)
+    return max(float(after) - then.timestamp(), 0.0) if then else None

@@ -18,7 +18,7 @@ from ringleader import builders, lostnodes, recovery, workerenv
 from ringleader import constants as c
 from ringleader.kube import KubeApi
 from ringleader.models import DistributedTrainingJob, FailurePolicy
-from ringleader.status import Failure, compute_status, format_time
+from ringleader.status import Failure, compute_status, format_time, parse_time
 
 Obj = dict[str, Any]
 
@@ -34,10 +34,6 @@ class Plan:
     delete_job: bool = False
     requeue_after: float | None = None  # seconds until time alone changes the decision
     force_delete_pods: list[str] = field(default_factory=list)  # stuck on a lost node
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 def _labels(obj: Obj) -> dict[str, str]:
@@ -57,7 +53,7 @@ def _is_active_pod(obj: Obj) -> bool:
 
 def _deadline_failure(job: DistributedTrainingJob, status: Obj, now: datetime) -> Failure | None:
     deadline = job.spec.run_policy.active_deadline_seconds if job.spec.run_policy else None
-    started = _parse_time(status.get("startTime"))
+    started = parse_time(status.get("startTime"))
     if deadline is None or started is None or now < started + timedelta(seconds=deadline):
         return None
     return Failure(c.REASON_DEADLINE_EXCEEDED, f"the job ran longer than {deadline}s")
@@ -134,13 +130,13 @@ def _escalation(
 ) -> tuple[recovery.WorkerFailure, recovery.Action] | None:
     """A gang restart when replacing a worker in place has not brought training back."""
     last = status.get("lastFailure") or {}
-    failed_at = _parse_time(last.get("time"))
+    failed_at = parse_time(last.get("time"))
     if last.get("action") != "RestartWorker" or failed_at is None:
         return None
     running_since = _all_running_since(workers, verdict.attempt, job.spec.replicas)
     if running_since is None:
         return None  # still waiting for a pod to be scheduled or started: not the group's fault
-    stepped = _parse_time((status.get("progress") or {}).get("updatedAt"))
+    stepped = parse_time((status.get("progress") or {}).get("updatedAt"))
     if stepped is None:
         return None  # no progress reports from this job: the operator cannot judge
     progressed = stepped > failed_at
@@ -162,9 +158,10 @@ def _all_running_since(workers: Sequence[Obj], attempt: int, replicas: int) -> d
         if _labels(w).get(c.LABEL_RESTART_ATTEMPT) == str(attempt)
         and not w["metadata"].get("deletionTimestamp")
     ]
-    if len(current) < replicas or any(_running_since(w) is None for w in current):
+    started = [_running_since(w) for w in current]
+    if len(started) < replicas or None in started:
         return None
-    return max(_running_since(w) or datetime.min for w in current)
+    return max(s for s in started if s is not None)
 
 
 def _running_since(pod: Obj) -> datetime | None:
@@ -174,8 +171,8 @@ def _running_since(pod: Obj) -> datetime | None:
     for container in status.get("containerStatuses") or []:
         started = ((container.get("state") or {}).get("running") or {}).get("startedAt")
         if started:
-            return _parse_time(started)
-    return _parse_time(status.get("startTime"))
+            return parse_time(started)
+    return parse_time(status.get("startTime"))
 
 
 def _restart_at_new_size(
@@ -299,8 +296,8 @@ def _budget(
 def _failures_in_a_row(status: Obj) -> int:
     """This failure and those before it with no checkpoint committed in between."""
     last = status.get("lastFailure") or {}
-    previous = _parse_time(last.get("time"))
-    checkpointed = _parse_time((status.get("checkpoint") or {}).get("time"))
+    previous = parse_time(last.get("time"))
+    checkpointed = parse_time((status.get("checkpoint") or {}).get("time"))
     if previous is None or (checkpointed is not None and checkpointed > previous):
         return 1
     return int(last.get("inARow") or 1) + 1
@@ -315,7 +312,7 @@ def _steps_lost(status: Obj) -> int | None:
 
 def _backoff_left(status: Obj, in_a_row: int, now: datetime) -> float:
     """Seconds until the next gang restart may start, measured from the previous recovery."""
-    previous = _parse_time((status.get("lastFailure") or {}).get("time"))
+    previous = parse_time((status.get("lastFailure") or {}).get("time"))
     if previous is None:
         return 0.0
     delay = recovery.gang_backoff_seconds(in_a_row)
@@ -392,13 +389,13 @@ def _time_left(job: DistributedTrainingJob, new: Obj, now: datetime) -> tuple[bo
     policy = job.spec.run_policy
     if policy is None:
         return False, None
-    finished = _parse_time(new.get("completionTime"))
+    finished = parse_time(new.get("completionTime"))
     if new["phase"] in c.TERMINAL_PHASES:
         if policy.ttl_seconds_after_finished is None or finished is None:
             return False, None
         left = (finished - now).total_seconds() + policy.ttl_seconds_after_finished
         return left <= 0, max(left, 0.0)
-    started = _parse_time(new.get("startTime"))
+    started = parse_time(new.get("startTime"))
     if policy.active_deadline_seconds is None or started is None:
         return False, None
     return False, max((started - now).total_seconds() + policy.active_deadline_seconds, 0.0)

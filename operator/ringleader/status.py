@@ -194,6 +194,11 @@ def decide_phase(obs: Observation) -> Decision:
     raise AssertionError("the last row of PHASE_TABLE always applies")
 
 
+def parse_time(value: str | None) -> datetime | None:
+    """A status or metadata time (RFC 3339, e.g. 2026-01-02T03:04:05Z); None for none."""
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+
+
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with second precision, as metav1.Time serializes."""
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
