@@ -90,6 +90,8 @@ def run_agent(env: contract.LaunchEnv, argv: list[str]) -> AgentEnd:
         message = f"lost the rendezvous store at {env.rdzv_endpoint}: {type(exc).__name__}"
         log.error("ringleader: %s: %s", message, exc)
         return AgentEnd(1, {"failureClass": "Communication", "message": message})
+    finally:
+        peerwatch.stop_heartbeats()  # before the interpreter exits: see its docstring
     return AgentEnd(0)
 
 

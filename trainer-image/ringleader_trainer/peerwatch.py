@@ -35,6 +35,8 @@ from ringleader_trainer.stopping import PEER_LOST_FILE
 
 log = logging.getLogger("ringleader.peerwatch")
 BACKEND = "ringleader-c10d"
+# The handlers this process made (one per agent): see stop_heartbeats().
+_handlers: list[PeerWatchingHandler] = []
 
 
 class PeerWatchingHandler(RendezvousHandler):
@@ -94,6 +96,10 @@ class PeerWatchingHandler(RendezvousHandler):
     def get_run_id(self) -> str:
         return self._inner.get_run_id()
 
+    def stop_heartbeats(self) -> None:
+        """Stop this node's keep-alive thread, leaving the rendezvous open for the others."""
+        self._inner._stop_heartbeats()  # torch's private API; torch is pinned to an exact version
+
     def shutdown(self) -> bool:
         return self._inner.shutdown()
 
@@ -101,7 +107,22 @@ class PeerWatchingHandler(RendezvousHandler):
 def _create(params: RendezvousParameters) -> RendezvousHandler:
     backend, store = create_backend(params)
     flag = os.environ.get(PEER_LOST_FILE)
-    return PeerWatchingHandler(create_handler(store, backend, params), Path(flag) if flag else None)
+    inner = create_handler(store, backend, params)
+    handler = PeerWatchingHandler(inner, Path(flag) if flag else None)
+    _handlers.append(handler)
+    return handler
+
+
+def stop_heartbeats() -> None:
+    """Stop the keep-alive threads of every handler this process made.
+
+    On a signal torch leaves the rendezvous open (closing it would end the other pods' group
+    too), and so also leaves its keep-alive daemon thread beating. A daemon thread that is inside
+    a store call when the interpreter exits cannot take the GIL back and aborts the whole process
+    (SIGABRT, "terminate called without an active exception"): a clean stop would end as a crash.
+    """
+    for handler in _handlers:
+        handler.stop_heartbeats()
 
 
 def register() -> str:
