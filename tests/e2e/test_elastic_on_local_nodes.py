@@ -7,6 +7,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ringleader_trainer.progress import PROGRESS_FILE, read_json
 from tests.e2e.test_recovery_on_local_nodes import volume_of
 from tests.e2e.test_training_through_the_operator import (
@@ -15,21 +17,39 @@ from tests.e2e.test_training_through_the_operator import (
     status_when,
     wait_finished,
 )
-from tests.harness import LocalNodes, OperatorProcess
-from tests.kube import Kube
+from tests.harness import LOCAL_NODES, LocalNodes, OperatorProcess, node_ready
+from tests.kube import Kube, wait_until
 
 EPOCHS = 15
 TRAIN_SAMPLES = 1437  # digits: 1797 samples, 20 % held out
 TRACE_DIR = "/checkpoints/trace"
+CHECKPOINT_EVERY = int(DIGITS_ARGS[DIGITS_ARGS.index("--checkpoint-every") + 1])
+# Two workers fill a local node (4 CPUs, the rendezvous pod asks 0.1): a lost node is lost room.
+WORKER_CPU = "1500m"
 
 
-def job(name: str, elastic: bool, step_seconds: str) -> dict[str, Any]:
+def job(name: str, elastic: bool, step_seconds: str, cpu: str = "1") -> dict[str, Any]:
     out = digits_job(name, replicas=2)
+    trainer = out["spec"]["template"]["spec"]["containers"][0]
     args = [*DIGITS_ARGS, "--epochs", str(EPOCHS), "--min-step-seconds", step_seconds]
-    out["spec"]["template"]["spec"]["containers"][0]["args"] = [*args, "--trace-dir", TRACE_DIR]
+    trainer["args"] = [*args, "--trace-dir", TRACE_DIR]
+    trainer["resources"] = {"requests": {"cpu": cpu}}
     if elastic:
         out["spec"]["elastic"] = {"minReplicas": 1, "maxReplicas": 4}
     return out
+
+
+@pytest.fixture(scope="module")
+def reference_accuracy(kube: Kube, operator: OperatorProcess, local_nodes: LocalNodes) -> float:
+    """The final accuracy of the same job at a fixed size (the same global batch)."""
+    namespace = "fixed-size-run"
+    kube.run("create", "namespace", namespace)
+    try:
+        kube.apply(job("fixed", elastic=False, step_seconds="0"), namespace)
+        assert wait_finished(kube, namespace, "fixed", timeout=300)["phase"] == "Succeeded"
+        return final_accuracy(kube, namespace, "fixed")
+    finally:
+        kube.run("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 def final_accuracy(kube: Kube, namespace: str, name: str) -> float:
@@ -42,24 +62,26 @@ def read_traces(trace_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for path in trace_dir.glob("*.jsonl") for line in path.open()]
 
 
-def training_with(kube: Kube, namespace: str, size: int) -> None:
+def training_with(kube: Kube, namespace: str, size: int, timeout: float = 180) -> None:
     status_when(
         kube,
         namespace,
         "elastic",
         lambda s: (s.get("progress") or {}).get("worldSize") == size,
-        timeout=180,
+        timeout=timeout,
         what=f"training with {size} processes",
     )
 
 
-def test_an_elastic_job_scaled_2_4_2_3_trains_every_sample_once_to_the_same_accuracy(
-    kube: Kube, operator: OperatorProcess, local_nodes: LocalNodes, namespace: str
-) -> None:
-    kube.apply(job("fixed", elastic=False, step_seconds="0"), namespace)
-    assert wait_finished(kube, namespace, "fixed", timeout=300)["phase"] == "Succeeded"
-    reference = final_accuracy(kube, namespace, "fixed")
+def assert_every_sample_once_per_epoch(traces: list[dict[str, Any]]) -> None:
+    for epoch in range(EPOCHS):
+        seen = Counter(s for line in traces if line["epoch"] == epoch for s in line["samples"])
+        assert sorted(seen) == list(range(TRAIN_SAMPLES)) and set(seen.values()) == {1}, epoch
 
+
+def test_an_elastic_job_scaled_2_4_2_3_trains_every_sample_once_to_the_same_accuracy(
+    kube: Kube, reference_accuracy: float, namespace: str
+) -> None:
     kube.apply(job("elastic", elastic=True, step_seconds="0.15"), namespace)
     training_with(kube, namespace, 2)
     for size in (4, 2, 3):
@@ -79,11 +101,55 @@ def test_an_elastic_job_scaled_2_4_2_3_trains_every_sample_once_to_the_same_accu
         (t["step"], t["rank"], t["world_size"]) for t in traces if t["step"] in twice
     ]
     assert {line["world_size"] for line in traces} >= {2, 3, 4}
-    for epoch in range(EPOCHS):
-        seen = Counter(s for line in traces if line["epoch"] == epoch for s in line["samples"])
-        assert sorted(seen) == list(range(TRAIN_SAMPLES)) and set(seen.values()) == {1}, epoch
+    assert_every_sample_once_per_epoch(traces)
 
     accuracy = final_accuracy(kube, namespace, "elastic")
-    assert abs(accuracy - reference) <= 0.005, (accuracy, reference)
+    assert abs(accuracy - reference_accuracy) <= 0.005, (accuracy, reference_accuracy)
     reasons = kube.run("get", "events", "-n", namespace, "-o", "jsonpath={.items[*].reason}")
     assert reasons.split().count("Resized") >= 3
+
+
+def final_timeline(traces: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trace lines of the steps that count: a step trained again after a lost worker (from
+    the newest checkpoint) replaces the earlier, lost try. One try's ranks agree on a step within
+    milliseconds; a retry comes seconds later."""
+    latest: dict[int, float] = {}
+    for line in traces:
+        latest[line["step"]] = max(latest.get(line["step"], 0.0), line["time"])
+    return [line for line in traces if line["time"] > latest[line["step"]] - 1.0]
+
+
+def pods_on(kube: Kube, namespace: str, node: str) -> list[str]:
+    pods = kube.get("pods", namespace=namespace)["items"]
+    return sorted(p["metadata"]["name"] for p in pods if p["spec"].get("nodeName") == node)
+
+
+def test_an_elastic_job_shrinks_when_a_node_is_lost_and_grows_when_it_returns(
+    kube: Kube, reference_accuracy: float, namespace: str, local_nodes: LocalNodes
+) -> None:
+    # Paced so the job outlasts the lost node's pods (Kubernetes removes them after 40-60 s).
+    kube.apply(job("elastic", elastic=True, step_seconds="0.4", cpu=WORKER_CPU), namespace)
+    training_with(kube, namespace, 2)
+    kube.run("scale", "dtj/elastic", "-n", namespace, "--replicas=4")
+    training_with(kube, namespace, 4)  # two workers on each local node
+
+    lost = next(n for n in LOCAL_NODES if "elastic-rdzv" not in pods_on(kube, namespace, n))
+    assert len(pods_on(kube, namespace, lost)) == 2
+    kube.run("delete", "node", lost)  # its workers die without a word
+    training_with(kube, namespace, 2, timeout=60)
+    # Three wanted: the third waits for room, which comes back with the node.
+    kube.run("scale", "dtj/elastic", "-n", namespace, "--replicas=3")
+    training_with(kube, namespace, 3, timeout=240)
+    status = wait_finished(kube, namespace, "elastic", timeout=420)
+    assert status["phase"] == "Succeeded", status
+    assert status["restartAttempt"] == 0  # never the whole gang: the survivors trained on
+
+    traces = read_traces(volume_of(kube, namespace, "elastic") / Path(TRACE_DIR).name)
+    assert {line["world_size"] for line in traces} >= {2, 3, 4}
+    counted = final_timeline(traces)
+    # What the lost node cost: at most the steps since the newest checkpoint, by 4 ranks.
+    assert len(traces) - len(counted) <= 4 * CHECKPOINT_EVERY
+    assert_every_sample_once_per_epoch(counted)
+    accuracy = final_accuracy(kube, namespace, "elastic")
+    assert abs(accuracy - reference_accuracy) <= 0.005, (accuracy, reference_accuracy)
+    wait_until(lambda: node_ready(kube, lost), timeout=120, what=f"{lost} registered again")

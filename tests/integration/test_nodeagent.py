@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.harness import LocalNodes
+from tests.harness import LocalNodes, node_ready
 from tests.kube import Kube, wait_until
 from tools.nodeagent.config import netns_name, veth_names
 
@@ -290,3 +290,31 @@ def test_an_exec_readiness_probe_gates_the_ready_condition(
     wait_until(lambda: _ready(kube, namespace, "gated") == "True", what="Ready True")
     (tmp_path / "ready").unlink()
     wait_until(lambda: _ready(kube, namespace, "gated") == "False", what="Ready False again")
+
+
+def test_a_deleted_node_loses_its_pods_without_a_signal_and_registers_again_once_they_are_gone(
+    kube: Kube, namespace: str, local_nodes: LocalNodes, tmp_path: Path
+) -> None:
+    node = "local-test-1"
+    old_uid = kube.get("node", node)["metadata"]["uid"]
+    victim = _pod("on-lost-node", TERM_SCRIPT, container=_out_mount(), nodeName=node)
+    victim["spec"]["volumes"] = [_host_dir(tmp_path)]
+    kube.apply(victim, namespace)
+    wait_until((tmp_path / "started").exists, what="the pod started")
+    pod = wait_until(lambda: _phase(kube, namespace, "on-lost-node", "Running"), what="Running")
+    pid = int(pod["status"]["containerStatuses"][0]["containerID"].removeprefix("local://"))
+
+    kube.run("delete", "node", node)
+    # The machine is gone: its process dies at once, with no SIGTERM to catch.
+    uid = pod["metadata"]["uid"]
+    wait_until(lambda: _leftovers(uid, pid) == [], what="the pod's process and sandbox gone")
+    assert not (tmp_path / "signal").exists()
+    # Nobody reports for the pod any more; Kubernetes (PodGC, after 40 s) or a user removes it.
+    assert kube.get("pod", "on-lost-node", namespace=namespace)["status"]["phase"] == "Running"
+    kube.run("delete", "pod", "on-lost-node", "-n", namespace, "--force", "--grace-period=0")
+
+    def registered_again() -> bool:
+        uids = {n["metadata"]["name"]: n["metadata"]["uid"] for n in kube.get("nodes")["items"]}
+        return uids.get(node, old_uid) != old_uid and node_ready(kube, node)
+
+    wait_until(registered_again, what=f"{node} registered again")

@@ -20,7 +20,7 @@ from .ipam import AddressBook
 from .kubeapi import Kube, connect
 from .localpod import HostsRenderer, LocalPod, termination_path
 from .mountpoints import Mountpoints
-from .nodes import NodeKeeper
+from .nodes import NodeKeeper, vanished_nodes
 from .sandboxes import Context, clean_leftovers
 from .watchcache import WatchCache
 
@@ -54,6 +54,8 @@ class Agent:
         core = client.CoreV1Api(connect_path(settings.kubeconfig))
         self.pod_cache = WatchCache(core.list_pod_for_all_namespaces, self.changed)
         self.service_cache = WatchCache(core.list_service_for_all_namespaces, self.changed)
+        self.node_cache = WatchCache(core.list_node, self.changed)
+        self.seen_nodes: set[str] = set()  # uids of our Node objects the watch has shown
         keeper_api = connect_path(settings.kubeconfig)
         self.keeper = NodeKeeper(keeper_api, settings.nodes, settings.network.gateway)
         self.pods: dict[str, LocalPod] = {}
@@ -74,8 +76,9 @@ class Agent:
         self._spawn(self.keeper.run, "heartbeat")
         self._spawn(self.pod_cache.run, "watch-pods")
         self._spawn(self.service_cache.run, "watch-services")
-        self.pod_cache.synced.wait(30)
-        self.service_cache.synced.wait(30)
+        self._spawn(self.node_cache.run, "watch-nodes")
+        for cache in (self.pod_cache, self.service_cache, self.node_cache):
+            cache.synced.wait(30)
         log.info("nodes %s ready; pods get addresses from %s",
                  ", ".join(self.settings.nodes), self.settings.network.cidr)  # fmt: skip
 
@@ -113,7 +116,7 @@ class Agent:
     def reconcile(self) -> None:
         """One pass over every pod bound to our nodes."""
         every_pod = self.pod_cache.snapshot()
-        nodes = set(self.settings.nodes)
+        nodes = self._serving_nodes(every_pod)
         mine = [
             p for p in every_pod
             if p["spec"].get("nodeName") in nodes and p["metadata"]["uid"] not in self.forgotten
@@ -133,6 +136,23 @@ class Agent:
                     local.shut_down()  # the object vanished without passing through us
                 self._forget(uid)
         self.context.mountpoints.release(self._mount_targets())
+
+    def _serving_nodes(self, every_pod: list[dict[str, Any]]) -> set[str]:
+        """Our nodes that still exist. A node deleted from the API is a machine that vanished:
+        its pods' processes are killed without a signal to catch and their status is never
+        written again (Kubernetes removes the objects: PodGC). Once no pod is bound to it, the
+        machine is back, and registers again as a kubelet does when it starts."""
+        present = {node["metadata"]["uid"] for node in self.node_cache.snapshot()}
+        self.seen_nodes |= present & set(self.keeper.uids.values())
+        for name in vanished_nodes(self.keeper.uids, self.seen_nodes, present):
+            if name not in self.keeper.lost:
+                log.warning("node %s was deleted: its pods die as if its machine were gone", name)
+                self.keeper.lose(name)
+        bound = {pod["spec"].get("nodeName") for pod in every_pod}
+        for name in sorted(self.keeper.lost - bound):
+            log.info("node %s has no pods left: registering it again", name)
+            self.keeper.register_node(name)
+        return set(self.settings.nodes) - self.keeper.lost
 
     def _forget(self, uid: str) -> None:
         del self.pods[uid]

@@ -89,28 +89,44 @@ def build_lease(name: str, node_uid: str) -> dict[str, Any]:
     }
 
 
+def vanished_nodes(uids: dict[str, str], seen: set[str], present: set[str]) -> list[str]:
+    """The served nodes whose Node object, once seen in the API, is there no more."""
+    return sorted(name for name, uid in uids.items() if uid in seen and uid not in present)
+
+
 class NodeKeeper:
-    """Registers the nodes and keeps them Ready until stopped."""
+    """Registers the nodes and keeps them Ready until stopped; a deleted node stays lost until
+    registered again."""
 
     def __init__(self, api_client: client.ApiClient, names: list[str], address: str) -> None:
         self.core = client.CoreV1Api(api_client)
         self.leases = client.CoordinationV1Api(api_client)
         self.names, self.address = names, address
         self.uids: dict[str, str] = {}
+        self.lost: set[str] = set()  # deleted from the API: no heartbeats, no pods
 
     def register(self) -> None:
         """Create each Node, or take over an existing one of that name."""
         for name in self.names:
-            body = build_node(name, self.address)
-            try:
-                node = self.core.create_node(body)
-            except ApiException as error:
-                if error.status != 409:
-                    raise
-                patch = {"metadata": {"labels": body["metadata"]["labels"]}}
-                node = self.core.patch_node(name, patch, _content_type=MERGE_PATCH)
-            self.uids[name] = node.metadata.uid
-        self.beat()
+            self.register_node(name)
+
+    def register_node(self, name: str) -> None:
+        """Create the Node (or take over one of that name) and post its status."""
+        body = build_node(name, self.address)
+        try:
+            node = self.core.create_node(body)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+            patch = {"metadata": {"labels": body["metadata"]["labels"]}}
+            node = self.core.patch_node(name, patch, _content_type=MERGE_PATCH)
+        self.uids[name] = node.metadata.uid
+        self.lost.discard(name)
+        self._beat_node(name, build_node_status(self.address, now_rfc3339()))
+
+    def lose(self, name: str) -> None:
+        """Stop beating a node whose Node object was deleted."""
+        self.lost.add(name)
 
     def _renew_lease(self, name: str) -> None:
         body = build_lease(name, self.uids[name])
@@ -124,11 +140,15 @@ class NodeKeeper:
             self.leases.create_namespaced_lease(LEASE_NAMESPACE, body)
 
     def beat(self) -> None:
-        """Renew every Lease and post every Node's status once."""
+        """Renew the Lease and post the status of every node not lost, once."""
         status = build_node_status(self.address, now_rfc3339())
         for name in self.names:
-            self._renew_lease(name)
-            self.core.patch_node_status(name, {"status": status}, _content_type=MERGE_PATCH)
+            if name not in self.lost:
+                self._beat_node(name, status)
+
+    def _beat_node(self, name: str, status: dict[str, Any]) -> None:
+        self._renew_lease(name)
+        self.core.patch_node_status(name, {"status": status}, _content_type=MERGE_PATCH)
 
     def run(self, stop: threading.Event) -> None:
         """Heartbeat until stop is set; errors are logged and retried next period."""

@@ -14,6 +14,7 @@ from tools.nodeagent import envvars, hostsfile, podstatus, provisioner, volumes
 from tools.nodeagent.config import VENV_BIN, veth_names
 from tools.nodeagent.ipam import AddressBook, PoolExhausted, pick_address
 from tools.nodeagent.mountpoints import Mountpoints
+from tools.nodeagent.nodes import vanished_nodes
 
 NET = ipaddress.IPv4Network("10.250.0.0/16")
 
@@ -325,3 +326,18 @@ def test_a_termination_message_is_reported_only_when_the_container_left_one() ->
     )
     assert "message" not in quiet
     assert spoke["message"] == '{"step": 3}'
+
+
+@pytest.mark.parametrize(
+    ("seen", "present", "vanished"),
+    [
+        ({"u0", "u1"}, {"u0", "u1"}, []),  # both still there
+        ({"u0", "u1"}, {"u0"}, ["local-1"]),  # deleted after the watch had shown it
+        ({"u0"}, {"u0"}, []),  # just registered, not shown by the watch yet: not deleted
+        ({"u0", "u1"}, {"u0", "u1-old"}, ["local-1"]),  # another object of the same name
+    ],
+)
+def test_a_node_has_vanished_only_once_the_watch_showed_it_and_then_lost_it(
+    seen: set[str], present: set[str], vanished: list[str]
+) -> None:
+    assert vanished_nodes({"local-0": "u0", "local-1": "u1"}, seen, present) == vanished
