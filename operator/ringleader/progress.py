@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ringleader import constants as c
+from ringleader.builders import parse_job
 from ringleader.status import parse_time
+from ringleader.workerenv import compute_nproc_per_node
 
 Obj = dict[str, Any]
 ACTIVE_PHASES = frozenset({c.PHASE_STARTING, c.PHASE_RUNNING, c.PHASE_RESIZING, c.PHASE_RESTARTING})
@@ -129,17 +131,29 @@ def detect_resize(
 
 
 def describe_resize(job: Mapping[str, Any], old: int, new: int) -> str:
-    """The Resized event's message: from, to, and why as far as the job's status tells."""
+    """The Resized event's message: from, to, and why as far as the job's spec and status tell."""
     spec, status = job.get("spec") or {}, job.get("status") or {}
     workers = f"{status.get('readyReplicas', 0)}/{spec.get('replicas')} workers ready"
-    last = status.get("lastFailure") or {}
-    if new < old and last.get("pod"):
-        why = f"after {last['pod']} was lost ({last.get('class')})"
-    elif new < old:
-        why = "workers were removed (scaled down)"
-    else:
-        why = "workers joined (scaled up, or capacity came back)"
+    why = _resize_cause(job, old, new)
     return f"the training group re-formed from {old} to {new} processes: {why}; {workers}"
+
+
+def _resize_cause(job: Mapping[str, Any], old: int, new: int) -> str:
+    if new > old:
+        return "workers joined (scaled up, or capacity came back)"
+    status = job.get("status") or {}
+    last = status.get("lastFailure") or {}
+    failed = parse_time(last.get("time"))
+    # Only a failure since the last report at the old size can explain this shrink.
+    before = parse_time((status.get("progress") or {}).get("updatedAt"))
+    if last.get("pod") and failed and (before is None or failed >= before):
+        return f"after {last['pod']} was lost ({last.get('class')})"
+    spec = parse_job(job).spec
+    if spec.replicas * compute_nproc_per_node(spec) < old:
+        return "workers were removed (scaled down)"
+    # Not scaled down and no failure reported: pods that still look Running left the group,
+    # as on a node that vanished (Kubernetes reports such pods only after 40 s or more).
+    return "workers stopped answering without a word (a lost node?)"
 
 
 def resize_seconds(status: Mapping[str, Any], report: Mapping[str, Any]) -> float | None:

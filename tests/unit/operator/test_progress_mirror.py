@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from ringleader import progress
 from ringleader.progress import (
     build_progress_status,
@@ -13,6 +15,7 @@ from ringleader.progress import (
     plan_progress_patch,
     read_final_report,
 )
+from tests.unit.operator.jobs import make_job
 
 CHECKPOINT = {"step": 100, "path": "/checkpoints/step-00000100", "time": 1_799_999_990.0}
 REPORT: dict[str, Any] = {
@@ -118,17 +121,28 @@ def test_the_resize_took_from_the_last_report_at_the_old_size_to_the_first_at_th
     assert progress.resize_seconds({}, {"updated_at": then}) is None
 
 
-def test_a_resize_says_from_to_and_why() -> None:
-    job = {
-        "spec": {"replicas": 4},
-        "status": {
-            "readyReplicas": 3,
-            "lastFailure": {"pod": "train-worker-3-a0", "class": "Preempted"},
-        },
-    }
-    assert progress.describe_resize(job, 4, 3) == (
-        "the training group re-formed from 4 to 3 processes: after train-worker-3-a0 was lost "
-        "(Preempted); 3/4 workers ready"
+LOST = {"pod": "train-worker-3-a0", "class": "Preempted", "time": "2026-11-25T10:00:05Z"}
+
+
+@pytest.mark.parametrize(
+    ("replicas", "last_failure", "old", "new", "why"),
+    [
+        (4, LOST, 4, 3, "after train-worker-3-a0 was lost (Preempted)"),
+        (4, None, 3, 4, "workers joined (scaled up, or capacity came back)"),
+        (3, None, 4, 3, "workers were removed (scaled down)"),
+        # Only a failure since the last report at the old size explains the shrink.
+        (3, {**LOST, "time": "2026-11-25T09:00:00Z"}, 4, 3, "workers were removed (scaled down)"),
+        (4, None, 4, 2, "workers stopped answering without a word (a lost node?)"),
+    ],
+)
+def test_a_resize_says_from_to_and_why(
+    replicas: int, last_failure: dict[str, str] | None, old: int, new: int, why: str
+) -> None:
+    job = make_job({"replicas": replicas, "elastic": {"minReplicas": 1, "maxReplicas": 4}})
+    job["status"] = {"readyReplicas": 3, "progress": {"updatedAt": "2026-11-25T10:00:01Z"}}
+    if last_failure:
+        job["status"]["lastFailure"] = last_failure
+    assert progress.describe_resize(job, old, new) == (
+        f"the training group re-formed from {old} to {new} processes: {why}; "
+        f"3/{replicas} workers ready"
     )
-    grown = progress.describe_resize({"spec": {"replicas": 4}, "status": {}}, 3, 4)
-    assert grown.startswith("the training group re-formed from 3 to 4 processes: workers joined")
