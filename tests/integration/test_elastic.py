@@ -85,3 +85,45 @@ def test_scaling_an_elastic_job_beyond_its_bounds_is_refused_at_apply_time(
         with pytest.raises(KubectlError, match=r"spec\.replicas must be between"):
             kube.run("scale", "dtj/train", "-n", namespace, f"--replicas={replicas}")
     assert job_status(kube, namespace).get("restartAttempt", 0) == 0
+
+
+def hpa(min_replicas: int, max_replicas: int) -> dict[str, Any]:
+    """A HorizontalPodAutoscaler on the job's scale subresource (no metrics: the bounds act)."""
+    target = {"apiVersion": "ringleader.dev/v1alpha1", "kind": "DistributedTrainingJob"}
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "train"},
+        "spec": {
+            "scaleTargetRef": {**target, "name": "train"},
+            "minReplicas": min_replicas,
+            "maxReplicas": max_replicas,
+        },
+    }
+
+
+def unable_to_scale(kube: Kube, namespace: str) -> dict[str, Any] | None:
+    """The HPA's AbleToScale condition once it is False."""
+    found = kube.get("hpa", "train", namespace=namespace)
+    conditions = (found.get("status") or {}).get("conditions") or []
+    able = next((c for c in conditions if c["type"] == "AbleToScale"), None)
+    return able if able and able["status"] == "False" else None
+
+
+def test_an_hpa_resizes_an_elastic_job_within_its_bounds_and_is_refused_beyond_them(
+    kube: Kube, operator: OperatorProcess, namespace: str, pool: str
+) -> None:
+    kube.apply(pool_job(pool, replicas=2, elastic=ELASTIC), namespace)
+    status_where(kube, namespace, "2/2")
+    # Below its minimum, the HPA controller raises the job to it through /scale.
+    kube.apply(hpa(3, 4), namespace)
+    status_where(kube, namespace, "3/3")
+    assert job_status(kube, namespace)["restartAttempt"] == 0  # grown in place
+
+    # Beyond the job's maxReplicas (4): the API server refuses the HPA's update.
+    kube.apply(hpa(5, 6), namespace)
+    refused = wait_until(
+        lambda: unable_to_scale(kube, namespace), timeout=90, what="the HPA's update refused"
+    )
+    assert "spec.replicas must be between" in refused["message"], refused
+    assert kube.get("dtj", "train", namespace=namespace)["spec"]["replicas"] == 3
