@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ringleader_trainer import launch
+from ringleader_trainer import agent
 from ringleader_trainer.progress import (
     PROGRESS_FILE,
     Throttle,
@@ -77,14 +77,14 @@ def test_the_last_progress_report_becomes_the_termination_message(tmp_path: Path
     (tmp_path / "progress.json").write_text(json.dumps(progress))
     target = tmp_path / "termination-log"
     target.write_text("")
-    launch.write_termination_message(tmp_path, target=target)
+    agent.write_termination_message(tmp_path, target=target)
     message = json.loads(target.read_text())
     assert message == {"step": 345, "epoch": 14, "checkpoint": progress["checkpoint"]}
 
 
 def test_no_termination_message_where_kubernetes_provides_no_file(tmp_path: Path) -> None:
     (tmp_path / "progress.json").write_text(json.dumps({"step": 1}))
-    launch.write_termination_message(tmp_path, target=tmp_path / "absent")
+    agent.write_termination_message(tmp_path, target=tmp_path / "absent")
     assert not (tmp_path / "absent").exists()
 
 
@@ -95,5 +95,5 @@ def test_a_failure_the_launcher_can_name_goes_into_the_termination_message(
     target = tmp_path / "termination-log"
     target.write_text("")
     failure = {"failureClass": "Communication", "message": "lost the rendezvous store"}
-    launch.write_termination_message(tmp_path, failure, target)
+    agent.write_termination_message(tmp_path, failure, target)
     assert json.loads(target.read_text()) == {"step": 40, "epoch": 1, **failure}

@@ -29,7 +29,7 @@ def preload_modules(workload: str) -> list[str]:
 
 
 def start_forkserver(workload: str) -> None:
-    """Start the preloading forkserver now, so its imports overlap the rendezvous."""
+    """Start the preloading forkserver now: its imports overlap the agent's and the rendezvous."""
     multiprocessing.set_forkserver_preload(preload_modules(workload))
     multiprocessing.forkserver.ensure_running()
 

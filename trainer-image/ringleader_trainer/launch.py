@@ -1,160 +1,45 @@
-"""The worker pod's entry point: torch's elastic agent, configured from the env contract.
+"""The worker pod's entry point: start the workers' forkserver, then torch's elastic agent.
 
 Usage: python -m ringleader_trainer.launch [trainer options]   (see ringleader_trainer.options)
-The agent starts PET_NPROC_PER_NODE workers (ringleader_trainer.worker with the same options,
-forked from a preloaded server: see ringleader_trainer.entry), restarts them in place up to
-PET_MAX_RESTARTS times, and re-forms the group through the c10d rendezvous store at
-PET_RDZV_ENDPOINT when pods come and go. This process also serves
-/progress and /metrics on RINGLEADER_PROGRESS_PORT, since it outlives its workers' restarts.
+The agent (ringleader_trainer.agent) starts PET_NPROC_PER_NODE workers, restarts them in place,
+and re-forms the group through the rendezvous store when pods come and go. Workers are forked
+from a server that imports torch and the workload once (ringleader_trainer.entry). It is started
+here, before this process imports torch for the agent: the two imports overlap, and a pod that
+replaces a failed one trains a second or more sooner.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-import torch
-from torch.distributed.elastic.multiprocessing.api import SignalException
-from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-from torch.distributed.elastic.rendezvous.api import RendezvousError
-from torch.distributed.elastic.rendezvous.utils import _parse_rendezvous_config
-from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
-from ringleader_trainer import contract, peerwatch
-from ringleader_trainer.entry import run_worker, start_forkserver
+from ringleader_trainer import contract
+from ringleader_trainer.entry import start_forkserver
 from ringleader_trainer.options import parse_options
-from ringleader_trainer.progress import PROGRESS_FILE, heartbeat_path, read_json, serve_progress
 from ringleader_trainer.stopping import PEER_LOST_FILE
-from ringleader_trainer.verdict import AgentEnd, WorkerDeath, judge
-
-log = logging.getLogger("ringleader.launch")
 
 
-KEEP_ALIVE_FAST_UP_TO = 64  # pods; more than this and the heartbeats go back to torch's pace
-LAST_CALL_SECONDS = 3
-
-
-def resolve_nproc(value: str) -> int:
-    """Return processes per pod: a number, or auto = one per visible GPU (else one)."""
-    if value in ("auto", "gpu"):
-        return max(1, torch.cuda.device_count())
-    return int(value)
-
-
-def build_launch_config(env: contract.LaunchEnv) -> LaunchConfig:
-    """Translate the env contract into the elastic agent's configuration."""
-    conf: dict[str, object] = dict(_parse_rendezvous_config(env.rdzv_conf))
-    conf.setdefault("is_host", "false")  # the store lives in the rendezvous pod, never here
-    # A pod that died without leaving the rendezvous blocks the next round until its keep-alive
-    # expires: torch's default (every 5 s, 3 missed) costs 15 s on every in-place recovery.
-    # Every agent writes its heartbeat to the store each interval, so large groups beat slower.
-    conf.setdefault("keep_alive_interval", 1 if env.max_nodes <= KEEP_ALIVE_FAST_UP_TO else 5)
-    conf.setdefault("keep_alive_max_attempt", 3)
-    # Once min nodes have joined, wait this long for more: torch's 30 s would hold up every
-    # elastic resize; a pod a little late joins the next round (it waits, the group re-forms).
-    conf.setdefault("last_call_timeout", LAST_CALL_SECONDS)
-    backend = peerwatch.register() if env.rdzv_backend == "c10d" else env.rdzv_backend
-    return LaunchConfig(
-        min_nodes=env.min_nodes,
-        max_nodes=env.max_nodes,
-        nproc_per_node=resolve_nproc(env.nproc_per_node),
-        run_id=env.rdzv_id,
-        rdzv_backend=backend,
-        rdzv_endpoint=env.rdzv_endpoint,
-        rdzv_configs=conf,
-        max_restarts=env.max_restarts,
-        monitor_interval=0.1,
-        start_method="forkserver",  # see ringleader_trainer.entry
-    )
-
-
-def run_agent(env: contract.LaunchEnv, argv: list[str]) -> AgentEnd:
-    """Run the workers under the elastic agent until they finish, fail or are stopped."""
-    config = build_launch_config(env)
-    start_forkserver(parse_options(argv).workload)
-    try:
-        elastic_launch(config, entrypoint=run_worker)(argv)
-    except ChildFailedError as exc:
-        log.error("ringleader: workers failed after %d restarts: %s", env.max_restarts, exc)
-        failures = sorted(exc.failures.values(), key=lambda f: f.timestamp)
-        return judge([WorkerDeath(f.exitcode, f.message) for f in failures])
-    except SignalException as exc:
-        return AgentEnd(exit_code_after_signal(env, exc.sigval))
-    except RendezvousError as exc:
-        # The rendezvous pod was deleted or crashed: no fault of the training code.
-        message = f"lost the rendezvous store at {env.rdzv_endpoint}: {type(exc).__name__}"
-        log.error("ringleader: %s: %s", message, exc)
-        return AgentEnd(1, {"failureClass": "Communication", "message": message})
-    finally:
-        peerwatch.stop_heartbeats()  # before the interpreter exits: see its docstring
-    return AgentEnd(0)
-
-
-def exit_code_after_signal(env: contract.LaunchEnv, sigval: int) -> int:
-    """Exit 0 after a SIGTERM when this pod's workers stopped cleanly with a checkpoint."""
-    beat = read_json(heartbeat_path(Path(env.checkpoint_dir), env.pod_name)) or {}
-    if beat.get("state") == "STOPPED_HERE":
-        print(
-            f"ringleader: pod {env.pod_name} stopped on signal {sigval} after checkpointing "
-            f"step {beat.get('step')}",
-            flush=True,
-        )
-        return 0
-    return 128 + int(sigval)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Serve progress, then run the agent until the workers finish, fail or are stopped."""
-    args = sys.argv[1:] if argv is None else argv
-    parse_options(args)  # fail here, once, rather than in every worker
-    # Timestamps: the agent's log is where a slow restart or re-formed group is explained.
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+def prepare_worker_env() -> None:
+    """Set what the workers inherit from the forkserver, which copies the env when it starts."""
     # Surviving agents must build a fresh bootstrap store when a new agent joins (DESIGN.md).
     os.environ[contract.DISABLE_SHARED_RDZV_STORE] = "1"
-    # Where the agent flags a dead peer for its workers (before the forkserver copies the env).
+    # Where the agent flags a dead peer for its workers (stopping.py, peerwatch.py).
     os.environ[PEER_LOST_FILE] = str(
         Path(tempfile.gettempdir()) / f"ringleader-peer-lost-{os.getpid()}"
     )
-    env = contract.read_launch_env()
-    if env.progress_port:
-        try:
-            serve_progress(Path(env.checkpoint_dir), env.pod_name, env.progress_port)
-        except OSError as exc:  # training matters more than its reporting channel
-            log.warning("ringleader: cannot serve progress on %d: %s", env.progress_port, exc)
-    end = run_agent(env, args)
-    write_termination_message(Path(env.checkpoint_dir), end.failure)
-    Path(os.environ[PEER_LOST_FILE]).unlink(missing_ok=True)
-    return end.code
 
 
-# Where Kubernetes collects a container's last words (the default terminationMessagePath).
-TERMINATION_LOG = Path("/dev/termination-log")
-TERMINATION_MESSAGE_LIMIT = 4096  # bytes the kubelet keeps
-TERMINATION_KEYS = ("step", "epoch", "loss", "samples_per_second", "updated_at", "checkpoint")
+def main(argv: list[str] | None = None) -> int:
+    """Check the options, start the forkserver, then run the agent; return the pod's exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    options = parse_options(args)  # fail here, once, rather than in every worker
+    prepare_worker_env()
+    start_forkserver(options.workload)
+    from ringleader_trainer import agent  # noqa: PLC0415 - imports torch: after the forkserver
 
-
-def write_termination_message(
-    root: Path, failure: dict[str, str] | None = None, target: Path = TERMINATION_LOG
-) -> None:
-    """Leave the last progress report, and the failure's class when the launcher knows it,
-    where the operator can read them after the pod is gone.
-
-    The /progress endpoint dies with the pod, so the final step and checkpoint would otherwise
-    never reach the job's status.
-    """
-    progress = read_json(root / PROGRESS_FILE) or {}
-    if not (progress or failure) or not target.exists():
-        return
-    keep = {**{k: progress[k] for k in TERMINATION_KEYS if k in progress}, **(failure or {})}
-    text = json.dumps(keep, sort_keys=True, separators=(",", ":"))
-    if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT:
-        with contextlib.suppress(OSError):
-            target.write_text(text)
+    return agent.main(args)
 
 
 if __name__ == "__main__":
