@@ -173,3 +173,18 @@ def test_nccl_path_trains_on_the_gpu(cluster: Cluster) -> None:
     progress = read_json(cluster.ckpt / PROGRESS_FILE)
     assert progress is not None and progress["eval"]["accuracy"] >= 0.95
     assert "nccl" in pod.output()
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_stops_the_job_with_a_user_error(
+    cluster: Cluster,
+) -> None:
+    cluster.run_job(1, [*DIGITS, "--epochs", "1", "--checkpoint-every", "10"], rdzv_id="first")
+    narrower = [*DIGITS, "--epochs", "2", "--workload-option", "hidden=64"]
+    pod = cluster.start_pod("changed", "1:1", narrower, rdzv_id="second")
+    assert pod.wait() == 1
+    # The whole checkpoint is not skipped for an older one, nor is training started over.
+    out = pod.output()
+    assert "step_000000023 failed on rank 0: ValueError: Size mismatch" in out, out[-3000:]
+    assert '"failureClass": "UserError"' in out and "did the model or optimizer change" in out
+    progress = read_json(cluster.ckpt / PROGRESS_FILE)
+    assert progress is not None and progress["step"] == 23  # nothing trained since

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ringleader_trainer.verdict import AgentEnd, WorkerDeath, judge
+from ringleader_trainer.verdict import AgentEnd, WorkerDeath, judge, read_failure_message
 
 GLOO = (
     "RuntimeError: [gloo/transport/tcp/pair.cc:537] Read error [10.252.0.16]:22157: "
@@ -35,3 +35,9 @@ def test_workers_that_left_for_a_re_forming_group_point_at_the_group() -> None:
 def test_the_verdict_fits_a_termination_message() -> None:
     end = judge([WorkerDeath(1, "E" * 10_000)])
     assert len(json.dumps(end.failure)) < 1024
+
+
+def test_a_recorded_exception_is_read_from_the_agents_nested_message() -> None:
+    recorded = {"message": "ValueError: bad input", "extraInfo": {"timestamp": "1"}}
+    assert read_failure_message(recorded) == "ValueError: bad input"
+    assert read_failure_message("Signal 9 (SIGKILL) received") == "Signal 9 (SIGKILL) received"

@@ -27,7 +27,7 @@ from ringleader_trainer import contract, peerwatch
 from ringleader_trainer.entry import run_worker
 from ringleader_trainer.progress import PROGRESS_FILE, heartbeat_path, read_json, serve_progress
 from ringleader_trainer.stopping import PEER_LOST_FILE
-from ringleader_trainer.verdict import AgentEnd, WorkerDeath, judge
+from ringleader_trainer.verdict import AgentEnd, WorkerDeath, judge, read_failure_message
 
 log = logging.getLogger("ringleader.agent")
 
@@ -78,7 +78,7 @@ def run_agent(env: contract.LaunchEnv, argv: list[str]) -> AgentEnd:
     except ChildFailedError as exc:
         log.error("ringleader: workers failed after %d restarts: %s", env.max_restarts, exc)
         failures = sorted(exc.failures.values(), key=lambda f: f.timestamp)
-        return judge([WorkerDeath(f.exitcode, f.message) for f in failures])
+        return judge([WorkerDeath(f.exitcode, read_failure_message(f.message)) for f in failures])
     except SignalException as exc:
         return AgentEnd(exit_code_after_signal(env, exc.sigval))
     except RendezvousError as exc:
@@ -115,6 +115,8 @@ def main(argv: list[str]) -> int:
         except OSError as exc:  # training matters more than its reporting channel
             log.warning("ringleader: cannot serve progress on %d: %s", env.progress_port, exc)
     end = run_agent(env, argv)
+    if end.failure:  # what the operator will read in the termination message
+        log.error("ringleader: pod fails with exit code %d: %s", end.code, json.dumps(end.failure))
     write_termination_message(Path(env.checkpoint_dir), end.failure)
     Path(os.environ[PEER_LOST_FILE]).unlink(missing_ok=True)
     return end.code

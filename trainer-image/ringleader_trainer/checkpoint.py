@@ -7,11 +7,13 @@ writes the manifest, renames the temporary directory into place and deletes old 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.filesystem import FileSystemWriter
 from torch.distributed.checkpoint.state_dict_loader import load as dcp_load
 from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
@@ -26,6 +29,28 @@ from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
 from ringleader_trainer import rotation
 
 log = logging.getLogger("ringleader.checkpoint")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint save or load failed: on which rank, and why, in one line."""
+
+
+@contextlib.contextmanager
+def explain_failures(what: str) -> Iterator[None]:
+    """Turn DCP's CheckpointException into a CheckpointError naming the first failed rank.
+
+    CheckpointException is a BaseException, which torch's elastic error files do not record:
+    the launcher would learn only that the worker exited 1, and the operator nothing.
+    """
+    try:
+        yield
+    except CheckpointException as exc:
+        if not exc.failures:
+            raise CheckpointError(f"{what} failed: {exc}") from exc
+        rank, (error, _) = min(exc.failures.items())
+        raise CheckpointError(
+            f"{what} failed on rank {rank}: {type(error).__name__}: {error}"
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -116,7 +141,8 @@ class Checkpointer:
     def _write(self, step: int, staged: dict[str, Any]) -> None:
         temp = self.root / rotation.name_temp_dir(step, self.nonce)
         writer = FileSystemWriter(str(temp), sync_files=True, thread_count=1)
-        dcp_save(staged, storage_writer=writer, process_group=self.group)
+        with explain_failures(f"saving checkpoint step {step}"):
+            dcp_save(staged, storage_writer=writer, process_group=self.group)
         if self.rank == 0:
             self._commit(step, temp)
 
@@ -153,7 +179,8 @@ class Checkpointer:
 
     def load(self, path: str, state: dict[str, Any]) -> None:
         """Load a checkpoint into state in place (tensors copied, other values replaced)."""
-        dcp_load(state, checkpoint_id=path, process_group=self.group)
+        with explain_failures(f"loading checkpoint {path}"):
+            dcp_load(state, checkpoint_id=path, process_group=self.group)
 
     def close(self) -> None:
         """Finish the save in flight and stop the background thread."""

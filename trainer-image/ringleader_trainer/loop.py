@@ -22,7 +22,7 @@ from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_di
 from torch.nn.parallel import DistributedDataParallel
 
 from ringleader_trainer import contract, data
-from ringleader_trainer.checkpoint import Checkpointer
+from ringleader_trainer.checkpoint import Checkpointer, CheckpointError
 from ringleader_trainer.options import Options
 from ringleader_trainer.report import Reporter
 from ringleader_trainer.stopping import StopRequest
@@ -119,7 +119,14 @@ def resume(parts: Parts, ckpt: Checkpointer, rt: Runtime) -> tuple[data.Position
         log.info("ringleader: no checkpoint found; starting from step 0")
         return data.Position(0, 0), 0
     state = build_state(parts, data.Position(0, 0), 0, [])
-    ckpt.load(path, state)
+    try:
+        ckpt.load(path, state)
+    except CheckpointError as exc:
+        # Its files passed their checks, so an older checkpoint would most likely not load
+        # either; training from scratch would silently throw the work away. Stop and say why.
+        raise CheckpointError(
+            f"{exc} (its files are intact: did the model or optimizer change since it was saved?)"
+        ) from exc
     set_state_dict(
         parts.model, parts.optim, model_state_dict=state["model"], optim_state_dict=state["optim"]
     )

@@ -44,6 +44,14 @@ class WorkerDeath:
     message: str
 
 
+def read_failure_message(raw: object) -> str:
+    """A worker's failure message as torch's elastic agent hands it over: the text itself, or,
+    when the worker recorded an exception, {"message": text, "extraInfo": {traceback, time}}."""
+    if isinstance(raw, dict):
+        return str(raw.get("message") or "")
+    return str(raw or "")
+
+
 def judge(deaths: list[WorkerDeath]) -> AgentEnd:
     """The pod's exit code and verdict from its workers' last failures (first one decides)."""
     if not deaths:
