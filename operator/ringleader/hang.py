@@ -15,6 +15,7 @@ from typing import Any
 from ringleader.models import HangDetection
 
 SMOOTHING = 0.3  # weight of the newest measurement in the running time per step
+TRAINING = "Running"  # the trainer's progress state while it steps (else FINISHED, STOPPED_*)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,23 @@ def observe_step(
     return StepWatch(attempt, step, now, smoothed)
 
 
+def watch_report(
+    watch: StepWatch | None, attempt: int, report: Mapping[str, Any] | None, now: float
+) -> StepWatch | None:
+    """The job's watch after a progress report; None when there is nothing to watch.
+
+    A trainer that says it finished, or stopped for a group that re-forms, holds its step
+    counter still on purpose: the watch starts afresh once it trains again.
+    """
+    if not report or report.get("step") is None:
+        return watch
+    if report.get("state", TRAINING) != TRAINING:
+        return None
+    pace = report.get("seconds_per_step")
+    reported = float(pace) if isinstance(pace, int | float) else None
+    return observe_step(watch, attempt, int(report["step"]), now, reported)
+
+
 def hang_threshold(watch: StepWatch, policy: HangDetection) -> float | None:
     """Seconds without a step that make a hang; None while the pace is unknown or disabled."""
     if not policy.enabled or watch.seconds_per_step is None:
@@ -55,8 +73,15 @@ def hang_threshold(watch: StepWatch, policy: HangDetection) -> float | None:
     return max(float(policy.min_seconds), policy.step_time_multiple * watch.seconds_per_step)
 
 
-def stalled_seconds(watch: StepWatch, policy: HangDetection, now: float) -> float | None:
-    """How long the step has not moved, when that is a hang; else None."""
+def stalled_seconds(
+    watch: StepWatch, policy: HangDetection, now: float, attempt: int
+) -> float | None:
+    """How long the step has not moved in this restart attempt, when that is a hang; else None.
+
+    A watch of an earlier attempt says nothing of this one, whose pods may still be starting.
+    """
+    if watch.attempt != attempt:
+        return None
     threshold = hang_threshold(watch, policy)
     stalled = now - watch.changed_at
     return stalled if threshold is not None and stalled > threshold else None

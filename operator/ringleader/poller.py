@@ -93,20 +93,16 @@ class ProgressPoller:
         status = body.get("status") or {}
         attempt = status.get("restartAttempt") or 0
         children = list(self.cache.children.get(key, {}).values())
-        pod = pick_reporter(children, attempt)
+        unreachable = {uid for uid, until in self.unreachable_until.items() if until > now()}
+        pod = pick_reporter(children, attempt, unreachable)
         if pod is None:
             return None
         report = await self._ask(pod, fetch_progress)
         patch = plan_progress_patch(status, report) or {}
-        if report and report.get("step") is not None:
-            pace = report.get("seconds_per_step")
-            watch = hang.observe_step(
-                self.watches.get(key),
-                attempt,
-                int(report["step"]),
-                now(),
-                float(pace) if isinstance(pace, int | float) else None,
-            )
+        watch = hang.watch_report(self.watches.get(key), attempt, report, now())
+        if watch is None:
+            self.watches.pop(key, None)
+        else:
             self.watches[key] = watch
         resized = detect_resize(status, report)
         if resized and report:
@@ -178,7 +174,8 @@ class ProgressPoller:
         watch = self.watches.get(key)
         if watch is None:
             return None
-        stalled = hang.stalled_seconds(watch, hang.read_policy(body), now())
+        attempt = (body.get("status") or {}).get("restartAttempt") or 0
+        stalled = hang.stalled_seconds(watch, hang.read_policy(body), now(), attempt)
         if stalled is None:
             return None
         beats = await self._ask(reporter, fetch_heartbeats) or {}

@@ -9,7 +9,7 @@ written here; the reconcile loop owns every other status field.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,8 +28,12 @@ def _rfc3339(epoch_seconds: float) -> str:
     return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def pick_reporter(children: Sequence[Mapping[str, Any]], attempt: int) -> Mapping[str, Any] | None:
-    """The running worker of the current attempt with the lowest index, if it has an IP."""
+def pick_reporter(
+    children: Sequence[Mapping[str, Any]], attempt: int, unreachable: Collection[str] = ()
+) -> Mapping[str, Any] | None:
+    """The running worker of the current attempt with the lowest index and an IP, passing over
+    those (by uid) that did not answer lately: a pod on a vanished node looks Running for a
+    minute or more, and every launcher serves the same progress."""
     candidates = []
     for pod in children:
         labels = (pod.get("metadata") or {}).get("labels") or {}
@@ -40,6 +44,7 @@ def pick_reporter(children: Sequence[Mapping[str, Any]], attempt: int) -> Mappin
             and labels.get(c.LABEL_RESTART_ATTEMPT) == str(attempt)
             and status.get("phase") == "Running"
             and status.get("podIP")
+            and (pod.get("metadata") or {}).get("uid") not in unreachable
         ):
             candidates.append((int(labels.get(c.LABEL_REPLICA_INDEX, "0")), pod))
     return min(candidates, key=lambda item: item[0])[1] if candidates else None

@@ -51,7 +51,7 @@ def test_a_job_seen_at_one_step_only_is_judged_by_the_pace_its_trainer_reports()
     assert (first.step, first.changed_at, first.seconds_per_step) == (22, 3.0, 0.1)
     later = hang.observe_step(hang.observe_step(None, 0, 22, 3.0), 0, 22, 8.0, reported=0.1)
     assert (later.changed_at, later.seconds_per_step) == (3.0, 0.1)  # still stalled since 3.0
-    assert hang.stalled_seconds(later, POLICY, 14.0) == 11.0
+    assert hang.stalled_seconds(later, POLICY, 14.0, attempt=0) == 11.0
 
 
 def test_a_measured_pace_outweighs_the_reported_one() -> None:
@@ -74,10 +74,10 @@ def test_the_threshold_is_the_floor_or_a_multiple_of_the_pace(
 
 def test_a_job_is_hung_only_past_its_threshold_and_never_when_disabled() -> None:
     watch = hang.StepWatch(0, 10, 100.0, 0.5)
-    assert hang.stalled_seconds(watch, POLICY, 109.0) is None
-    assert hang.stalled_seconds(watch, POLICY, 111.0) == 11.0
+    assert hang.stalled_seconds(watch, POLICY, 109.0, attempt=0) is None
+    assert hang.stalled_seconds(watch, POLICY, 111.0, attempt=0) == 11.0
     disabled = HangDetection(enabled=False)
-    assert hang.stalled_seconds(watch, disabled, 10_000.0) is None
+    assert hang.stalled_seconds(watch, disabled, 10_000.0, attempt=0) is None
 
 
 def test_the_policy_defaults_apply_when_a_job_sets_none() -> None:
@@ -101,3 +101,23 @@ def test_the_stalled_workers_are_the_silent_or_the_furthest_behind(
     beats: dict[str, dict[str, int]], stalled: list[str]
 ) -> None:
     assert hang.pick_stalled_pods(beats, ["w-0", "w-1"]) == stalled
+
+
+def test_a_watch_of_an_earlier_attempt_never_makes_a_hang_of_the_next() -> None:
+    watch = watched((0, 0.0), (10, 5.0))
+    assert hang.stalled_seconds(watch, POLICY, 100.0, attempt=0) == 95.0
+    assert hang.stalled_seconds(watch, POLICY, 100.0, attempt=1) is None  # its pods may be starting
+
+
+@pytest.mark.parametrize("state", ["FINISHED", "STOPPED_HERE", "STOPPED_ELSEWHERE"])
+def test_a_trainer_that_finished_or_stopped_is_not_watched(state: str) -> None:
+    watch = watched((0, 0.0), (10, 5.0))
+    assert hang.watch_report(watch, 0, {"step": 10, "state": state}, 60.0) is None
+
+
+def test_a_training_report_feeds_the_watch_and_an_empty_one_leaves_it() -> None:
+    watch = watched((0, 0.0), (10, 5.0))
+    moved = hang.watch_report(watch, 0, {"step": 20, "state": "Running"}, 10.0)
+    assert moved is not None and (moved.step, moved.changed_at) == (20, 10.0)
+    assert hang.watch_report(watch, 0, None, 10.0) is watch
+    assert hang.watch_report(watch, 0, {"state": "Running"}, 10.0) is watch

@@ -35,13 +35,21 @@ def worker(index: int, attempt: int, phase: str = "Running", ip: str = "10.0.0.9
         "ringleader.dev/restart-attempt": str(attempt),
     }
     status = {"phase": phase, "podIP": ip} if ip else {"phase": phase}
-    return {"kind": "Pod", "metadata": {"name": f"w-{index}", "labels": labels}, "status": status}
+    meta = {"name": f"w-{index}", "uid": f"uid-{index}", "labels": labels}
+    return {"kind": "Pod", "metadata": meta, "status": status}
 
 
 def test_the_lowest_running_worker_of_the_current_attempt_reports() -> None:
     pods = [worker(1, 2), worker(0, 1), worker(0, 2, phase="Pending"), worker(2, 2)]
     chosen = pick_reporter(pods, attempt=2)
     assert chosen is not None and chosen["metadata"]["name"] == "w-1"
+
+
+def test_a_worker_that_did_not_answer_lately_is_passed_over_for_the_next() -> None:
+    pods = [worker(0, 0), worker(1, 0), worker(2, 0)]
+    chosen = pick_reporter(pods, 0, unreachable={"uid-0"})
+    assert chosen is not None and chosen["metadata"]["name"] == "w-1"
+    assert pick_reporter(pods, 0, unreachable={"uid-0", "uid-1", "uid-2"}) is None
 
 
 def test_no_worker_reports_before_one_runs_with_an_address() -> None:
