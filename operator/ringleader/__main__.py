@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import random
 
@@ -64,10 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # kopf's own root handler formats every logger, ours too (a second handler doubled each line).
     kopf.configure(verbose=args.verbose)
     memo = kopf.Memo(
         workers=args.workers,
