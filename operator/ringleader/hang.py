@@ -15,7 +15,7 @@ from typing import Any
 from ringleader.models import HangDetection
 
 SMOOTHING = 0.3  # weight of the newest measurement in the running time per step
-TRAINING = "Running"  # the trainer's progress state while it steps (else FINISHED, STOPPED_*)
+TRAINING = "Running"  # the trainer steps; else FINISHING, STOPPING, FINISHED, STOPPED_*
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,10 @@ class ProgressPoller:
         if resized and report:
             metrics.observe_resize(*resized, seconds=resize_seconds(status, report))
             await self._announce_resize(body, *resized)
-        if status.get("phase") in TRAINING_PHASES and not status.get("hang"):
+        # Judged only on an answer: a worker that just exited after its last step (its pod not
+        # yet Succeeded in the cache) says nothing, and its silence is not a stalled step.
+        judged = report is not None and status.get("phase") in TRAINING_PHASES
+        if judged and not status.get("hang"):
             report_of_hang = await self._detect_hang(key, body, pod, children)
             if report_of_hang:
                 patch["hang"] = report_of_hang
@@ -213,7 +216,7 @@ class ProgressPoller:
     def _back_off(self, uid: str) -> None:
         failures = self.failures[uid] = self.failures.get(uid, 0) + 1
         delay = min(FIRST_RETRY_SECONDS * 2 ** (failures - 1), MAX_RETRY_SECONDS)
-        self.unreachable_until[uid] = time.monotonic() + delay
+        self.unreachable_until[uid] = now() + delay
 
     async def _write(self, key: tuple[str, str], patch: dict[str, Any]) -> None:
         try:

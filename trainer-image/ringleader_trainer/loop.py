@@ -203,6 +203,7 @@ def train(parts: Parts, opts: Options, rt: Runtime, stop: StopRequest) -> Outcom
         pos, step = data.advance(pos, indices.numel(), n), step + 1
         if stopping:
             stop.agreed()  # every peer answered: the checkpoint below will complete
+            reporter.announce(step, pos, ckpt.newest_committed(), "STOPPING")
             save_checkpoint(parts, ckpt, pos, step, block=True)
             outcome = Outcome.STOPPED_HERE if stop.is_set() else Outcome.STOPPED_ELSEWHERE
             break
@@ -218,11 +219,10 @@ def train(parts: Parts, opts: Options, rt: Runtime, stop: StopRequest) -> Outcom
         pace(started, opts.min_step_seconds)
         stop.note_step(time.perf_counter() - started)
     if outcome is Outcome.FINISHED:
+        reporter.announce(step, pos, ckpt.newest_committed(), "FINISHING")
         finish(parts, ckpt, reporter, pos, step, saved=step % opts.checkpoint_every == 0)
     ckpt.close()
-    reporter.report(
-        step, pos, None, samples=0, newest=ckpt.newest_committed(), state=outcome.name, force=True
-    )
+    reporter.announce(step, pos, ckpt.newest_committed(), outcome.name)
     return outcome
 
 

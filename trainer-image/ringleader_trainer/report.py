@@ -54,6 +54,14 @@ class Reporter:
         if self.rt.rank == 0 and (force or self._progress.ready()):
             self._write_progress(step, pos, loss, newest, state)
 
+    def announce(self, step: int, pos: data.Position, newest: Committed | None, state: str) -> None:
+        """Write progress and heartbeat now: the step counter stands still from here on purpose.
+
+        The operator judges a hang only while the state is Running, so a final checkpoint and
+        evaluation, or a checkpoint before stopping, however long, is not taken for one.
+        """
+        self.report(step, pos, None, samples=0, newest=newest, state=state, force=True)
+
     def _write_heartbeat(self, step: int, state: str) -> None:
         body = {
             "pod": self.rt.pod_name,

@@ -109,7 +109,9 @@ def test_a_watch_of_an_earlier_attempt_never_makes_a_hang_of_the_next() -> None:
     assert hang.stalled_seconds(watch, POLICY, 100.0, attempt=1) is None  # its pods may be starting
 
 
-@pytest.mark.parametrize("state", ["FINISHED", "STOPPED_HERE", "STOPPED_ELSEWHERE"])
+@pytest.mark.parametrize(
+    "state", ["FINISHING", "STOPPING", "FINISHED", "STOPPED_HERE", "STOPPED_ELSEWHERE"]
+)
 def test_a_trainer_that_finished_or_stopped_is_not_watched(state: str) -> None:
     watch = watched((0, 0.0), (10, 5.0))
     assert hang.watch_report(watch, 0, {"step": 10, "state": state}, 60.0) is None

@@ -1,0 +1,89 @@
+"""The progress poller's hang check: judged on what a worker answered, never on its silence."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, cast
+
+import pytest
+
+from ringleader import poller as poller_module
+from ringleader.controller import Controller
+from ringleader.kube import KubeApi
+from ringleader.poller import ProgressPoller
+from tests.unit.operator.jobs import make_job
+from tests.unit.operator.test_reconcile_recovery import settled
+
+Obj = dict[str, Any]
+HANG_POLICY = {"failurePolicy": {"hangDetection": {"minSeconds": 5, "stepTimeMultiple": 5}}}
+
+
+class PatchRecorder:
+    """The one API call the poller makes here: status patches, kept in order."""
+
+    def __init__(self) -> None:
+        self.patches: list[Obj] = []
+
+    def patch_job_status(self, namespace: str, name: str, patch: Obj) -> None:
+        self.patches.append(patch)
+
+
+def running_job() -> tuple[ProgressPoller, PatchRecorder, tuple[str, str]]:
+    """A poller that knows one Running job whose workers have IPs."""
+    job, children = settled(make_job(HANG_POLICY)["spec"])
+    job["status"]["phase"] = "Running"
+    api = PatchRecorder()
+    controller = Controller(cast(KubeApi, api))
+    key = controller.cache.put_job(job)
+    for child in children:
+        child.setdefault("status", {})["podIP"] = "10.0.0.9"
+        controller.cache.put_child(child)
+    return ProgressPoller(cast(KubeApi, api), controller.cache, interval=1.0), api, key
+
+
+def poll_at(
+    monkeypatch: pytest.MonkeyPatch,
+    poller: ProgressPoller,
+    key: tuple[str, str],
+    moment: float,
+    answer: Callable[[str], Obj | None],
+) -> None:
+    """One poll of the job at `moment` on the poller's clock, the worker answering `answer`."""
+    monkeypatch.setattr(poller_module, "now", lambda: moment)
+    monkeypatch.setattr(poller_module, "fetch_progress", answer)
+    monkeypatch.setattr(poller_module, "fetch_heartbeats", lambda ip: {})
+    asyncio.run(poller._poll(key, poller.cache.jobs[key]))
+
+
+def at_step(step: int) -> Callable[[str], Obj]:
+    return lambda ip: {"step": step, "state": "Running", "seconds_per_step": 0.2}
+
+
+def no_answer(ip: str) -> Obj:
+    raise ConnectionRefusedError("the launcher exited")
+
+
+def hangs(api: PatchRecorder) -> list[Obj]:
+    return [patch["hang"] for patch in api.patches if "hang" in patch]
+
+
+def test_a_worker_that_stops_answering_after_its_last_step_is_not_hung(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    poller, api, key = running_job()
+    poll_at(monkeypatch, poller, key, 0.0, at_step(10))
+    poll_at(monkeypatch, poller, key, 1.0, at_step(11))
+    poll_at(monkeypatch, poller, key, 100.0, no_answer)
+    assert hangs(api) == []
+
+
+def test_a_worker_that_answers_with_the_same_step_past_the_threshold_is_hung(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    poller, api, key = running_job()
+    poll_at(monkeypatch, poller, key, 0.0, at_step(10))
+    poll_at(monkeypatch, poller, key, 1.0, at_step(11))
+    poll_at(monkeypatch, poller, key, 100.0, no_answer)
+    poll_at(monkeypatch, poller, key, 103.0, at_step(11))  # asked again after the backoff
+    assert [(h["step"], h["stalledSeconds"]) for h in hangs(api)] == [(11, 102)]
