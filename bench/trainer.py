@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.trainer [--quick]
 
 Prints: per-rank throughput of 2 ranks vs 1 process (with and without gradient accumulation),
+and of 2 uncoupled processes at once (what sharing the machine costs without communication),
 how long the loop is held by an async vs a sync checkpoint (and by DCP's default async_save),
 and gloo all-reduce bus bandwidth vs memcpy bandwidth. Figures, not assertions.
 """
@@ -14,6 +15,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -73,23 +75,59 @@ def join_group(rank: int, world: int, port: int, root: Path) -> Runtime:
     )
 
 
-def time_steps(parts: Parts, rt: Runtime, batch: int, micro: int, steps: int) -> float:
-    """Return seconds per optimizer step, after one warm-up step."""
+def time_steps(
+    parts: Parts,
+    rt: Runtime,
+    batch: int,
+    micro: int,
+    steps: int,
+    *,
+    align: Callable[[], object] = dist.barrier,
+) -> float:
+    """Return seconds per optimizer step, after one warm-up step; `align` starts the clock."""
     perm = data.compute_permutation(parts.workload.num_samples, 0, 0)
     for i in range(steps + 1):
         if i == 1:
-            dist.barrier()
+            align()
             started = time.perf_counter()
         loss = run_step(parts, data.select_step_indices(perm, i * batch, batch), rt, micro)
         agree_on_step(loss, False, rt)
     return (time.perf_counter() - started) / steps
 
 
-def bench_throughput(rt: Runtime, batch: int, micro: int, steps: int) -> float:
+def bench_throughput(
+    rt: Runtime,
+    batch: int,
+    micro: int,
+    steps: int,
+    align: Callable[[], object] = dist.barrier,
+) -> float:
     """Return this rank's samples per second training the synthetic model."""
     opts = parse_options([*MODEL, "--global-batch", str(batch), "--micro-batch", str(micro)])
     parts = build_parts(opts, rt)
-    return batch / rt.world_size / time_steps(parts, rt, batch, micro, steps)
+    return batch / rt.world_size / time_steps(parts, rt, batch, micro, steps, align=align)
+
+
+def run_uncoupled(index: int, ports: list[int], start: Any, kw: dict[str, int], out: Any) -> None:
+    """Entry of one of several single-process groups timed at once: the machine's own cost of
+    running two trainers side by side (shared cores, caches and memory), without communication."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rt = join_group(0, 1, ports[index], Path(tmp))
+        out.put(bench_throughput(rt, **kw, align=start.wait))
+        dist.destroy_process_group()
+
+
+def spawn_uncoupled(count: int, **kw: int) -> float:
+    """Mean samples per second of `count` single processes whose timed steps start together."""
+    from tests.trainer.conftest import pick_free_port  # noqa: PLC0415 - bench-only helper
+
+    context = mp.get_context("spawn")
+    queue, start = context.SimpleQueue(), context.Barrier(count)
+    ports = [pick_free_port() for _ in range(count)]
+    mp.spawn(  # type: ignore[attr-defined,no-untyped-call]
+        run_uncoupled, args=(ports, start, kw, queue), nprocs=count
+    )
+    return float(statistics.mean(queue.get() for _ in range(count)))
 
 
 def bench_saves(rt: Runtime, repeats: int) -> dict[str, float]:
@@ -199,9 +237,11 @@ def main() -> None:
     ):
         single = spawn(1, "throughput", batch=batch // 2, micro=micro, steps=steps)
         double = spawn(2, "throughput", batch=batch, micro=micro, steps=steps)
+        apart = spawn_uncoupled(2, batch=batch // 2, micro=micro, steps=steps)
         print(
             f"{label:42s} 1 proc {single:7.1f}/s  2 ranks {double:7.1f}/s per rank"
-            f"  ratio {double / single:.2f}"
+            f"  ratio {double / single:.2f}  | 2 uncoupled procs {apart:7.1f}/s each"
+            f" (ratio {apart / single:.2f}); 2 ranks / 2 uncoupled {double / apart:.2f}"
         )
     held = spawn(2, "saves", repeats=3)
     print(f"== loop held by a checkpoint, 2 ranks, {held['state_mb']:.0f} MB model+Adam ==")
