@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import random
 
@@ -65,6 +66,10 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["KUBECONFIG"] = args.kubeconfig
     # kopf's own root handler formats every logger, ours too (a second handler doubled each line).
     kopf.configure(verbose=args.verbose)
+    if not args.verbose:
+        # kopf says "Handler ... succeeded" for every watch event: hundreds of lines a minute
+        # that bury the operator's own (its decisions, as events). Its warnings still show.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     memo = kopf.Memo(
         workers=args.workers,
         metrics_port=args.metrics_port,

@@ -161,6 +161,9 @@ class KubeApi:
                 "uid": meta.get("uid"),
             },
         }
+        # The operator's log tells what it decided, one line per event, as `describe` does.
+        level = logging.INFO if event_type == "Normal" else logging.WARNING
+        log.log(level, "%s/%s %s: %s", meta["namespace"], meta["name"], reason, note)
         try:
             _call(
                 "create",

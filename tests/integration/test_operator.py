@@ -217,6 +217,10 @@ def test_a_job_out_of_restarts_fails_and_says_why(
     failed = {c["type"]: c for c in status["conditions"]}["Failed"]
     assert failed["reason"] == "MaxRestartsExceeded"
     assert "train-worker-0-a0" in failed["message"]
+    decided = f"{namespace}/train MaxRestartsExceeded: "
+    log = operator.log_path.read_text(errors="replace")
+    assert decided in log, operator.log_tail()  # the operator's log says what it decided
+    assert "Handler 'pod_event' succeeded" not in log  # and is not buried in kopf's chatter
 
 
 def test_a_finished_job_is_deleted_after_its_ttl_with_everything_it_made(
