@@ -95,17 +95,12 @@ def time_steps(
     return (time.perf_counter() - started) / steps
 
 
-def bench_throughput(
-    rt: Runtime,
-    batch: int,
-    micro: int,
-    steps: int,
-    align: Callable[[], object] = dist.barrier,
-) -> float:
-    """Return this rank's samples per second training the synthetic model."""
+def bench_throughput(rt: Runtime, batch: int, micro: int, steps: int, **timing: Any) -> float:
+    """Return this rank's samples per second training the synthetic model (`timing`: of
+    time_steps)."""
     opts = parse_options([*MODEL, "--global-batch", str(batch), "--micro-batch", str(micro)])
     parts = build_parts(opts, rt)
-    return batch / rt.world_size / time_steps(parts, rt, batch, micro, steps, align=align)
+    return batch / rt.world_size / time_steps(parts, rt, batch, micro, steps, **timing)
 
 
 def run_uncoupled(index: int, ports: list[int], start: Any, kw: dict[str, int], out: Any) -> None:

@@ -68,22 +68,27 @@ def hangs(api: PatchRecorder) -> list[Obj]:
     return [patch["hang"] for patch in api.patches if "hang" in patch]
 
 
-def test_a_worker_that_stops_answering_after_its_last_step_is_not_hung(
+def silent_after_step_11(
     monkeypatch: pytest.MonkeyPatch,
-) -> None:
+) -> tuple[ProgressPoller, PatchRecorder, tuple[str, str]]:
+    """A job seen at steps 10 and 11, whose worker then said nothing for 99 s."""
     poller, api, key = running_job()
     poll_at(monkeypatch, poller, key, 0.0, at_step(10))
     poll_at(monkeypatch, poller, key, 1.0, at_step(11))
     poll_at(monkeypatch, poller, key, 100.0, no_answer)
+    return poller, api, key
+
+
+def test_a_worker_that_stops_answering_after_its_last_step_is_not_hung(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, api, _ = silent_after_step_11(monkeypatch)
     assert hangs(api) == []
 
 
 def test_a_worker_that_answers_with_the_same_step_past_the_threshold_is_hung(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    poller, api, key = running_job()
-    poll_at(monkeypatch, poller, key, 0.0, at_step(10))
-    poll_at(monkeypatch, poller, key, 1.0, at_step(11))
-    poll_at(monkeypatch, poller, key, 100.0, no_answer)
+    poller, api, key = silent_after_step_11(monkeypatch)
     poll_at(monkeypatch, poller, key, 103.0, at_step(11))  # asked again after the backoff
     assert [(h["step"], h["stalledSeconds"]) for h in hangs(api)] == [(11, 102)]
