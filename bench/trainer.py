@@ -96,8 +96,8 @@ def time_steps(
 
 
 def bench_throughput(rt: Runtime, batch: int, micro: int, steps: int, **timing: Any) -> float:
-    """Return this rank's samples per second training the synthetic model (`timing`: of
-    time_steps)."""
+    """Return this rank's samples per second training the synthetic model; `timing` is passed
+    on to time_steps (its `align`)."""
     opts = parse_options([*MODEL, "--global-batch", str(batch), "--micro-batch", str(micro)])
     parts = build_parts(opts, rt)
     return batch / rt.world_size / time_steps(parts, rt, batch, micro, steps, **timing)

@@ -12,7 +12,6 @@ from ringleader import poller as poller_module
 from ringleader.controller import Controller
 from ringleader.kube import KubeApi
 from ringleader.poller import ProgressPoller
-from tests.unit.operator.jobs import make_job
 from tests.unit.operator.test_reconcile_recovery import settled
 
 Obj = dict[str, Any]
@@ -31,7 +30,7 @@ class PatchRecorder:
 
 def running_job() -> tuple[ProgressPoller, PatchRecorder, tuple[str, str]]:
     """A poller that knows one Running job whose workers have IPs."""
-    job, children = settled(make_job(HANG_POLICY)["spec"])
+    job, children = settled(HANG_POLICY)
     job["status"]["phase"] = "Running"
     api = PatchRecorder()
     controller = Controller(cast(KubeApi, api))
