@@ -3,7 +3,8 @@
 The trainer needs no cluster credentials: every worker pod's launcher serves GET /progress
 (constants.PROGRESS_PORT) from files that global rank 0 writes, and the operator polls one
 running worker of the current attempt. Only `status.progress` and `status.checkpoint` are
-written here; the reconcile loop owns every other status field.
+written here; the reconcile loop owns every other status field (and writes the finished
+workers' last report with the phase that ends the job).
 """
 
 from __future__ import annotations

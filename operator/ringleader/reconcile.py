@@ -18,6 +18,7 @@ from ringleader import builders, lostnodes, recovery, workerenv
 from ringleader import constants as c
 from ringleader.kube import KubeApi
 from ringleader.models import DistributedTrainingJob, FailurePolicy
+from ringleader.progress import plan_progress_patch, read_final_report
 from ringleader.status import Failure, compute_status, format_time, parse_time
 
 Obj = dict[str, Any]
@@ -419,6 +420,7 @@ def plan_reconcile(
     seen = _with_attempt(job, status, verdict.attempt)
     new = compute_status(seen, workers, now, verdict.failure)
     new.update(restartAttempt=verdict.attempt, restarts=verdict.restarts, **verdict.recovery)
+    new.update(_final_progress(status, new, workers, verdict.attempt))
     create, delete = plan_children(seen, verdict.attempt, new["phase"], children)
     delete = sorted({*delete, *verdict.delete_pods})
     delete_job, requeue_after = _time_left(job, new, now)
@@ -426,6 +428,14 @@ def plan_reconcile(
     events = [e for e in (verdict.event, _phase_event(status.get("phase"), new)) if e]
     plan = Plan(_status_patch(status, new), delete, create, events, delete_job, requeue_after)
     return _with_force_deletions(plan, children, lost_nodes, now)
+
+
+def _final_progress(status: Obj, new: Obj, workers: Sequence[Obj], attempt: int) -> Obj:
+    """The workers' last report, written with the phase that ends the job: the poller would
+    mirror it a poll later, and until then `kubectl get dtj` would show an older step."""
+    if new["phase"] not in c.TERMINAL_PHASES or status.get("phase") in c.TERMINAL_PHASES:
+        return {}
+    return plan_progress_patch(status, read_final_report(workers, attempt)) or {}
 
 
 def _with_force_deletions(

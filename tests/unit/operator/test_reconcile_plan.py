@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -184,6 +185,28 @@ def test_workers_that_all_succeed_make_the_job_succeed_and_remove_the_store() ->
     assert plan.status_patch is not None and plan.status_patch["phase"] == "Succeeded"
     assert plan.delete_pods == ["digits-rdzv"]
     assert plan.events[-1][:2] == ("Normal", "AllWorkersSucceeded")
+
+
+def test_the_phase_that_ends_a_job_comes_with_the_workers_last_report() -> None:
+    job, children = settle(make_job(), [])
+    job["status"]["progress"] = {"step": 315, "updatedAt": format_time(NOW)}
+    last = {"step": 345, "updated_at": NOW.timestamp(), "checkpoint": {"step": 345, "path": "p"}}
+    children = [with_last_words(c, json.dumps(last)) for c in children]
+    patch = plan_reconcile(job, children, NOW).status_patch
+    assert patch is not None and patch["phase"] == "Succeeded"
+    assert (patch["progress"]["step"], patch["checkpoint"]["step"]) == (345, 345)
+    finished_job = {**job, "status": {**job["status"], **patch}}
+    assert plan_reconcile(finished_job, children, NOW).status_patch is None
+
+
+def with_last_words(pod: Obj, message: str) -> Obj:
+    """A worker pod that succeeded leaving `message` as its termination message."""
+    if "worker" not in pod["metadata"]["name"]:
+        return pod
+    pod = finished(pod, "Succeeded")
+    terminated = {"exitCode": 0, "reason": "Completed", "message": message}
+    pod["status"]["containerStatuses"] = [{"name": "trainer", "state": {"terminated": terminated}}]
+    return pod
 
 
 def test_a_job_being_deleted_is_left_to_the_garbage_collector() -> None:
