@@ -83,6 +83,16 @@ class Observation:
     elastic: bool = False
     nproc: int = 1  # processes per worker pod
     training: int | None = None  # processes in the group, as the trainer last reported
+    leaving: tuple[str, ...] = ()  # worker pods of this attempt being deleted
+
+    @property
+    def leaving_note(self) -> str:
+        """Names the workers on their way out: the operator did not fail them, so nothing
+        else tells a user which pod a drain, an eviction or a `kubectl delete` took."""
+        if not self.leaving:
+            return ""
+        verb = "is" if len(self.leaving) == 1 else "are"
+        return f"; {', '.join(self.leaving)} {verb} being deleted"
 
 
 @dataclass(frozen=True)
@@ -159,7 +169,7 @@ PHASE_TABLE: tuple[Row, ...] = (
             c.PHASE_RESIZING,
             c.REASON_REFORMING,
             "re-forming the group: {n.ready}/{o.desired} workers ready, the last step was "
-            "trained by {o.training} processes",
+            "trained by {o.training} processes{o.leaving_note}",
         ),
     ),
     (
@@ -172,12 +182,16 @@ PHASE_TABLE: tuple[Row, ...] = (
         _decide(
             c.PHASE_RUNNING,
             c.REASON_RUNNING_BELOW_DESIRED,
-            "{n.ready}/{o.desired} workers ready (elastic minimum {o.min_ready})",
+            "{n.ready}/{o.desired} workers ready (elastic minimum {o.min_ready}){o.leaving_note}",
         ),
     ),
     (
         lambda o: o.counts.active > 0,
-        _decide(c.PHASE_STARTING, c.REASON_WORKERS_STARTING, "{n.ready}/{o.desired} ready"),
+        _decide(
+            c.PHASE_STARTING,
+            c.REASON_WORKERS_STARTING,
+            "{n.ready}/{o.desired} ready{o.leaving_note}",
+        ),
     ),
     (
         lambda o: True,
@@ -244,7 +258,18 @@ def observe(
         elastic=spec.elastic is not None,
         nproc=workerenv.compute_nproc_per_node(spec),
         training=status.progress.world_size if status and status.progress else None,
+        leaving=_leaving(pods, attempt),
     )
+
+
+def _leaving(pods: Sequence[Pod], attempt: int) -> tuple[str, ...]:
+    names = []
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if meta.get("deletionTimestamp") and labels.get(c.LABEL_RESTART_ATTEMPT) == str(attempt):
+            names.append(str(meta.get("name")))
+    return tuple(sorted(names))
 
 
 def compute_status(

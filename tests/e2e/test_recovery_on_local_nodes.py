@@ -122,6 +122,9 @@ def test_a_deleted_worker_pod_is_recreated_and_the_group_re_forms(
     assert_bitwise_equal(weights, clean_weights)
     status = kube.get("dtj", "deleted", namespace=namespace)["status"]
     assert status["restartAttempt"] == 0  # the survivor stayed; nothing failed
+    # Not a failure, so no WorkerFailed event: the phase change names the pod instead.
+    messages = kube.run("get", "events", "-n", namespace, "-o", "jsonpath={.items[*].message}")
+    assert f"{pod} is being deleted" in messages, messages
 
 
 def test_a_deleted_rendezvous_pod_is_recreated_and_training_finishes(

@@ -75,6 +75,17 @@ def test_terminating_pods_of_the_current_attempt_are_not_counted() -> None:
     assert (counts.running, counts.ready, counts.stale) == (1, 1, 0)
 
 
+def test_a_worker_being_deleted_is_named_in_the_condition() -> None:
+    going = pod(name="digits-worker-1-a0", deletionTimestamp="t")
+    out = status.compute_status(job_with(phase="Running"), [pod(), going], NOW)
+    assert out["phase"] == "Starting"
+    # Starting has no condition of its own: every condition carries the decision's message.
+    assert out["conditions"][0]["message"] == "1/2 ready; digits-worker-1-a0 is being deleted"
+    old = pod(name="digits-worker-1-a0", deletionTimestamp="t", attempt=1)
+    later = status.compute_status(job_with(phase="Running", restartAttempt=2), [old], NOW)
+    assert "being deleted" not in str(later["conditions"])  # an older attempt's pod
+
+
 def test_running_status_reports_counters_world_size_and_the_workers_column() -> None:
     job = parse(make_job(spec={"replicas": 3, "nprocPerNode": 4}))
     out = status.compute_status(job, [pod(), pod(), pod("Pending", False)], NOW)
