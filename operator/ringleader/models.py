@@ -250,7 +250,9 @@ class SchedulingSpec(_Model):
     priority_class_name: Name | None = None
     """PriorityClass of the worker pods; overrides the template's."""
     startup_timeout_seconds: int | None = Field(default=None, ge=1)
-    """Fail (or shrink, if elastic) when workers are not all running within this time."""
+    """Seconds a worker pod may wait to be scheduled and started (counted from its creation)
+    while the job has fewer running workers than it needs (all; an elastic job: minReplicas);
+    then the job fails with StartupTimeout. Unset: wait for ever."""
 
 
 class RunPolicy(_Model):

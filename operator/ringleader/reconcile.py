@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ringleader import builders, lostnodes, recovery, workerenv
+from ringleader import builders, lostnodes, recovery, startup, workerenv
 from ringleader import constants as c
 from ringleader.kube import KubeApi
 from ringleader.models import DistributedTrainingJob, FailurePolicy
@@ -58,6 +58,14 @@ def _deadline_failure(job: DistributedTrainingJob, status: Obj, now: datetime) -
     if deadline is None or started is None or now < started + timedelta(seconds=deadline):
         return None
     return Failure(c.REASON_DEADLINE_EXCEEDED, f"the job ran longer than {deadline}s")
+
+
+def _startup_failure(
+    job: DistributedTrainingJob, workers: Sequence[Obj], now: datetime, verdict: _Verdict
+) -> Failure | None:
+    why, wait = startup.startup_timeout(job, workers, verdict.attempt, now)
+    verdict.requeue_after = _sooner(verdict.requeue_after, None if wait is None else wait + 1.0)
+    return Failure(c.REASON_STARTUP_TIMEOUT, why) if why else None
 
 
 def _failed_workers(workers: Sequence[Obj], attempt: int) -> list[Obj]:
@@ -416,6 +424,7 @@ def plan_reconcile(
     if status.get("phase") not in c.TERMINAL_PHASES:
         verdict = decide_restart(job, status, workers, now)
         verdict.failure = verdict.failure or _deadline_failure(job, status, now)
+        verdict.failure = verdict.failure or _startup_failure(job, workers, now, verdict)
         _restart_at_new_size(job, workers, verdict)
     seen = _with_attempt(job, status, verdict.attempt)
     new = compute_status(seen, workers, now, verdict.failure)

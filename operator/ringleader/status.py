@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from ringleader import constants as c
-from ringleader import naming, workerenv
+from ringleader import naming, startup, workerenv
 from ringleader.models import DistributedTrainingJob
 
 Pod = Mapping[str, Any]
@@ -84,6 +84,7 @@ class Observation:
     nproc: int = 1  # processes per worker pod
     training: int | None = None  # processes in the group, as the trainer last reported
     leaving: tuple[str, ...] = ()  # worker pods of this attempt being deleted
+    waiting: str = ""  # why the first waiting worker waits (startup.waiting_note), or ""
 
     @property
     def leaving_note(self) -> str:
@@ -160,7 +161,7 @@ PHASE_TABLE: tuple[Row, ...] = (
             c.PHASE_RESTARTING,
             c.REASON_RESTART_IN_PROGRESS,
             "restarting: {n.failed} failed, {n.stale} of an older attempt, "
-            "{n.ready}/{o.desired} ready",
+            "{n.ready}/{o.desired} ready{o.waiting}",
         ),
     ),
     (
@@ -182,7 +183,8 @@ PHASE_TABLE: tuple[Row, ...] = (
         _decide(
             c.PHASE_RUNNING,
             c.REASON_RUNNING_BELOW_DESIRED,
-            "{n.ready}/{o.desired} workers ready (elastic minimum {o.min_ready}){o.leaving_note}",
+            "{n.ready}/{o.desired} workers ready (elastic minimum {o.min_ready})"
+            "{o.leaving_note}{o.waiting}",
         ),
     ),
     (
@@ -190,7 +192,7 @@ PHASE_TABLE: tuple[Row, ...] = (
         _decide(
             c.PHASE_STARTING,
             c.REASON_WORKERS_STARTING,
-            "{n.ready}/{o.desired} ready{o.leaving_note}",
+            "{n.ready}/{o.desired} ready{o.leaving_note}{o.waiting}",
         ),
     ),
     (
@@ -259,6 +261,7 @@ def observe(
         nproc=workerenv.compute_nproc_per_node(spec),
         training=status.progress.world_size if status and status.progress else None,
         leaving=_leaving(pods, attempt),
+        waiting=startup.waiting_note(pods, attempt),
     )
 
 

@@ -192,6 +192,23 @@ def test_a_job_past_its_active_deadline_fails_with_the_reason(
     wait_until(lambda: not live_worker_names(kube, namespace), what="workers removed")
 
 
+def test_workers_no_node_can_take_are_explained_and_fail_the_job_after_its_startup_timeout(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    job = make_job(gpus=16, scheduling={"startupTimeoutSeconds": 4})  # kwok nodes have 8 each
+    kube.apply(job, namespace)
+    wait_for_phase(kube, namespace, "Starting")
+    wait_until(
+        lambda: "Insufficient nvidia.com/gpu" in str(job_status(kube, namespace)["conditions"]),
+        what="the scheduler's reason in the job's status",
+    )
+    status = wait_for_phase(kube, namespace, "Failed", timeout=30)
+    failed = {c["type"]: c for c in status["conditions"]}["Failed"]
+    assert (failed["status"], failed["reason"]) == ("True", "StartupTimeout"), failed
+    assert "was not running" in failed["message"] and "Unschedulable" in failed["message"]
+    wait_until(lambda: not live_worker_names(kube, namespace), what="workers removed")
+
+
 def test_a_failed_worker_under_a_gang_rule_restarts_the_gang_under_a_new_attempt(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
