@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ringleader import constants as c
-from ringleader import naming, workerenv
+from ringleader import gang, naming, workerenv
 from ringleader.models import DistributedTrainingJob
 
 Obj = dict[str, Any]
@@ -169,6 +169,38 @@ def _apply_scheduling(job: DistributedTrainingJob, pod_spec: Obj) -> None:
         pod_spec["priorityClassName"] = scheduling.priority_class_name
 
 
+def _join_gang_and_queue(job: DistributedTrainingJob, metadata: Obj) -> None:
+    scheduling = job.spec.scheduling
+    if scheduling is None:
+        return
+    marks: dict[str, str] = {}
+    if scheduling.queue_name:  # Volcano's own PodGroup for a pod outside a gang reads it
+        marks[c.VOLCANO_QUEUE_ANNOTATION] = scheduling.queue_name
+    api = gang.api_of(job)
+    if api is not None:
+        labels, annotations = gang.join_marks(api, naming.pod_group_name(job.metadata.name))
+        metadata["labels"].update(labels)
+        marks.update(annotations)
+    if marks:
+        metadata["annotations"] = {**(metadata.get("annotations") or {}), **marks}
+
+
+def build_pod_group(job: JobLike) -> Obj | None:
+    """The job's PodGroup for its gang scheduler; None when it asks for no gang."""
+    model = parse_job(job)
+    api = gang.api_of(model)
+    if api is None:
+        return None
+    name = model.metadata.name
+    labels = naming.job_labels(name, c.ROLE_GANG)
+    return {
+        "apiVersion": api.api_version,
+        "kind": api.kind,
+        "metadata": _metadata(model, naming.pod_group_name(name), labels),
+        "spec": gang.build_pod_group_spec(model, api),
+    }
+
+
 def build_worker_pods(job: JobLike, attempt: int) -> list[Obj]:
     """Worker pods 0..replicas-1 of restart attempt `attempt`."""
     model = parse_job(job)
@@ -184,7 +216,8 @@ def build_worker_pod(job: JobLike, index: int, attempt: int) -> Obj:
     labels = {**(user_meta.get("labels") or {}), **naming.worker_labels(name, index, attempt)}
     metadata = _metadata(model, naming.worker_pod_name(name, index, attempt), labels)
     if user_meta.get("annotations"):
-        metadata["annotations"] = user_meta["annotations"]
+        metadata["annotations"] = dict(user_meta["annotations"])
+    _join_gang_and_queue(model, metadata)
     spec = template.get("spec") or {}
     _set_identity(model, spec, index)
     _set_networking(model, spec)

@@ -81,6 +81,7 @@ LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "ringleader"
 ROLE_WORKER: Final = "worker"
 ROLE_STORE: Final = "rendezvous"
+ROLE_GANG: Final = "gang"  # the job's PodGroup
 
 # --- Child names are derived from the job name, so the job name is bounded (see models.py).
 MAX_JOB_NAME_LENGTH: Final = 45
@@ -135,6 +136,7 @@ REASON_DEADLINE_EXCEEDED: Final = "DeadlineExceeded"
 REASON_BACKOFF_LIMIT_EXCEEDED: Final = "MaxRestartsExceeded"
 REASON_FAILED_BY_POLICY: Final = "FailedByPolicy"
 REASON_STARTUP_TIMEOUT: Final = "StartupTimeout"
+REASON_GANG_UNAVAILABLE: Final = "GangSchedulingUnavailable"
 REASON_POD_FORCE_DELETED: Final = "PodForceDeleted"
 REASON_RESCALED: Final = "Rescaled"
 REASON_REFORMING: Final = "GroupReforming"
@@ -166,3 +168,11 @@ FORCE_DELETE_MARGIN_SECONDS: Final = 10
 # long a node's readiness, read for such a pod, is trusted.
 STUCK_POD_RECHECK_SECONDS: Final = 15
 NODE_READINESS_CACHE_SECONDS: Final = 5
+
+# --- Gang scheduling (spec.scheduling.gang; gang.py): how worker pods join a PodGroup.
+VOLCANO_SCHEDULER: Final = "volcano"
+VOLCANO_GROUP_ANNOTATION: Final = "scheduling.k8s.io/group-name"
+VOLCANO_QUEUE_ANNOTATION: Final = "scheduling.volcano.sh/queue-name"
+COSCHEDULING_GROUP_LABEL: Final = "scheduling.x-k8s.io/pod-group"
+# How long discovery's answer (is a PodGroup API served?) is trusted (discovery.py).
+DISCOVERY_CACHE_SECONDS: Final = 30

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from ringleader import lostnodes
+from ringleader import gang, lostnodes
+from ringleader.discovery import ServedApis
 from ringleader.kube import KubeApi, RetryableError
 from ringleader.metrics import (
     JOBS_BY_PHASE,
@@ -75,6 +76,7 @@ class Controller:
     def __init__(self, api: KubeApi, workers: int = 8, clock: Callable[[], datetime] | None = None):
         self.api = api
         self.lost_nodes = LostNodes(api)
+        self.served_apis = ServedApis(api)
         self.cache = Cache()
         self.queue: asyncio.Queue[Key] = asyncio.Queue()
         self.queued: set[Key] = set()
@@ -137,7 +139,7 @@ class Controller:
         try:
             now = self.clock()
             lost = self.lost_nodes.among(lostnodes.nodes_to_check(children, now))
-            plan = plan_reconcile(body, children, now, lost)
+            plan = plan_reconcile(body, children, now, lost, self._pod_groups_served(body))
             created = execute_plan(self.api, body, plan)
         except RetryableError as error:
             self._retry_later(key, error)
@@ -156,6 +158,12 @@ class Controller:
         self._remember_writes(key, body, plan.status_patch, created)
         if plan.requeue_after is not None:
             self._call_soon(self.enqueue_after, key, plan.requeue_after + 0.1)
+
+    def _pod_groups_served(self, body: Obj) -> bool:
+        """Whether a gang job's scheduler's PodGroup API is served (True for other jobs)."""
+        scheduling = (body.get("spec") or {}).get("scheduling") or {}
+        api = gang.pod_group_api(bool(scheduling.get("gang")), scheduling.get("schedulerName"))
+        return api is None or self.served_apis.serves(api.api_version)
 
     def _remember_writes(
         self, key: Key, body: Obj, status_patch: Obj | None, created: list[Obj]

@@ -96,6 +96,38 @@ class KubeApi:
         create = creators[kind]
         return _call("create", kind, lambda: create(namespace, obj), benign=409) is not None
 
+    def apply_pod_group(self, group: Obj) -> None:
+        """Create a gang scheduler's PodGroup, or bring an existing one's spec up to date."""
+        api_group, version = str(group["apiVersion"]).split("/")
+        meta = group["metadata"]
+        where = (api_group, version, meta["namespace"], "podgroups")  # both schedulers' plural
+        try:
+            created = _call(
+                "create",
+                "PodGroup",
+                lambda: self.custom.create_namespaced_custom_object(*where, group),
+                benign=409,
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            # Not served any more: the next pass asks discovery again and says so in status.
+            raise RetryableError(f"create PodGroup: {group['apiVersion']} not served") from error
+        if created is None:
+            spec = {"spec": group["spec"]}
+            _call(
+                "patch",
+                "PodGroup",
+                lambda: self.custom.patch_namespaced_custom_object(*where, meta["name"], spec),
+            )
+
+    def served_api_versions(self) -> frozenset[str]:
+        """Every group/version the API server serves (discovery; any user may ask)."""
+        apis = client.ApisApi(self.core.api_client)
+        found = _call("get", "APIGroupList", apis.get_api_versions)
+        groups = (found.groups if found is not None else None) or []
+        return frozenset(v.group_version for g in groups for v in g.versions or [])
+
     def delete_pod(
         self, namespace: str, name: str, grace_period_seconds: int | None = None
     ) -> None:

@@ -238,21 +238,35 @@ class NetworkingSpec(_Model):
     """Network interface for NCCL and gloo (sets NCCL_SOCKET_IFNAME and GLOO_SOCKET_IFNAME)."""
 
 
+QUEUE_RULE = rule(
+    "!has(self.queueName) || (has(self.schedulerName) && self.schedulerName == 'volcano')",
+    "spec.scheduling.queueName is a Volcano queue: it needs spec.scheduling.schedulerName: volcano",
+    ".queueName",
+)
+
+
 class SchedulingSpec(_Model):
     """Where and how worker pods are scheduled."""
 
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [QUEUE_RULE]})
+
     gang: bool = False
-    """Start all workers or none (needs a gang-aware scheduler, e.g. Volcano or coscheduling)."""
+    """Bind the needed workers all together or none, through a Volcano or coscheduling PodGroup."""
     scheduler_name: Name | None = None
     """Scheduler for the worker pods; overrides the template's."""
     queue_name: Name | None = None
-    """Queue of a batch scheduler (e.g. Kueue or Volcano)."""
+    """Volcano queue of the workers (needs schedulerName: volcano)."""
     priority_class_name: Name | None = None
     """PriorityClass of the worker pods; overrides the template's."""
     startup_timeout_seconds: int | None = Field(default=None, ge=1)
-    """Seconds a worker pod may wait to be scheduled and started (counted from its creation)
-    while the job has fewer running workers than it needs (all; an elastic job: minReplicas);
-    then the job fails with StartupTimeout. Unset: wait for ever."""
+    """Fail the job (StartupTimeout) when a worker waits this long to run while too few run."""
+
+    @model_validator(mode="after")
+    def _check_queue(self) -> SchedulingSpec:
+        # The CEL rule above, for manifests checked outside a cluster.
+        if self.queue_name is not None and self.scheduler_name != c.VOLCANO_SCHEDULER:
+            raise ValueError(str(QUEUE_RULE["message"]))
+        return self
 
 
 class RunPolicy(_Model):

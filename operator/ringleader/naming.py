@@ -36,6 +36,11 @@ def store_address(job_name: str, namespace: str) -> str:
     return f"{store_name(job_name)}.{namespace}.svc"
 
 
+def pod_group_name(job_name: str) -> str:
+    """The job's PodGroup (spec.scheduling.gang): one per job, named after it."""
+    return job_name
+
+
 def checkpoint_claim_name(job_name: str) -> str:
     """Name of the PersistentVolumeClaim created when spec.checkpoint.size is set."""
     return f"{job_name}-{c.CHECKPOINT_PVC_SUFFIX}"

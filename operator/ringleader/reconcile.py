@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ringleader import builders, lostnodes, recovery, startup, workerenv
+from ringleader import builders, gang, lostnodes, recovery, startup, workerenv
 from ringleader import constants as c
 from ringleader.kube import KubeApi
 from ringleader.models import DistributedTrainingJob, FailurePolicy
@@ -35,6 +35,7 @@ class Plan:
     delete_job: bool = False
     requeue_after: float | None = None  # seconds until time alone changes the decision
     force_delete_pods: list[str] = field(default_factory=list)  # stuck on a lost node
+    pod_group: Obj | None = None  # created or brought up to date before workers are created
 
 
 def _labels(obj: Obj) -> dict[str, str]:
@@ -66,6 +67,22 @@ def _startup_failure(
     why, wait = startup.startup_timeout(job, workers, verdict.attempt, now)
     verdict.requeue_after = _sooner(verdict.requeue_after, None if wait is None else wait + 1.0)
     return Failure(c.REASON_STARTUP_TIMEOUT, why) if why else None
+
+
+def _gang_failure(
+    job: DistributedTrainingJob, workers: Sequence[Obj], verdict: _Verdict, served: bool
+) -> Failure | None:
+    """A gang job whose scheduler's PodGroup API is missing fails before it creates workers
+    that no scheduler would bind; workers already running are left alone."""
+    api = gang.api_of(job)
+    if api is None or served:
+        return None
+    current = [
+        w for w in workers if _labels(w).get(c.LABEL_RESTART_ATTEMPT) == str(verdict.attempt)
+    ]
+    if len(current) >= job.spec.replicas:
+        return None
+    return Failure(c.REASON_GANG_UNAVAILABLE, gang.describe_missing(api))
 
 
 def _failed_workers(workers: Sequence[Obj], attempt: int) -> list[Obj]:
@@ -411,10 +428,15 @@ def _time_left(job: DistributedTrainingJob, new: Obj, now: datetime) -> tuple[bo
 
 
 def plan_reconcile(
-    body: Obj, children: Sequence[Obj], now: datetime, lost_nodes: Collection[str] = ()
+    body: Obj,
+    children: Sequence[Obj],
+    now: datetime,
+    lost_nodes: Collection[str] = (),
+    pod_groups_served: bool = True,
 ) -> Plan:
     """Decide everything one reconcile of this job does (pure). lost_nodes: the nodes, among
-    those of pods stuck terminating (lostnodes.nodes_to_check), found NotReady or gone."""
+    those of pods stuck terminating (lostnodes.nodes_to_check), found NotReady or gone;
+    pod_groups_served: whether the cluster serves the PodGroup API of a gang job's scheduler."""
     if (body.get("metadata") or {}).get("deletionTimestamp"):
         return Plan()  # the garbage collector removes the children through their owner references
     job = builders.parse_job(body)
@@ -425,6 +447,7 @@ def plan_reconcile(
         verdict = decide_restart(job, status, workers, now)
         verdict.failure = verdict.failure or _deadline_failure(job, status, now)
         verdict.failure = verdict.failure or _startup_failure(job, workers, now, verdict)
+        verdict.failure = verdict.failure or _gang_failure(job, workers, verdict, pod_groups_served)
         _restart_at_new_size(job, workers, verdict)
     seen = _with_attempt(job, status, verdict.attempt)
     new = compute_status(seen, workers, now, verdict.failure)
@@ -436,6 +459,8 @@ def plan_reconcile(
     requeue_after = _sooner(requeue_after, verdict.requeue_after)
     events = [e for e in (verdict.event, _phase_event(status.get("phase"), new)) if e]
     plan = Plan(_status_patch(status, new), delete, create, events, delete_job, requeue_after)
+    if any(_is_worker(x) for x in create):  # the group must be current before they join it
+        plan.pod_group = builders.build_pod_group(job)
     return _with_force_deletions(plan, children, lost_nodes, now)
 
 
@@ -480,6 +505,8 @@ def execute_plan(api: KubeApi, body: Obj, plan: Plan) -> list[Obj]:
         api.delete_pod(namespace, pod)
     for pod in plan.force_delete_pods:
         api.delete_pod(namespace, pod, grace_period_seconds=0)
+    if plan.pod_group:
+        api.apply_pod_group(plan.pod_group)
     created = [obj for obj in plan.create if api.create(obj)]
     if plan.delete_job:
         api.delete_job(namespace, name)

@@ -134,6 +134,26 @@ def can_i(kubeconfig: Path, *args: str) -> bool:
     return as_user(kubeconfig, "auth", "can-i", *args).stdout.strip() == "yes"
 
 
+def allowed(kubeconfig: Path, verb: str, group: str, resource: str, namespace: str) -> bool:
+    """The authorizer's answer for the kubeconfig's user, asked directly: `kubectl auth can-i`
+    cannot name a resource of an API group the server does not serve."""
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {
+            "resourceAttributes": {
+                "verb": verb,
+                "group": group,
+                "resource": resource,
+                "namespace": namespace,
+            }
+        },
+    }
+    answer = as_user(kubeconfig, "create", "-f", "-", "-o", "json", stdin=json.dumps(review))
+    assert answer.returncode == 0, answer.stderr
+    return bool(json.loads(answer.stdout)["status"].get("allowed"))
+
+
 def free_port() -> int:
     """A TCP port nothing listens on right now."""
     with socket.socket() as sock:
@@ -276,6 +296,9 @@ def test_the_charts_token_is_refused_what_the_operator_must_not_do(
     )
     assert can_i(config, "watch", "customresourcedefinitions")
     assert can_i(config, "get", "nodes")  # cluster-scoped even in namespaced mode
+    for gang_api in ("scheduling.volcano.sh", "scheduling.x-k8s.io"):  # not served here
+        assert allowed(config, "create", gang_api, "podgroups", jobs)
+        assert not allowed(config, "delete", gang_api, "podgroups", jobs)
     for verb_and_resource in (
         ["get", "secrets", "-n", jobs],
         ["list", "secrets", "-A"],

@@ -27,6 +27,11 @@ the chart's integration test runs the operator with exactly these and checks wha
 - apiGroups: [""]
   resources: ["services", "persistentvolumeclaims"]
   verbs: ["list", "watch", "create"]
+# Gang jobs (spec.scheduling.gang): the job's PodGroup for Volcano or the coscheduling plugin,
+# created and kept up to date; removed by garbage collection.
+- apiGroups: ["scheduling.volcano.sh", "scheduling.x-k8s.io"]
+  resources: ["podgroups"]
+  verbs: ["create", "patch"]
 # Events on jobs (events.k8s.io) and kopf's own warnings (core).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
