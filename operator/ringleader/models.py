@@ -305,6 +305,23 @@ TEMPLATE_IMMUTABLE_RULE = rule(
     ".template",
 )
 
+SUSPENDED = "(has(self.runPolicy) && has(self.runPolicy.suspend) && self.runPolicy.suspend)"
+WAS_SUSPENDED = (
+    "(has(oldSelf.runPolicy) && has(oldSelf.runPolicy.suspend) && oldSelf.runPolicy.suspend)"
+)
+GANG_IMMUTABLE_RULE = rule(
+    "((has(self.scheduling) && self.scheduling.gang)"
+    " == (has(oldSelf.scheduling) && oldSelf.scheduling.gang)"
+    " && (has(self.scheduling) && has(self.scheduling.schedulerName)"
+    " ? self.scheduling.schedulerName : '')"
+    " == (has(oldSelf.scheduling) && has(oldSelf.scheduling.schedulerName)"
+    " ? oldSelf.scheduling.schedulerName : ''))"
+    f" || {SUSPENDED} || {WAS_SUSPENDED}",
+    "spec.scheduling.gang and spec.scheduling.schedulerName can only change while the job is "
+    "suspended (spec.runPolicy.suspend: true): running workers cannot change scheduler or gang",
+    ".scheduling",
+)
+
 
 class DistributedTrainingJobSpec(_Model):
     """The desired state of a distributed training job."""
@@ -316,6 +333,7 @@ class DistributedTrainingJobSpec(_Model):
                 ELASTIC_PRESENCE_RULE,
                 CHECKPOINT_PRESENCE_RULE,
                 TEMPLATE_IMMUTABLE_RULE,
+                GANG_IMMUTABLE_RULE,
             ]
         }
     )

@@ -52,3 +52,20 @@ def test_an_invalid_update_is_refused_and_the_job_stays_as_it_was(
     # session may write the job's status meanwhile.
     assert after["spec"] == before["spec"]
     assert after["metadata"]["generation"] == before["metadata"]["generation"]
+
+
+def test_what_running_workers_depend_on_changes_while_suspended_and_the_rest_at_any_time(
+    kube: Kube, crd: str, namespace: str
+) -> None:
+    original = MANIFESTS / "invalid_updates" / "gang-added-while-running.yaml"
+    job = next(yaml.safe_load_all(original.read_text()))
+    kube.apply(job, namespace)
+    job["spec"]["scheduling"] = {"startupTimeoutSeconds": 600}  # not a thing workers depend on
+    kube.apply(job, namespace)
+    job["spec"]["runPolicy"] = {"suspend": True}
+    job["spec"]["scheduling"] = {"gang": True, "schedulerName": "volcano"}
+    job["spec"]["template"]["spec"]["containers"][0]["image"] = "ringleader-trainer:0.2.0"
+    kube.apply(job, namespace)
+    spec = kube.get("dtj", "bad", namespace=namespace)["spec"]
+    assert spec["scheduling"] == {"gang": True, "schedulerName": "volcano"}
+    assert spec["template"]["spec"]["containers"][0]["image"] == "ringleader-trainer:0.2.0"
