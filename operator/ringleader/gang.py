@@ -56,14 +56,10 @@ def api_of(job: DistributedTrainingJob) -> PodGroupApi | None:
     return pod_group_api(scheduling.gang, scheduling.scheduler_name)
 
 
-def min_member(job: DistributedTrainingJob) -> int:
-    """Workers that must be placed together before any is bound."""
-    return job.spec.elastic.min_replicas if job.spec.elastic else job.spec.replicas
-
-
 def build_pod_group_spec(job: DistributedTrainingJob, api: PodGroupApi) -> dict[str, object]:
     """The PodGroup's spec for this job and scheduler."""
-    spec: dict[str, object] = {"minMember": min_member(job)}
+    # The workers that must be placed together before any is bound.
+    spec: dict[str, object] = {"minMember": job.spec.fewest_workers()}
     scheduling = job.spec.scheduling
     if api is VOLCANO and scheduling is not None and scheduling.queue_name:
         spec["queue"] = scheduling.queue_name
@@ -80,7 +76,7 @@ def join_marks(api: PodGroupApi, group_name: str) -> tuple[dict[str, str], dict[
 
 
 def describe_missing(api: PodGroupApi) -> str:
-    """The StartupTimeout-like message for a cluster that does not serve the API."""
+    """Why a gang job fails (GangSchedulingUnavailable) where the API is not served."""
     return (
         f"spec.scheduling.gang needs {api.plural}.{api.api_version}, the PodGroup API of "
         f"{api.scheduler}, and this cluster does not serve it: install {api.scheduler}, or "

@@ -357,6 +357,10 @@ class DistributedTrainingJobSpec(_Model):
     run_policy: RunPolicy | None = None
     """Suspension, deadline and clean-up."""
 
+    def fewest_workers(self) -> int:
+        """Fewest workers the job trains with: all of them, or an elastic job's minReplicas."""
+        return self.elastic.min_replicas if self.elastic else self.replicas
+
     @model_validator(mode="after")
     def _check_ranges(self) -> DistributedTrainingJobSpec:
         # The CEL rules above, for manifests checked outside a cluster.

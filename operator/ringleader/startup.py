@@ -88,7 +88,7 @@ def startup_timeout(
     suspended = bool(job.spec.run_policy and job.spec.run_policy.suspend)
     if limit is None or suspended:
         return None, None
-    needed = job.spec.elastic.min_replicas if job.spec.elastic else job.spec.replicas
+    needed = job.spec.fewest_workers()
     running = sum(1 for pod in workers if _running_in(pod, attempt))
     waiting = find_waiting(workers, attempt)
     if running >= needed or not waiting:

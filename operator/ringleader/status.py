@@ -252,7 +252,7 @@ def observe(
     attempt = (status.restart_attempt if status else None) or 0
     return Observation(
         desired=spec.replicas,
-        min_ready=spec.elastic.min_replicas if spec.elastic else spec.replicas,
+        min_ready=spec.fewest_workers(),
         suspended=bool(spec.run_policy and spec.run_policy.suspend),
         counts=count_worker_pods(pods, attempt),
         previous_phase=status.phase if status else None,
