@@ -38,7 +38,8 @@ from ringleader_trainer.loop import (
 from ringleader_trainer.options import parse_options
 from ringleader_trainer.worker import build_parts
 
-MODEL = [
+CPU = torch.device("cpu")
+MODEL = (
     "--workload",
     "synthetic",
     "--workload-option",
@@ -47,14 +48,17 @@ MODEL = [
     "layers=3",
     "--workload-option",
     "dim=512",
-]
+)
 
 
-def join_group(rank: int, world: int, port: int, root: Path) -> Runtime:
-    """Join a gloo group on localhost with one compute thread."""
+def join_group(rank: int, world: int, port: int, root: Path, device: torch.device = CPU) -> Runtime:
+    """Join a group on localhost with one compute thread: gloo on the CPU, NCCL on a GPU
+    (checkpoints still get a gloo group, as in the worker)."""
     torch.set_num_threads(1)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     dist.init_process_group(
-        "gloo",
+        "nccl" if device.type == "cuda" else "gloo",
         init_method=f"tcp://127.0.0.1:{port}",
         rank=rank,
         world_size=world,
@@ -66,7 +70,7 @@ def join_group(rank: int, world: int, port: int, root: Path) -> Runtime:
         rank=rank,
         world_size=world,
         local_rank=rank,
-        device=torch.device("cpu"),
+        device=device,
         ckpt_group=group,
         root=root,
         keep=2,
@@ -90,7 +94,8 @@ def time_steps(
         if i == 1:
             align()
             started = time.perf_counter()
-        loss = run_step(parts, data.select_step_indices(perm, i * batch, batch), rt, micro)
+        indices, following = (data.select_step_indices(perm, j * batch, batch) for j in (i, i + 1))
+        loss = run_step(parts, indices, rt, micro, following)
         agree_on_step(loss, False, rt)
     return (time.perf_counter() - started) / steps
 
@@ -125,9 +130,9 @@ def spawn_uncoupled(count: int, **kw: int) -> float:
     return float(statistics.mean(queue.get() for _ in range(count)))
 
 
-def bench_saves(rt: Runtime, repeats: int) -> dict[str, float]:
+def bench_saves(rt: Runtime, repeats: int, model: tuple[str, ...] = MODEL) -> dict[str, float]:
     """Return median seconds the caller is held by sync, staged-async and default async saves."""
-    parts = build_parts(parse_options([*MODEL, "--global-batch", "64"]), rt)
+    parts = build_parts(parse_options([*model, "--global-batch", "64"]), rt)
     time_steps(parts, rt, 64, 64, 1)  # creates Adam state, so the checkpoint has it
     ckpt, pos, held = Checkpointer(rt.root, 2, rt.ckpt_group), data.Position(0, 0), {}
     save_checkpoint(parts, ckpt, pos, 0, block=True)  # warm: buffers, files

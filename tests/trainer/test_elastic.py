@@ -18,7 +18,9 @@ def training_at(pod: Pod, world_size: int, not_pid: object = None) -> bool:
 def test_a_silently_lost_pod_shrinks_the_group_and_a_new_one_grows_it_back(
     cluster: Cluster,
 ) -> None:
-    args = [*DIGITS, "--epochs", "4", "--min-step-seconds", "0.05", "--heartbeat-interval", "0"]
+    # 12 epochs: the survivor has hundreds of paced steps left to train alone, enough for the
+    # new pod to start and join even on a loaded machine (with 4 it could finish first).
+    args = [*DIGITS, "--epochs", "12", "--min-step-seconds", "0.05", "--heartbeat-interval", "0"]
     first, frozen = (cluster.start_pod(f"pod-{i}", "1:2", args, max_restarts=5) for i in (0, 1))
     wait_until(lambda: training_at(first, 2), 120, "both pods training together")
     before = first.heartbeat()["pid"]

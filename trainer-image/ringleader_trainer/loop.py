@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ringleader_trainer import contract, data
 from ringleader_trainer.checkpoint import Checkpointer, CheckpointError
+from ringleader_trainer.feeder import BatchFeeder
 from ringleader_trainer.options import Options
 from ringleader_trainer.report import Reporter
 from ringleader_trainer.stopping import StopRequest
@@ -63,6 +64,7 @@ class Parts:
     optim: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LambdaLR
     workload: Workload
+    feeder: BatchFeeder
 
 
 def build_schedule(total_steps: int, warmup: int) -> Any:
@@ -144,17 +146,33 @@ def resume(parts: Parts, ckpt: Checkpointer, rt: Runtime) -> tuple[data.Position
     return data.Position(trainer["epoch"], trainer["cursor"]), int(trainer["step"])
 
 
-def run_step(parts: Parts, step_indices: torch.Tensor, rt: Runtime, micro: int) -> torch.Tensor:
-    """Train one optimizer step on a rank's share; return its summed per-sample loss."""
+def rank_micro_batches(step_indices: torch.Tensor, rt: Runtime, micro: int) -> list[torch.Tensor]:
+    """Return this rank's micro-batches of a step (micro 0: its whole share at once)."""
     share = data.shard_indices(step_indices, rt.rank, rt.world_size)
-    batches = data.split_micro_batches(share, micro or max(1, share.numel()))
+    return data.split_micro_batches(share, micro or max(1, share.numel()))
+
+
+def run_step(
+    parts: Parts,
+    step_indices: torch.Tensor,
+    rt: Runtime,
+    micro: int,
+    next_step: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Train one optimizer step on a rank's share; return its summed per-sample loss.
+
+    `next_step`, the indices of the step after, lets its first micro-batch be fetched ahead."""
+    batches = rank_micro_batches(step_indices, rt, micro)
+    after = [] if next_step is None else rank_micro_batches(next_step, rt, micro)[:1]
+    upcoming = [*batches[1:], *after]
     scale = data.compute_loss_scale(step_indices.numel(), rt.world_size)
     parts.optim.zero_grad(set_to_none=True)
     total = torch.zeros((), device=rt.device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=rt.device.type == "cuda")
     for i, batch in enumerate(batches):
-        x, y = parts.workload.fetch(batch)
-        x, y = x.to(rt.device, non_blocking=True), y.to(rt.device, non_blocking=True)
+        x, y = parts.feeder.take(batch)
+        if i < len(upcoming):  # fetched while this micro-batch computes
+            parts.feeder.fetch_ahead(upcoming[i])
         # Only the last micro-batch all-reduces: one exchange per step, whatever the world size.
         sync = contextlib.nullcontext() if i == len(batches) - 1 else parts.ddp.no_sync()
         with sync:
@@ -197,7 +215,13 @@ def train(parts: Parts, opts: Options, rt: Runtime, stop: StopRequest) -> Outcom
         indices = data.select_step_indices(perm, pos.cursor, opts.global_batch)
         if step == opts.debug_stall_at_step:
             stall_for_tests(rt, stop)
-        loss_sum = run_step(parts, indices, rt, opts.micro_batch)
+        following = data.advance(pos, indices.numel(), n)
+        next_step = (  # a new epoch's first step is not fetched ahead: its order is not made yet
+            data.select_step_indices(perm, following.cursor, opts.global_batch)
+            if following.epoch == pos.epoch
+            else None
+        )
+        loss_sum = run_step(parts, indices, rt, opts.micro_batch, next_step)
         loss, stopping = agree_on_step(loss_sum, stop.is_set(), rt)
         reporter.trace(step, pos, indices, loss / indices.numel())
         pos, step = data.advance(pos, indices.numel(), n), step + 1

@@ -23,6 +23,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from ringleader_trainer import contract, data
+from ringleader_trainer.feeder import BatchFeeder
 from ringleader_trainer.loop import Outcome, Parts, Runtime, build_schedule, train
 from ringleader_trainer.options import Options, parse_options
 from ringleader_trainer.stopping import StopRequest
@@ -74,7 +75,8 @@ def build_parts(opts: Options, rt: Runtime) -> Parts:
     optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     total = opts.epochs * data.compute_steps_per_epoch(workload.num_samples, opts.global_batch)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, build_schedule(total, opts.warmup_steps))
-    return Parts(model=model, ddp=ddp, optim=optim, sched=sched, workload=workload)
+    feeder = BatchFeeder(workload, rt.device)
+    return Parts(model=model, ddp=ddp, optim=optim, sched=sched, workload=workload, feeder=feeder)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@ A user workload is a function `build(options: dict[str, str]) -> Workload`, name
 line as `--workload mypkg.mod:build` with `--workload-option key=value` for its options. The trainer
 seeds torch before calling it, so a model initialised with torch's RNG starts the same on every
 rank and every restart. `fetch` must be a pure function of the indices (no hidden state): that is
-what makes a resume exact.
+what makes a resume exact. On a GPU it is called on a host thread, a micro-batch ahead of the loop.
 """
 
 from __future__ import annotations
