@@ -224,7 +224,7 @@ def train(parts: Parts, opts: Options, rt: Runtime, stop: StopRequest) -> Outcom
         loss_sum = run_step(parts, indices, rt, opts.micro_batch, next_step)
         loss, stopping = agree_on_step(loss_sum, stop.is_set(), rt)
         reporter.trace(step, pos, indices, loss / indices.numel())
-        pos, step = data.advance(pos, indices.numel(), n), step + 1
+        pos, step = following, step + 1
         if stopping:
             stop.agreed()  # every peer answered: the checkpoint below will complete
             reporter.announce(step, pos, ckpt.newest_committed(), "STOPPING")
