@@ -153,6 +153,16 @@ def bench_saves(rt: Runtime, repeats: int, model: tuple[str, ...] = MODEL) -> di
     return held
 
 
+def describe_saves(held: dict[str, float]) -> str:
+    """One line of bench_saves' figures, each async save beside the sync one."""
+    sync = held["sync"]
+    return (
+        f"sync dcp.save {sync:.3f}s  staged async {held['async']:.3f}s "
+        f"(ratio {held['async'] / sync:.2f})  default dcp.async_save "
+        f"{held['dcp_async_save']:.3f}s (ratio {held['dcp_async_save'] / sync:.2f})"
+    )
+
+
 def time_default_async(parts: Parts, rt: Runtime, repeats: int) -> float:
     """Return median seconds dcp.async_save (default stager, thread) holds its caller."""
     times = []
@@ -245,11 +255,7 @@ def main() -> None:
         )
     held = spawn(2, "saves", repeats=3)
     print(f"== loop held by a checkpoint, 2 ranks, {held['state_mb']:.0f} MB model+Adam ==")
-    print(
-        f"sync dcp.save {held['sync']:.3f}s  staged async {held['async']:.3f}s "
-        f"(ratio {held['async'] / held['sync']:.2f})  default dcp.async_save "
-        f"{held['dcp_async_save']:.3f}s (ratio {held['dcp_async_save'] / held['sync']:.2f})"
-    )
+    print(describe_saves(held))
     bus = spawn(2, "allreduce", mbytes=64, repeats=5)
     copy = measure_memcpy()
     print(

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import torch
 import torch.distributed as dist
 
-from bench.trainer import bench_saves, join_group, time_steps
+from bench.trainer import bench_saves, describe_saves, join_group, time_steps
 from ringleader_trainer.loop import Runtime
 from ringleader_trainer.options import parse_options
 from ringleader_trainer.worker import build_parts
@@ -126,11 +126,7 @@ def main() -> None:
         save_model = synthetic(64, 128, 2) if dry else synthetic(2048, 4096, 4)
         held = bench_saves(rt, repeats=3, model=save_model)
         print(f"== loop held by a checkpoint, {held['state_mb']:.0f} MB model+AdamW ==")
-        print(
-            f"sync dcp.save {held['sync']:.3f}s  staged async {held['async']:.3f}s "
-            f"(ratio {held['async'] / held['sync']:.2f})  default dcp.async_save "
-            f"{held['dcp_async_save']:.3f}s (ratio {held['dcp_async_save'] / held['sync']:.2f})"
-        )
+        print(describe_saves(held))
         dist.destroy_process_group()
 
 
