@@ -98,12 +98,16 @@ class Pod:
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            for pid in descendants(self.proc.pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGUSR1)  # workers print their threads' stacks
-            time.sleep(2)
-            tail = "\n".join(self.output().splitlines()[-80:])
+            tail = self.show_stacks()
             raise AssertionError(f"{self.name} still running after {timeout}s:\n{tail}") from None
+
+    def show_stacks(self) -> str:
+        """Have the pod's workers print their threads' stacks; return the tail of its output."""
+        for pid in descendants(self.proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR1)
+        time.sleep(2)
+        return "\n".join(self.output().splitlines()[-80:])
 
 
 @dataclass
@@ -175,10 +179,14 @@ class Cluster:
 
 @pytest.fixture
 def cluster(tmp_path: Path, store_port: int) -> Iterator[Cluster]:
-    """A store plus a shared checkpoint directory; leftover pods are killed at the end."""
+    """A store plus a shared checkpoint directory; leftover pods are killed at the end.
+
+    A pod still running then is shown (a failed test's report includes it): when one pod hangs
+    the test reports that one, but the cause is often in its peer."""
     made = Cluster(tmp_path, store_port, tmp_path / "ckpt")
     yield made
     for pod in made.pods:
         if pod.proc.poll() is None:
+            print(f"--- {pod.name} was still running:\n{pod.show_stacks()}")
             os.killpg(pod.proc.pid, signal.SIGKILL)
             pod.proc.wait()

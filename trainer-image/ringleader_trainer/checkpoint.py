@@ -120,6 +120,17 @@ class Checkpointer:
                 self.newest = Committed(step, str(path), path.stat().st_mtime)
         dist.barrier(group=group)
 
+    def gather(self, value: Any) -> list[Any]:
+        """Return every rank's value, in rank order, once the save in flight has finished.
+
+        That save's thread runs collectives on this same group; two threads issuing them at once
+        can pair them differently on each rank, which hangs the group or mixes up the data.
+        """
+        self.wait()
+        values: list[Any] = [None] * dist.get_world_size(self.group)
+        dist.all_gather_object(values, value, group=self.group)
+        return values
+
     def save(self, step: int, state: dict[str, Any], *, block: bool) -> float:
         """Save state as step's checkpoint; return the seconds the caller was held."""
         started = time.perf_counter()

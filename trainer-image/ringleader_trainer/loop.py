@@ -196,8 +196,7 @@ def save_checkpoint(
     parts: Parts, ckpt: Checkpointer, pos: data.Position, step: int, block: bool
 ) -> float:
     """Gather every rank's RNG state and save a checkpoint; return seconds the loop was held."""
-    rngs: list[Any] = [None] * dist.get_world_size(ckpt.group)
-    dist.all_gather_object(rngs, capture_rng(), group=ckpt.group)
+    rngs = ckpt.gather(capture_rng())
     return ckpt.save(step, build_state(parts, pos, step, rngs), block=block)
 
 
