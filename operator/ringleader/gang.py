@@ -10,7 +10,8 @@ changes each release); the two gang schedulers in use read a PodGroup of their o
   PodGroup; a pod joins with the label scheduling.x-k8s.io/pod-group.
 
 One PodGroup per job, named after it; its minMember is the workers the job needs to train (all,
-or an elastic job's minReplicas), so an elastic job grows past it one pod at a time. Pure.
+or an elastic job's minReplicas), so an elastic job grows past it one pod at a time, and its
+minResources what those workers request together (podresources.py). Pure.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ringleader import constants as c
+from ringleader import podresources
 from ringleader.models import DistributedTrainingJob
 
 
@@ -58,8 +60,12 @@ def api_of(job: DistributedTrainingJob) -> PodGroupApi | None:
 
 def build_pod_group_spec(job: DistributedTrainingJob, api: PodGroupApi) -> dict[str, object]:
     """The PodGroup's spec for this job and scheduler."""
-    # The workers that must be placed together before any is bound.
-    spec: dict[str, object] = {"minMember": job.spec.fewest_workers()}
+    # The workers that must be placed together before any is bound, and what they ask for.
+    members = job.spec.fewest_workers()
+    spec: dict[str, object] = {"minMember": members}
+    requests = podresources.gang_requests(job.spec.template.get("spec") or {}, members)
+    if requests:
+        spec["minResources"] = requests
     scheduling = job.spec.scheduling
     if api is VOLCANO and scheduling is not None and scheduling.queue_name:
         spec["queue"] = scheduling.queue_name

@@ -57,6 +57,7 @@ def test_a_gang_job_gets_its_pod_group_first_and_keeps_it_sized_to_the_gang(
     group = pod_group(kube, namespace)
     assert group is not None
     assert (group["metadata"]["name"], group["spec"]["minMember"]) == ("train", 2)
+    assert group["spec"]["minResources"] == {"nvidia.com/gpu": "4"}  # 2 GPUs a worker
     assert group["metadata"]["ownerReferences"][0]["name"] == "train"
     labels = [
         p["metadata"]["labels"].get("scheduling.x-k8s.io/pod-group")
@@ -68,6 +69,7 @@ def test_a_gang_job_gets_its_pod_group_first_and_keeps_it_sized_to_the_gang(
     wait_until(lambda: len(live_worker_names(kube, namespace)) == 3, what="the gang of 3 created")
     group = pod_group(kube, namespace)
     assert group is not None and group["spec"]["minMember"] == 3
+    assert group["spec"]["minResources"] == {"nvidia.com/gpu": "6"}
 
 
 def test_a_gang_job_for_a_scheduler_the_cluster_lacks_fails_at_once_and_says_what_is_missing(
