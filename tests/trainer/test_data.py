@@ -18,6 +18,18 @@ def test_the_permutation_depends_only_on_seed_and_epoch() -> None:
     assert sorted(a.tolist()) == list(range(100))
 
 
+def test_the_data_order_gives_each_epochs_steps_and_keeps_two_epochs_at_most() -> None:
+    order = data.DataOrder(10, seed=5, global_batch=4)
+    perm1 = data.compute_permutation(10, 5, 1)
+    assert torch.equal(order.step_at(data.Position(0, 8)), data.compute_permutation(10, 5, 0)[8:])
+    # Asked ahead at epoch 0's last step, then again as the current step: the same order.
+    assert torch.equal(order.step_at(data.Position(1, 0)), perm1[:4])
+    assert torch.equal(order.step_at(data.Position(1, 4)), perm1[4:8])
+    order.step_at(data.Position(2, 0))
+    order.step_at(data.Position(3, 0))
+    assert sorted(order._perms) == [2, 3]  # older orders are dropped
+
+
 def consume_epoch(n: int, batch: int, worlds: list[int], micro: int) -> Counter[int]:
     """Walk one epoch, switching world size at every step in turn; count samples trained on."""
     perm, pos, seen, i = data.compute_permutation(n, 0, 0), data.Position(0, 0), Counter[int](), 0

@@ -16,6 +16,8 @@ from ringleader_trainer.options import parse_options
 from ringleader_trainer.worker import build_parts
 from ringleader_trainer.workloads import Batch, Workload, build_synthetic
 
+from .conftest import wait_until
+
 CPU = torch.device("cpu")
 
 
@@ -56,6 +58,8 @@ def test_a_batch_fetched_ahead_for_other_indices_is_not_used() -> None:
     batch = feeder.take(torch.tensor([7, 8]))
     assert_same_batch(batch, workload.fetch(torch.tensor([7, 8])))
     feeder.take(torch.tensor([1, 2]))  # what was ahead was dropped: fetched again
+    # The dropped fetch may still be running on the host thread: the count reaches 2 once it ends.
+    wait_until(lambda: workload.fetched.count([1, 2]) == 2, 10, "both fetches of [1, 2]")
     assert workload.fetched.count([1, 2]) == 2
 
 

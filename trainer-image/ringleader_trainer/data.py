@@ -38,6 +38,25 @@ def select_step_indices(perm: torch.Tensor, cursor: int, global_batch: int) -> t
     return perm[cursor : cursor + global_batch]
 
 
+class DataOrder:
+    """The sample indices of each step, from each epoch's permutation made once.
+
+    The loop asks for the step after the current one too (to fetch it ahead), which at an
+    epoch's end is the next epoch's first: so two epochs' orders are kept, never more."""
+
+    def __init__(self, num_samples: int, seed: int, global_batch: int) -> None:
+        self.num_samples, self.seed, self.global_batch = num_samples, seed, global_batch
+        self._perms: dict[int, torch.Tensor] = {}
+
+    def step_at(self, position: Position) -> torch.Tensor:
+        """The indices of the step that starts at position."""
+        epoch = position.epoch
+        if epoch not in self._perms:
+            self._perms = {e: p for e, p in self._perms.items() if e >= epoch - 1}
+            self._perms[epoch] = compute_permutation(self.num_samples, self.seed, epoch)
+        return select_step_indices(self._perms[epoch], position.cursor, self.global_batch)
+
+
 def shard_indices(step_indices: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
     """Return rank's share of a step: every world_size-th index, starting at rank."""
     return step_indices[rank::world_size]

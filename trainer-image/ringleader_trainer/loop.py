@@ -205,21 +205,16 @@ def train(parts: Parts, opts: Options, rt: Runtime, stop: StopRequest) -> Outcom
     ckpt = Checkpointer(rt.root, rt.keep, rt.ckpt_group)
     pos, step = resume(parts, ckpt, rt)
     reporter = Reporter(rt, opts, parts.workload.num_samples)
-    n, perm_epoch, perm = parts.workload.num_samples, -1, torch.empty(0)
+    n = parts.workload.num_samples
+    order = data.DataOrder(n, opts.seed, opts.global_batch)
     outcome = Outcome.FINISHED
     while pos.epoch < opts.epochs:
         started = time.perf_counter()
-        if perm_epoch != pos.epoch:
-            perm, perm_epoch = data.compute_permutation(n, opts.seed, pos.epoch), pos.epoch
-        indices = data.select_step_indices(perm, pos.cursor, opts.global_batch)
+        indices = order.step_at(pos)
         if step == opts.debug_stall_at_step:
             stall_for_tests(rt, stop)
         following = data.advance(pos, indices.numel(), n)
-        next_step = (  # a new epoch's first step is not fetched ahead: its order is not made yet
-            data.select_step_indices(perm, following.cursor, opts.global_batch)
-            if following.epoch == pos.epoch
-            else None
-        )
+        next_step = order.step_at(following) if following.epoch < opts.epochs else None
         loss_sum = run_step(parts, indices, rt, opts.micro_batch, next_step)
         loss, stopping = agree_on_step(loss_sum, stop.is_set(), rt)
         reporter.trace(step, pos, indices, loss / indices.numel())
