@@ -168,6 +168,11 @@ FORCE_DELETE_MARGIN_SECONDS: Final = 10
 # long a node's readiness, read for such a pod, is trusted.
 STUCK_POD_RECHECK_SECONDS: Final = 15
 NODE_READINESS_CACHE_SECONDS: Final = 5
+# A deleted Node object's pods stay, Running and Ready as last reported, until the pod garbage
+# collector deletes them 40 s or more later. The operator, told of the deletion by its node watch,
+# force-deletes its own at once; it remembers a deleted node this long in case a reconcile of
+# one of its jobs fails and must be retried.
+DELETED_NODE_MEMORY_SECONDS: Final = 600
 
 # --- Gang scheduling (spec.scheduling.gang; gang.py): how worker pods join a PodGroup.
 VOLCANO_SCHEDULER: Final = "volcano"

@@ -97,6 +97,13 @@ class Controller:
             self.queued.add(key)
             self.queue.put_nowait(key)
 
+    def node_deleted(self, name: str) -> None:
+        """A node was deleted: reconcile every job with a pod on it (they act on it at once)."""
+        self.lost_nodes.note_deleted(name)
+        for key, children in list(self.cache.children.items()):
+            if name in lostnodes.bound_nodes(children.values()):
+                self.enqueue(key)
+
     def enqueue_after(self, key: Key, seconds: float) -> None:
         """Reconcile this job again after a delay (replacing an earlier timer)."""
         if (timer := self.timers.pop(key, None)) is not None:
@@ -139,7 +146,9 @@ class Controller:
         try:
             now = self.clock()
             lost = self.lost_nodes.among(lostnodes.nodes_to_check(children, now))
-            plan = plan_reconcile(body, children, now, lost, self._pod_groups_served(body))
+            deleted = self.lost_nodes.deleted_among(lostnodes.bound_nodes(children))
+            served = self._pod_groups_served(body)
+            plan = plan_reconcile(body, children, now, lost, served, deleted_nodes=deleted)
             created = execute_plan(self.api, body, plan)
         except RetryableError as error:
             self._retry_later(key, error)

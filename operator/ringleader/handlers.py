@@ -115,3 +115,11 @@ async def service_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None
 async def claim_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     """A PersistentVolumeClaim the operator made changed."""
     _child_event(event, memo)
+
+
+@kopf.on.event("v1", "nodes")
+async def node_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """A node changed: only its deletion matters (its pods would otherwise look Running for
+    40 s or more, until the pod garbage collector removes them)."""
+    if event["type"] == "DELETED":
+        _controller(memo).node_deleted(event["object"]["metadata"]["name"])

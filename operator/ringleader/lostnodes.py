@@ -6,6 +6,10 @@ stays Terminating for good, and a replacement of the same name (RestartWorker, t
 store) can never be created. Kubernetes leaves such pods alone unless someone taints the node
 out-of-service; the operator force-deletes its own once their grace period and a margin are over
 and their node is NotReady, Unknown or gone.
+
+A pod whose Node object was deleted is force-deleted at once, terminating or not: the pod garbage
+collector would do the same, but only after 40 s or more during which the pod still looks Running
+and Ready, and its peers wait for it in a collective that cannot finish.
 """
 
 from __future__ import annotations
@@ -72,6 +76,25 @@ def force_deletions(
         for d in _stuck(pods, now)
         if d.node in lost_nodes
     )
+
+
+def bound_nodes(pods: Iterable[Obj]) -> set[str]:
+    """The nodes these pods are bound to."""
+    return {str(node) for pod in pods if (node := (pod.get("spec") or {}).get("nodeName"))}
+
+
+def on_deleted_nodes(pods: Iterable[Obj], deleted_nodes: Collection[str]) -> dict[str, str]:
+    """Pod name → node, for the pods bound to a node that was deleted.
+
+    Their kubelet is gone with the node object (or no longer registered): nothing will stop or
+    report on them, and the pod garbage collector removes them only 40 s or more later.
+    """
+    found = {}
+    for pod in pods:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if pod.get("kind", "Pod") == "Pod" and node in deleted_nodes:
+            found[str((pod.get("metadata") or {})["name"])] = str(node)
+    return found
 
 
 def seconds_until_next_check(pods: Iterable[Obj], now: datetime) -> float | None:

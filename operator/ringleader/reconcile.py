@@ -9,7 +9,7 @@ decision that is not derived from the pods, is written to status before the chil
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -85,13 +85,17 @@ def _gang_failure(
     return Failure(c.REASON_GANG_UNAVAILABLE, gang.describe_missing(api))
 
 
-def _failed_workers(workers: Sequence[Obj], attempt: int) -> list[Obj]:
-    """Workers of this attempt that failed or that the cluster is taking away."""
+def _failed_workers(
+    workers: Sequence[Obj], attempt: int, on_deleted: Mapping[str, str]
+) -> list[Obj]:
+    """Workers of this attempt that failed, that the cluster is taking away, or whose node was
+    deleted (on_deleted: pod name → node)."""
     return sorted(
         (
             w
             for w in workers
-            if _labels(w).get(c.LABEL_RESTART_ATTEMPT) == str(attempt) and _has_failed(w)
+            if _labels(w).get(c.LABEL_RESTART_ATTEMPT) == str(attempt)
+            and (_has_failed(w) or w["metadata"]["name"] in on_deleted)
         ),
         key=lambda w: str(w["metadata"]["name"]),
     )
@@ -121,15 +125,20 @@ class _Verdict:
 
 
 def decide_restart(
-    job: DistributedTrainingJob, status: Obj, workers: Sequence[Obj], now: datetime
+    job: DistributedTrainingJob,
+    status: Obj,
+    workers: Sequence[Obj],
+    now: datetime,
+    on_deleted: Mapping[str, str],
 ) -> _Verdict:
     """Classify the failed workers of this attempt and act on the one whose action goes
-    furthest, by spec.failurePolicy; one failure per pass, each acted on once (by pod uid)."""
+    furthest, by spec.failurePolicy; one failure per pass, each acted on once (by pod uid).
+    on_deleted: the pods bound to a deleted node, and that node."""
     verdict = _Verdict(status.get("restartAttempt") or 0, status.get("restarts") or 0)
     if job.spec.run_policy and job.spec.run_policy.suspend:
         return verdict
     handled = (status.get("lastFailure") or {}).get("podUID")
-    failed = _failed_workers(workers, verdict.attempt)
+    failed = _failed_workers(workers, verdict.attempt, on_deleted)
     # A worker already replaced in place whose deletion did not happen yet (a crash between
     # the status write and the delete): finish the deletion, do not count it again.
     verdict.delete_pods = [
@@ -138,13 +147,18 @@ def decide_restart(
         if _handled(p, handled) and not p["metadata"].get("deletionTimestamp")
     ]
     policy = job.spec.failure_policy or FailurePolicy()
-    fresh = [recovery.classify_failure(p) for p in failed if not _handled(p, handled)]
+    fresh = [_classify(p, on_deleted) for p in failed if not _handled(p, handled)]
     if status.get("hang"):  # reported by the progress watcher; cleared when acted on
         fresh.append(recovery.hang_failure(status["hang"]))
     picked = recovery.most_severe([(f, recovery.decide_action(policy, f)) for f in fresh])
     if picked is None:
         picked = _escalation(job, status, workers, now, verdict)
     return _act(policy, status, picked, now, verdict) if picked else verdict
+
+
+def _classify(pod: Obj, on_deleted: Mapping[str, str]) -> recovery.WorkerFailure:
+    node = on_deleted.get(pod["metadata"]["name"])
+    return recovery.node_deleted_failure(pod, node) if node else recovery.classify_failure(pod)
 
 
 def _escalation(
@@ -433,18 +447,22 @@ def plan_reconcile(
     now: datetime,
     lost_nodes: Collection[str] = (),
     pod_groups_served: bool = True,
+    *,
+    deleted_nodes: Collection[str] = (),
 ) -> Plan:
     """Decide everything one reconcile of this job does (pure). lost_nodes: the nodes, among
     those of pods stuck terminating (lostnodes.nodes_to_check), found NotReady or gone;
-    pod_groups_served: whether the cluster serves the PodGroup API of a gang job's scheduler."""
+    pod_groups_served: whether the cluster serves the PodGroup API of a gang job's scheduler;
+    deleted_nodes: nodes of its pods that the node watch saw deleted and are still gone."""
     if (body.get("metadata") or {}).get("deletionTimestamp"):
         return Plan()  # the garbage collector removes the children through their owner references
     job = builders.parse_job(body)
     status: Obj = dict(body.get("status") or {})
     workers = [x for x in children if _is_worker(x)]
+    on_deleted = lostnodes.on_deleted_nodes(children, deleted_nodes)
     verdict = _Verdict(status.get("restartAttempt") or 0, status.get("restarts") or 0)
     if status.get("phase") not in c.TERMINAL_PHASES:
-        verdict = decide_restart(job, status, workers, now)
+        verdict = decide_restart(job, status, workers, now, on_deleted)
         verdict.failure = verdict.failure or _deadline_failure(job, status, now)
         verdict.failure = verdict.failure or _startup_failure(job, workers, now, verdict)
         verdict.failure = verdict.failure or _gang_failure(job, workers, verdict, pod_groups_served)
@@ -461,7 +479,7 @@ def plan_reconcile(
     plan = Plan(_status_patch(status, new), delete, create, events, delete_job, requeue_after)
     if any(_is_worker(x) for x in create):  # the group must be current before they join it
         plan.pod_group = builders.build_pod_group(job)
-    return _with_force_deletions(plan, children, lost_nodes, now)
+    return _with_force_deletions(plan, children, lost_nodes, on_deleted, now)
 
 
 def _final_progress(status: Obj, new: Obj, workers: Sequence[Obj], attempt: int) -> Obj:
@@ -473,13 +491,22 @@ def _final_progress(status: Obj, new: Obj, workers: Sequence[Obj], attempt: int)
 
 
 def _with_force_deletions(
-    plan: Plan, children: Sequence[Obj], lost_nodes: Collection[str], now: datetime
+    plan: Plan,
+    children: Sequence[Obj],
+    lost_nodes: Collection[str],
+    on_deleted: Mapping[str, str],
+    now: datetime,
 ) -> Plan:
-    """Add the pods stuck terminating on a lost node, and when to look at deleting pods again."""
+    """Add the pods stuck terminating on a lost node and those on a deleted node (instead of a
+    graceful deletion: no kubelet would carry it out), and when to look at deleting pods again."""
     pods = [x for x in children if x.get("kind") == "Pod"]
-    for pod, why in lostnodes.force_deletions(pods, lost_nodes, now):
+    doomed = dict(lostnodes.force_deletions(pods, lost_nodes, now))
+    for pod, node in on_deleted.items():
+        doomed.setdefault(pod, f"pod {pod} was on node {node}, which was deleted: force-deleted")
+    for pod, why in sorted(doomed.items()):
         plan.force_delete_pods.append(pod)
         plan.events.append(("Warning", c.REASON_POD_FORCE_DELETED, why))
+    plan.delete_pods = [p for p in plan.delete_pods if p not in doomed]
     plan.requeue_after = _sooner(plan.requeue_after, lostnodes.seconds_until_next_check(pods, now))
     return plan
 

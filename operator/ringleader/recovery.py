@@ -136,6 +136,15 @@ def classify_failure(pod: Pod) -> WorkerFailure:
     return WorkerFailure(klass, name, uid, code, reason, message)
 
 
+def node_deleted_failure(pod: Pod, node: str) -> WorkerFailure:
+    """The failure of a worker whose node was deleted (lostnodes.on_deleted_nodes)."""
+    meta = pod.get("metadata") or {}
+    message = f"its node {node} was deleted"
+    return WorkerFailure(
+        "NodeLost", str(meta.get("name") or ""), meta.get("uid"), None, "NodeDeleted", message
+    )
+
+
 def hang_failure(report: Mapping[str, Any]) -> WorkerFailure:
     """The failure a detected hang (status.hang) stands for, naming the stalled workers."""
     stalled = list(report.get("stalledPods") or [])

@@ -127,7 +127,7 @@ def pods_on(kube: Kube, namespace: str, node: str) -> list[str]:
 def test_an_elastic_job_shrinks_when_a_node_is_lost_and_grows_when_it_returns(
     kube: Kube, reference_accuracy: float, namespace: str, local_nodes: LocalNodes
 ) -> None:
-    # Paced so the job outlasts the lost node's pods (Kubernetes removes them after 40-60 s).
+    # Paced so the job outlasts the lost node and its return.
     kube.apply(job("elastic", elastic=True, step_seconds="0.4", cpu=WORKER_CPU), namespace)
     training_with(kube, namespace, 2)
     kube.run("scale", "dtj/elastic", "-n", namespace, "--replicas=4")

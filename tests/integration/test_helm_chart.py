@@ -295,7 +295,7 @@ def test_the_charts_token_is_refused_what_the_operator_must_not_do(
         jobs,
     )
     assert can_i(config, "watch", "customresourcedefinitions")
-    assert can_i(config, "get", "nodes")  # cluster-scoped even in namespaced mode
+    assert can_i(config, "watch", "nodes")  # cluster-scoped even in namespaced mode
     for gang_api in ("scheduling.volcano.sh", "scheduling.x-k8s.io"):  # not served here
         assert allowed(config, "create", gang_api, "podgroups", jobs)
         assert not allowed(config, "delete", gang_api, "podgroups", jobs)
@@ -308,7 +308,7 @@ def test_the_charts_token_is_refused_what_the_operator_must_not_do(
         ["create", "pods", "--subresource=exec", "-n", jobs],
         ["create", "clusterrolebindings"],
         ["patch", "nodes"],
-        ["list", "nodes"],
+        ["delete", "nodes"],
     ):
         assert not can_i(config, *verb_and_resource), verb_and_resource
     # And real requests, not only the authorizer's opinion of them.

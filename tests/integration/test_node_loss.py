@@ -122,6 +122,23 @@ def test_a_node_gone_not_ready_loses_its_worker_within_the_short_toleration(
     assert "not counted" in warning["message"]
 
 
+def test_a_deleted_node_loses_its_worker_at_once_not_when_the_pod_gc_gets_to_it(
+    kube: Kube, operator: OperatorProcess, namespace: str, pool: str
+) -> None:
+    lost = start_and_pick_worker_1(kube, namespace, pool)
+    node = lost["spec"]["nodeName"]
+    kube.run("delete", "node", node)
+    # The pod garbage collector would delete the pod, still Running and Ready on the deleted
+    # node, after 40 s or more, with reason DeletionByPodGC: NodeDeleted says the operator did.
+    status = recovered(kube, namespace, lost, timeout=90, node_lost=True)
+    assert_recovered_uncounted(status, "NodeLost", ("NodeDeleted",))
+    assert status["lastFailure"]["message"] == f"its node {node} was deleted"
+    (forced,) = events(kube, namespace, "PodForceDeleted")
+    assert forced["message"] == (
+        f"pod train-worker-1-a0 was on node {node}, which was deleted: force-deleted"
+    )
+
+
 def stop_kubelet(kube: Kube, namespace: str, node: str) -> None:
     """Let the node die as if its kubelet had.
 

@@ -60,10 +60,11 @@ the chart's integration test runs the operator with exactly these and checks wha
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
 # The node of a pod stuck terminating: a NotReady or vanished node means its kubelet will never
-# finish the deletion, so the operator force-deletes the pod (lostnodes.py). Read one at a time.
+# finish the deletion, so the operator force-deletes the pod (lostnodes.py); read one at a time.
+# And node deletions, watched: the pods of a deleted node are force-deleted at once.
 - apiGroups: [""]
   resources: ["nodes"]
-  verbs: ["get"]
+  verbs: ["get", "list", "watch"]
 {{- if .Values.watchNamespaces }}
 # kopf follows the watched namespaces being created and deleted (names only).
 - apiGroups: [""]

@@ -12,6 +12,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ringleader import builders, lostnodes
 from ringleader import constants as c
+from ringleader.controller import Controller
 from ringleader.kube import KubeApi
 from ringleader.nodecache import LostNodes
 from ringleader.reconcile import plan_reconcile
@@ -211,3 +212,86 @@ def test_lost_nodes_reads_each_node_once_within_its_ttl() -> None:
 def test_a_node_that_cannot_be_read_is_not_taken_for_lost() -> None:
     api = FakeApi({}, errors={"a"})
     assert LostNodes(cast(KubeApi, api)).among(["a"]) == frozenset()
+
+
+def worker(children: list[Obj], name: str) -> Obj:
+    return next(x for x in children if x["metadata"]["name"] == name)
+
+
+def test_the_pods_of_a_deleted_node_are_found_by_name() -> None:
+    _, children = settled_on_nodes()
+    assert lostnodes.bound_nodes(children) == {
+        "node-digits-rdzv",
+        "node-digits-worker-0-a0",
+        "node-digits-worker-1-a0",
+    }
+    found = lostnodes.on_deleted_nodes(children, {"node-digits-worker-1-a0", "elsewhere"})
+    assert found == {"digits-worker-1-a0": "node-digits-worker-1-a0"}
+
+
+def test_a_worker_on_a_deleted_node_fails_as_node_lost_and_is_force_deleted_at_once() -> None:
+    job, children = settled_on_nodes()
+    assert worker(children, "digits-worker-1-a0")["status"]["phase"] == "Running"
+    plan = plan_reconcile(job, children, NOW, deleted_nodes={"node-digits-worker-1-a0"})
+    assert plan.status_patch is not None
+    last = plan.status_patch["lastFailure"]
+    assert (last["class"], last["pod"], last["reason"]) == (
+        "NodeLost",
+        "digits-worker-1-a0",
+        "NodeDeleted",
+    )
+    assert last["message"] == "its node node-digits-worker-1-a0 was deleted"
+    assert last["action"] == "RestartWorker"
+    assert plan.status_patch["restartsByClass"] == {"NodeLost": 1}
+    assert plan.status_patch.get("restarts", 0) == 0  # the cluster's doing: not counted
+    # Forced, not graceful: no kubelet is left to finish a graceful deletion.
+    assert (plan.force_delete_pods, plan.delete_pods) == (["digits-worker-1-a0"], [])
+    reasons = [r for _, r, _ in plan.events]
+    assert reasons == ["WorkerFailed", "PodForceDeleted"]
+
+
+def test_the_store_on_a_deleted_node_is_force_deleted_and_no_worker_fails() -> None:
+    job, children = settled_on_nodes()
+    plan = plan_reconcile(job, children, NOW, deleted_nodes={"node-digits-rdzv"})
+    assert plan.force_delete_pods == ["digits-rdzv"]
+    assert plan.status_patch is None or "lastFailure" not in plan.status_patch
+    (why,) = [m for _, r, m in plan.events if r == "PodForceDeleted"]
+    assert why == "pod digits-rdzv was on node node-digits-rdzv, which was deleted: force-deleted"
+
+
+def test_a_worker_already_replaced_for_its_deleted_node_is_not_failed_again() -> None:
+    job, children = settled_on_nodes()
+    deleted = {"node-digits-worker-1-a0"}
+    first = plan_reconcile(job, children, NOW, deleted_nodes=deleted)
+    assert first.status_patch is not None
+    job = {**job, "status": {**job["status"], **first.status_patch}}
+    again = plan_reconcile(job, children, NOW, deleted_nodes=deleted)  # the force-delete failed
+    assert again.status_patch is None or "lastFailure" not in again.status_patch
+    assert again.force_delete_pods == ["digits-worker-1-a0"]
+
+
+def test_deleted_nodes_are_those_seen_deleted_lately_and_still_missing() -> None:
+    api = FakeApi({"back": ready("True")}, errors={"unreadable"})
+    clock = [100.0]
+    cache = LostNodes(cast(KubeApi, api), clock=lambda: clock[0])
+    cache.among(["gone"])  # cached as lost before the deletion: the deletion replaces that
+    for name in ("gone", "back", "unreadable"):
+        cache.note_deleted(name)
+    # "back" registered again under the same name; "unreadable" is not known to be gone.
+    assert cache.deleted_among(["gone", "back", "unreadable", "never-deleted"]) == {"gone"}
+    clock[0] += c.DELETED_NODE_MEMORY_SECONDS
+    assert cache.deleted_among(["gone"]) == frozenset()
+    calls = api.calls
+    cache.note_deleted("other")  # the expired deletion is forgotten
+    assert set(cache.deleted) == {"other"} and api.calls == calls
+
+
+def test_a_deleted_node_wakes_every_job_with_a_pod_on_it() -> None:
+    controller = Controller(cast(KubeApi, FakeApi({})))
+    for job_name, node in (("a", "n1"), ("b", "n2"), ("c", "n1")):
+        labels = {"ringleader.dev/job-name": job_name}
+        meta = {"name": f"{job_name}-worker-0-a0", "namespace": "team-a", "labels": labels}
+        controller.cache.put_child({"kind": "Pod", "metadata": meta, "spec": {"nodeName": node}})
+    controller.node_deleted("n1")
+    assert controller.queued == {("team-a", "a"), ("team-a", "c")}
+    assert "n1" in controller.lost_nodes.deleted
