@@ -95,6 +95,22 @@ def test_kill_9_at_random_steps_resumes_to_bitwise_identical_weights(
         assert torch.equal(got[name], tensor), f"{name} differs after kills at steps {targets}"
 
 
+def test_a_pod_whose_workers_failed_leaves_the_rendezvous_open_for_its_replacement(
+    cluster: Cluster,
+) -> None:
+    args = [*DIGITS, "--epochs", "3", "--checkpoint-every", "5", "--heartbeat-interval", "0"]
+    args += ["--min-step-seconds", "0.05"]
+    survivor = cluster.start_pod("pod-0", "2:2", args, rdzv_id="open", max_restarts=3)
+    failing = cluster.start_pod("pod-1", "2:2", args, rdzv_id="open", max_restarts=0)
+    kill_worker_at(failing, 12, None)  # after the checkpoint of step 10
+    assert failing.wait() != 0  # no restarts left: its agent gives up, as a failed pod does
+    # torch's agent would have closed the rendezvous for good: no replacement could join.
+    replacement = cluster.start_pod("pod-2", "2:2", args, rdzv_id="open")
+    for pod in (survivor, replacement):
+        assert pod.wait() == 0, pod.output()[-3000:]
+    assert "resumed from" in replacement.output()
+
+
 def stop_all_at(pods: list[Pod], step: int) -> None:
     """Wait for the job to pass step, SIGTERM every pod, and check each stops cleanly."""
     try:

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import torch
+from torch.distributed import DistStoreError
 from torch.distributed.elastic.multiprocessing.api import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.elastic.rendezvous.api import RendezvousError
@@ -86,8 +87,15 @@ def run_agent(env: contract.LaunchEnv, argv: list[str]) -> AgentEnd:
         message = f"lost the rendezvous store at {env.rdzv_endpoint}: {type(exc).__name__}"
         log.error("ringleader: %s: %s", message, exc)
         return AgentEnd(1, {"failureClass": "Communication", "message": message})
+    except DistStoreError as exc:
+        # A round that never completed: a member left between joining and taking its rank
+        # (a pod deleted or lost meanwhile). The pod is replaced; the others re-form.
+        message = f"the rendezvous round did not complete: {exc}"
+        log.error("ringleader: %s", message)
+        return AgentEnd(1, {"failureClass": "Communication", "message": message[:300]})
     finally:
         peerwatch.stop_heartbeats()  # before the interpreter exits: see its docstring
+    peerwatch.close_rendezvous()
     return AgentEnd(0)
 
 

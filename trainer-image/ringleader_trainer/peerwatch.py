@@ -10,6 +10,8 @@ the survivors re-form at once: at a smaller size (elastic) or ready for the repl
 
 The workers learn that the restart is for a dead peer from a flag file (RINGLEADER_PEER_LOST_FILE,
 see stopping.py): they exit at once instead of waiting for a step boundary that cannot come.
+
+Unlike torch's own handler, a failed agent leaves the rendezvous open (see shutdown()).
 """
 
 from __future__ import annotations
@@ -101,7 +103,16 @@ class PeerWatchingHandler(RendezvousHandler):
         self._inner._stop_heartbeats()  # torch's private API; torch is pinned to an exact version
 
     def shutdown(self) -> bool:
-        return self._inner.shutdown()
+        # torch's agent calls this however its run ended (but for a signal), and a closed
+        # rendezvous is closed for good: no pod the operator starts in this one's place could
+        # ever join the group again. So a pod that fails only stops beating (the others re-form
+        # without it); the rendezvous is closed once the workers finished (close_rendezvous).
+        self.stop_heartbeats()
+        return True
+
+    def close(self) -> None:
+        """Close the rendezvous: a pod that joins later learns the run is over."""
+        self._inner.shutdown()
 
 
 def _create(params: RendezvousParameters) -> RendezvousHandler:
@@ -123,6 +134,12 @@ def stop_heartbeats() -> None:
     """
     for handler in _handlers:
         handler.stop_heartbeats()
+
+
+def close_rendezvous() -> None:
+    """The workers finished: close the rendezvous of every handler this process made."""
+    for handler in _handlers:
+        handler.close()
 
 
 def register() -> str:
