@@ -7,6 +7,7 @@ them every gang looks admissible and waits, Pending, where it can never fit.
 A pod's request is the scheduler's: per resource, the sum over its containers (and sidecars), or
 the largest init container with the sidecars started before it if that is more, plus the pod's
 overhead. A container's limit stands in for a request it leaves out, as the API server defaults.
+Pod-level resources (spec.resources, CPU and memory only), where set, replace those sums.
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ def pod_requests(pod_spec: Obj) -> Amounts:
         else:
             init_peak = _larger(init_peak, _add(sidecars, container_requests(init)))
     running = _add(_sum(pod_spec.get("containers") or []), sidecars)
+    pod_level = container_requests(pod_spec)  # spec.resources has a container's shape
     overhead = {k: parse_quantity(v) for k, v in (pod_spec.get("overhead") or {}).items()}
-    return _add(_larger(running, init_peak), overhead)
+    return _add({**_larger(running, init_peak), **pod_level}, overhead)
 
 
 def format_quantity(amount: Decimal) -> str:

@@ -95,7 +95,7 @@ def _failed_workers(
             w
             for w in workers
             if _labels(w).get(c.LABEL_RESTART_ATTEMPT) == str(attempt)
-            and (_has_failed(w) or w["metadata"]["name"] in on_deleted)
+            and (_has_failed(w) or _lost_with_its_node(w, on_deleted))
         ),
         key=lambda w: str(w["metadata"]["name"]),
     )
@@ -156,9 +156,21 @@ def decide_restart(
     return _act(policy, status, picked, now, verdict) if picked else verdict
 
 
+def _lost_with_its_node(pod: Obj, on_deleted: Mapping[str, str]) -> bool:
+    """A worker on a deleted node that was still to run: not finished, failed or leaving."""
+    phase = (pod.get("status") or {}).get("phase")
+    leaving = pod["metadata"].get("deletionTimestamp")
+    return (
+        pod["metadata"]["name"] in on_deleted
+        and phase not in ("Succeeded", "Failed")
+        and not leaving
+    )
+
+
 def _classify(pod: Obj, on_deleted: Mapping[str, str]) -> recovery.WorkerFailure:
-    node = on_deleted.get(pod["metadata"]["name"])
-    return recovery.node_deleted_failure(pod, node) if node else recovery.classify_failure(pod)
+    if _lost_with_its_node(pod, on_deleted):
+        return recovery.node_deleted_failure(pod, on_deleted[pod["metadata"]["name"]])
+    return recovery.classify_failure(pod)
 
 
 def _escalation(

@@ -295,3 +295,33 @@ def test_a_deleted_node_wakes_every_job_with_a_pod_on_it() -> None:
     controller.node_deleted("n1")
     assert controller.queued == {("team-a", "a"), ("team-a", "c")}
     assert "n1" in controller.lost_nodes.deleted
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"status": {"phase": "Succeeded"}},  # finished: nothing to replace
+        {"metadata": {"deletionTimestamp": format_time(NOW)}},  # on its way out already
+    ],
+)
+def test_a_worker_done_or_leaving_on_a_deleted_node_is_only_force_deleted(change: Obj) -> None:
+    job, children = settled_on_nodes()
+    pod = worker(children, "digits-worker-1-a0")
+    for key, value in change.items():
+        pod[key] = {**pod[key], **value}
+    plan = plan_reconcile(job, children, NOW, deleted_nodes={"node-digits-worker-1-a0"})
+    assert plan.status_patch is None or "lastFailure" not in plan.status_patch
+    assert plan.force_delete_pods == ["digits-worker-1-a0"]
+
+
+def test_a_failed_worker_on_a_deleted_node_keeps_the_class_of_its_own_failure() -> None:
+    job, children = settled_on_nodes()
+    pod = worker(children, "digits-worker-1-a0")
+    pod["status"]["phase"] = "Failed"
+    pod["status"]["containerStatuses"] = [
+        {"name": "trainer", "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}
+    ]
+    plan = plan_reconcile(job, children, NOW, deleted_nodes={"node-digits-worker-1-a0"})
+    assert plan.status_patch is not None
+    assert plan.status_patch["lastFailure"]["class"] == "OutOfMemory"
+    assert plan.force_delete_pods == ["digits-worker-1-a0"]

@@ -48,6 +48,18 @@ def test_init_containers_count_only_as_a_peak_and_sidecars_beside_everything() -
     assert pod_requests(spec) == {"cpu": Decimal("6.1"), "memory": Decimal(4 * 2**30)}
 
 
+def test_pod_level_resources_replace_the_containers_sums_of_what_they_name() -> None:
+    spec = {
+        "resources": {"limits": {"cpu": "8"}, "requests": {"memory": "32Gi"}},
+        "containers": [container("trainer", {"cpu": "2", "memory": "4Gi", "nvidia.com/gpu": "1"})],
+    }
+    assert pod_requests(spec) == {
+        "cpu": Decimal(8),
+        "memory": Decimal(32 * 2**30),
+        "nvidia.com/gpu": Decimal(1),
+    }
+
+
 @pytest.mark.parametrize(
     ("amount", "text"),
     [("3", "3"), ("1.5", "1500m"), ("0.0001", "1m"), (str(2**35), str(2**35))],
