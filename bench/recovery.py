@@ -12,6 +12,9 @@ Each kind trains its own two-worker digits job through the operator and injects 
     fail-pod-inplace  kill -9 a pod's launcher (the pod fails, exit 137); the operator replaces
                       only that pod (RestartWorker, the default)
     fail-pod-gang     the same failure under a RestartGang rule: the whole gang restarts
+    delete-node       delete the Node of a worker (not the rendezvous pod's): its processes die
+                      with it, the operator force-deletes its pods and replaces the worker on the
+                      other node (the node agent registers the node again once it has no pods)
 
 The clock starts when the failure is injected and stops at the first step completed by a
 training process that started after it (every recovery restarts all processes), read from the
@@ -41,7 +44,8 @@ NAMESPACE = "recovery"
 TRACE_DIR = "/checkpoints/bench-trace"
 STEP_SECONDS = "0.05"
 RECOVERY_TIMEOUT = 240.0
-KINDS = ("kill-worker", "delete-pod", "fail-pod-inplace", "fail-pod-gang")
+LOCAL_NODES = 2
+KINDS = ("kill-worker", "delete-pod", "fail-pod-inplace", "fail-pod-gang", "delete-node")
 
 
 def build_job(name: str, kind: str) -> dict[str, Any]:
@@ -152,10 +156,45 @@ class Bench:
             time.sleep(0.5)
         raise TimeoutError(f"{self.name}: no checkpoint after the recovery")
 
+    def node_to_delete(self) -> str:
+        """The node of a worker that the rendezvous pod is not on (worker 1's if it can be):
+        losing the rendezvous pod too would be another failure."""
+        pods = self.kubectl_json("get", "pods")["items"]
+        where = {p["metadata"]["name"]: p["spec"].get("nodeName") for p in pods}
+        store = where.get(f"{self.name}-rdzv")
+        for index in (1, 0):
+            node = where.get(self.worker(index))
+            if node and node != store:
+                return str(node)
+        raise RuntimeError(f"{self.name}: both workers share the rendezvous pod's node {store}")
+
+    def wait_nodes_ready(self, count: int) -> None:
+        """Until `count` nodes are Ready (a deleted one registers again once its pods are gone)."""
+        deadline = time.monotonic() + RECOVERY_TIMEOUT
+        while time.monotonic() < deadline:
+            nodes = json.loads(self.cluster.kubectl("get", "nodes", "-o", "json"))["items"]
+            ready = [
+                n
+                for n in nodes
+                if any(
+                    c["type"] == "Ready" and c["status"] == "True"
+                    for c in n["status"].get("conditions") or []
+                )
+            ]
+            if len(ready) >= count:
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"fewer than {count} nodes Ready after {RECOVERY_TIMEOUT:.0f}s")
+
 
 def inject(bench: Bench, kind: str) -> float:
-    """Inject one failure into worker 1; return the time it was injected."""
+    """Inject one failure into worker 1 (or its node); return the time it was injected."""
     pod = bench.worker(1)
+    if kind == "delete-node":
+        node = bench.node_to_delete()
+        moment = time.time()
+        bench.cluster.kubectl("delete", "node", node, "--wait=false")
+        return moment
     if kind == "delete-pod":
         moment = time.time()
         bench.cluster.kubectl("delete", "pod", pod, "-n", NAMESPACE, "--wait=false")
@@ -182,6 +221,7 @@ def measure_kind(cluster: LocalCluster, kind: str, failures: int, keep: bool) ->
     bench.wait_checkpoint_after(time.time())
     times = []
     for i in range(failures):
+        bench.wait_nodes_ready(LOCAL_NODES)
         moment = inject(bench, kind)
         took = bench.first_step_after(moment)
         times.append(took)
@@ -215,7 +255,7 @@ def main() -> None:
     if unknown:
         parser.error(f"--kinds: unknown {sorted(unknown)}; known: {', '.join(KINDS)}")
     layout = Layout(REPO_ROOT / ".cluster-bench", cached_bin_dir(), BENCH_PORT_BASE)
-    cluster = LocalCluster(layout, local_nodes=2)
+    cluster = LocalCluster(layout, local_nodes=LOCAL_NODES)
     cluster.destroy()
     results: dict[str, list[float]] = {}
     try:
