@@ -137,9 +137,15 @@ def stop_heartbeats() -> None:
 
 
 def close_rendezvous() -> None:
-    """The workers finished: close the rendezvous of every handler this process made."""
+    """The workers finished: close the rendezvous of every handler this process made.
+
+    Only a courtesy to pods that come late: the run succeeded whether or not the store (which
+    may already be gone with the finished job) can still be reached."""
     for handler in _handlers:
-        handler.close()
+        try:
+            handler.close()
+        except Exception as exc:  # nothing here may fail a finished run
+            log.warning("ringleader: could not close the rendezvous: %s", exc)
 
 
 def register() -> str:
