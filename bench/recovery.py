@@ -64,6 +64,17 @@ def build_job(name: str, kind: str) -> dict[str, Any]:
     if kind in ("fail-pod-inplace", "fail-pod-gang"):  # RestartWorker is also the default
         action = "RestartWorker" if kind == "fail-pod-inplace" else "RestartGang"
         policy["rules"] = [{"classes": ["Unknown"], "action": action}]
+    pod_spec: dict[str, Any] = {
+        "nodeSelector": {"ringleader.dev/node-pool": "local"},
+        "terminationGracePeriodSeconds": 20,
+        "containers": [trainer],
+    }
+    if kind == "delete-node":  # a worker on each node: one of them is off the store's node
+        workers = {"ringleader.dev/job-name": name, "ringleader.dev/role": "worker"}
+        apart = {"labelSelector": {"matchLabels": workers}, "topologyKey": "kubernetes.io/hostname"}
+        pod_spec["affinity"] = {
+            "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [apart]}
+        }
     return {
         "apiVersion": "ringleader.dev/v1alpha1",
         "kind": "DistributedTrainingJob",
@@ -72,13 +83,7 @@ def build_job(name: str, kind: str) -> dict[str, Any]:
             "replicas": 2,
             "checkpoint": {"size": "1Gi"},
             "failurePolicy": policy,
-            "template": {
-                "spec": {
-                    "nodeSelector": {"ringleader.dev/node-pool": "local"},
-                    "terminationGracePeriodSeconds": 20,
-                    "containers": [trainer],
-                }
-            },
+            "template": {"spec": pod_spec},
         },
     }
 
