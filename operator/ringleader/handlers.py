@@ -1,4 +1,4 @@
-"""kopf glue: watch jobs and their children, feed the controller's queue. Nothing else.
+"""kopf glue: watch jobs, their children and node deletions; feed the controller's queue.
 
 The event handlers are coroutines on purpose: kopf runs plain functions in a thread pool, and
 the controller's asyncio queue must only be touched from the event loop's thread.
