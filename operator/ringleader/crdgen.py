@@ -16,8 +16,9 @@ import yaml
 from pydantic import BaseModel
 
 from ringleader import constants as c
+from ringleader import modelbase, openapi, statusmodels
 from ringleader import models as m
-from ringleader import openapi
+from ringleader.modelbase import JsonDict, rule
 
 Schema = dict[str, Any]
 
@@ -58,6 +59,39 @@ PRINTER_COLUMNS: list[Schema] = [
 ]
 
 
+# --- Rules that crdgen adds to the metadata and to the core PodTemplateSpec schema.
+
+NAME_LENGTH_RULE = rule(
+    f"size(self.metadata.name) <= {c.MAX_JOB_NAME_LENGTH}",
+    f"metadata.name must be at most {c.MAX_JOB_NAME_LENGTH} characters: it prefixes the host "
+    "names of the job's pods",
+)
+NAME_DNS_RULE = rule(
+    "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+    "metadata.name must start with a lowercase letter and contain only lowercase letters, digits "
+    "and '-': it names the job's Services",
+)
+RESERVED_ENV_RULE: JsonDict = {
+    "rule": "!(self.name in [" + ", ".join(f"'{n}'" for n in sorted(c.ENV_CONTRACT)) + "])",
+    "messageExpression": "'spec.template.spec.containers[].env: ' + self.name + ' is set by "
+    "Ringleader for every worker (the env contract) and cannot be set in the template'",
+    "message": "spec.template.spec.containers[].env: this name is set by Ringleader for every "
+    "worker (the env contract) and cannot be set in the template",
+    "fieldPath": ".name",
+}
+RESTART_POLICY_RULE = rule(
+    "!has(self.restartPolicy) || self.restartPolicy == 'Never'",
+    "spec.template.spec.restartPolicy must be Never or unset: Ringleader restarts workers itself",
+    ".restartPolicy",
+)
+RESERVED_VOLUME_RULE = rule(
+    f"!self.name.startsWith('{c.RESERVED_VOLUME_PREFIX}')",
+    f"spec.template.spec.volumes: names starting with '{c.RESERVED_VOLUME_PREFIX}' are reserved "
+    "for the volumes Ringleader adds",
+    ".name",
+)
+
+
 def build_model_schema(model: type[BaseModel]) -> Schema:
     """A pydantic model's JSON schema as an inline CRD structural schema."""
     raw = model.model_json_schema(by_alias=True)
@@ -69,7 +103,7 @@ def _structural(node: Schema, defs: dict[str, Schema]) -> Schema:
     if "$ref" in node:
         target = defs[node["$ref"].rsplit("/", 1)[-1]]
         return _structural({**target, **{k: v for k, v in node.items() if k != "$ref"}}, defs)
-    if m.OPENAPI_REF_KEY in node:
+    if modelbase.OPENAPI_REF_KEY in node:
         return _with_description(build_pod_template_schema(), node)
     if "anyOf" in node and not node.get("x-kubernetes-int-or-string"):
         members = [x for x in node["anyOf"] if x != {"type": "null"}]
@@ -104,21 +138,21 @@ def _with_description(schema: Schema, node: Schema) -> Schema:
 
 def build_pod_template_schema() -> Schema:
     """The core/v1 PodTemplateSpec, bounded for CEL and guarded by Ringleader's rules."""
-    template = openapi.translate(openapi.load_vendored(), m.POD_TEMPLATE_SPEC)
+    template = openapi.translate(openapi.load_vendored(), modelbase.POD_TEMPLATE_SPEC)
     spec = template["properties"]["spec"]
     # Ephemeral containers cannot be set when a pod is created, so a template never has them.
     del spec["properties"]["ephemeralContainers"]
-    spec["x-kubernetes-validations"] = [m.RESTART_POLICY_RULE]
+    spec["x-kubernetes-validations"] = [RESTART_POLICY_RULE]
     containers = spec["properties"]["containers"]
     containers.update(minItems=1, maxItems=MAX_CONTAINERS)
     env = containers["items"]["properties"]["env"]
     env["maxItems"] = MAX_ENV_PER_CONTAINER
     env["items"]["properties"]["name"]["maxLength"] = MAX_ENV_NAME_LENGTH
-    env["items"]["x-kubernetes-validations"] = [m.RESERVED_ENV_RULE]
+    env["items"]["x-kubernetes-validations"] = [RESERVED_ENV_RULE]
     volumes = spec["properties"]["volumes"]
     volumes["maxItems"] = MAX_VOLUMES
     volumes["items"]["properties"]["name"]["maxLength"] = MAX_VOLUME_NAME_LENGTH
-    volumes["items"]["x-kubernetes-validations"] = [m.RESERVED_VOLUME_RULE]
+    volumes["items"]["x-kubernetes-validations"] = [RESERVED_VOLUME_RULE]
     return template
 
 
@@ -133,9 +167,9 @@ def build_root_schema() -> Schema:
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
             "spec": build_model_schema(m.DistributedTrainingJobSpec),
-            "status": build_model_schema(m.DistributedTrainingJobStatus),
+            "status": build_model_schema(statusmodels.DistributedTrainingJobStatus),
         },
-        "x-kubernetes-validations": [m.NAME_LENGTH_RULE, m.NAME_DNS_RULE],
+        "x-kubernetes-validations": [NAME_LENGTH_RULE, NAME_DNS_RULE],
     }
 
 
@@ -195,7 +229,7 @@ def refresh_vendored_openapi(document: Path) -> None:
     doc = json.loads(document.read_text())
     payload = {
         "source": f"{openapi.KUBERNETES_MODULE}/{openapi.OPENAPI_IN_MODULE}",
-        "schemas": openapi.extract_reachable(doc, m.POD_TEMPLATE_SPEC),
+        "schemas": openapi.extract_reachable(doc, modelbase.POD_TEMPLATE_SPEC),
     }
     openapi.VENDORED.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
 

@@ -1,13 +1,15 @@
-"""The env contract as the trainer reads it: its own copy of the operator's names.
+"""The contract between trainer and operator, trainer side: the env the operator sets (read
+here) and the reports the trainer gives back (defined here).
 
-The trainer image does not ship the operator package, so the names are repeated here;
-tests/trainer/test_contract.py checks every name below against ringleader.constants.ENV_CONTRACT.
+The trainer image does not ship the operator package, so the names are repeated on each side;
+tests/trainer/test_contract.py checks both sides agree.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Final
 
 PET_NNODES: Final = "PET_NNODES"
@@ -103,3 +105,44 @@ def read_launch_env(env: dict[str, str] | None = None) -> LaunchEnv:
         checkpoint_keep=int(e.get(CHECKPOINT_KEEP, "3")),
         progress_port=int(e.get(PROGRESS_PORT, str(DEFAULT_PROGRESS_PORT))),
     )
+
+
+# --- What the trainer tells the operator: the progress document (served at /progress, left as
+# the pod's termination message when it ends) and its failure verdict. The operator keeps its
+# own copy (ringleader.reports); tests/trainer/test_contract.py checks both sides agree and
+# feeds the trainer's real output through the operator's readers.
+
+
+class TrainerState(StrEnum):
+    """Where the trainer is. Only while Training does the step move; in every other state it
+    stands still on purpose, which the operator must not take for a hang."""
+
+    TRAINING = "Training"
+    FINISHING = "Finishing"  # final checkpoint and evaluation
+    STOPPING = "Stopping"  # checkpoint before a stop (SIGTERM, a group that re-forms)
+    FINISHED = "Finished"
+    STOPPED_HERE = "StoppedHere"  # stopped on this pod's own SIGTERM, checkpoint committed
+    STOPPED_ELSEWHERE = "StoppedElsewhere"  # stopped because another pod was leaving
+
+
+PROGRESS_PATH: Final = "/progress"
+HEARTBEATS_PATH: Final = "/heartbeats"
+# Keys of the progress document.
+STEP: Final = "step"
+STATE: Final = "state"
+EPOCH: Final = "epoch"
+LOSS: Final = "loss"
+SAMPLES_PER_SECOND: Final = "samples_per_second"
+SECONDS_PER_STEP: Final = "seconds_per_step"
+WORLD_SIZE: Final = "world_size"
+UPDATED_AT: Final = "updated_at"  # seconds since the epoch, right after the step
+CHECKPOINT: Final = "checkpoint"  # {step, path, time}: the newest committed checkpoint
+PROGRESS_KEYS: Final = frozenset(
+    {STEP, STATE, EPOCH, LOSS, SAMPLES_PER_SECOND, SECONDS_PER_STEP, WORLD_SIZE, UPDATED_AT}
+    | {CHECKPOINT}
+)
+# The failure verdict in a termination message, and the classes the trainer may name there.
+FAILURE_CLASS: Final = "failureClass"
+FAILURE_MESSAGE: Final = "message"
+COMMUNICATION: Final = "Communication"  # the collectives or the rendezvous, not the user's code
+USER_ERROR: Final = "UserError"

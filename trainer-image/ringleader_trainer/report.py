@@ -11,8 +11,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from ringleader_trainer import contract as k
 from ringleader_trainer import data
-from ringleader_trainer.progress import PROGRESS_FILE, Throttle, heartbeat_path, write_json_atomic
+from ringleader_trainer.contract import TrainerState
+from ringleader_trainer.progressfiles import (
+    PROGRESS_FILE,
+    Throttle,
+    heartbeat_path,
+    write_json_atomic,
+)
 
 if TYPE_CHECKING:
     from ringleader_trainer.checkpoint import Committed
@@ -43,7 +50,7 @@ class Reporter:
         *,
         samples: int,
         newest: Committed | None,
-        state: str = "Running",
+        state: TrainerState = TrainerState.TRAINING,
         force: bool = False,
     ) -> None:
         """Record a finished step; write progress and heartbeat when their intervals allow."""
@@ -54,23 +61,25 @@ class Reporter:
         if self.rt.rank == 0 and (force or self._progress.ready()):
             self._write_progress(step, pos, loss, newest, state)
 
-    def announce(self, step: int, pos: data.Position, newest: Committed | None, state: str) -> None:
+    def announce(
+        self, step: int, pos: data.Position, newest: Committed | None, state: TrainerState
+    ) -> None:
         """Write progress and heartbeat now: the step counter stands still from here on purpose.
 
-        The operator judges a hang only while the state is Running, so a final checkpoint and
+        The operator judges a hang only while the state is Training, so a final checkpoint and
         evaluation, or a checkpoint before stopping, however long, is not taken for one.
         """
         self.report(step, pos, None, samples=0, newest=newest, state=state, force=True)
 
-    def _write_heartbeat(self, step: int, state: str) -> None:
+    def _write_heartbeat(self, step: int, state: TrainerState) -> None:
         body = {
             "pod": self.rt.pod_name,
-            "step": step,
+            k.STEP: step,
             "time": time.time(),
             "pid": os.getpid(),
             "rank": self.rt.rank,
-            "world_size": self.rt.world_size,
-            "state": state,
+            k.WORLD_SIZE: self.rt.world_size,
+            k.STATE: state.value,
         }
         write_json_atomic(heartbeat_path(self.rt.root, self.rt.pod_name), body)
 
@@ -80,7 +89,7 @@ class Reporter:
         pos: data.Position,
         loss: float | None,
         newest: Committed | None,
-        state: str,
+        state: TrainerState,
     ) -> None:
         now = time.monotonic()
         if now > self._window_start and self._window_samples:
@@ -91,21 +100,21 @@ class Reporter:
         self._window_start, self._window_samples, self._window_steps = now, 0, 0
         body: dict[str, Any] = {
             "job": self.rt.job_name,
-            "state": state,
-            "step": step,
-            "epoch": pos.epoch,
+            k.STATE: state.value,
+            k.STEP: step,
+            k.EPOCH: pos.epoch,
             "cursor": pos.cursor,
-            "samples_per_second": self._rate,
-            "seconds_per_step": self._step_seconds,
-            "world_size": self.rt.world_size,
-            "updated_at": time.time(),
-            "checkpoint": None
+            k.SAMPLES_PER_SECOND: self._rate,
+            k.SECONDS_PER_STEP: self._step_seconds,
+            k.WORLD_SIZE: self.rt.world_size,
+            k.UPDATED_AT: time.time(),
+            k.CHECKPOINT: None
             if newest is None
             else {"step": newest.step, "path": newest.path, "time": newest.time},
             **self.final,
         }
         if loss is not None:
-            body["loss"] = loss
+            body[k.LOSS] = loss
         write_json_atomic(self.rt.root / PROGRESS_FILE, body)
 
     def trace(self, step: int, pos: data.Position, indices: torch.Tensor, loss: float) -> None:

@@ -1,4 +1,4 @@
-"""One training process, started by the elastic agent (forked: see ringleader_trainer.entry).
+"""One training process, started by the elastic agent (forked: see ringleader_trainer.forkserver).
 
 Exit codes: 0 when training finished; 75 (EX_TEMPFAIL) when the group stopped at a step
 boundary with its checkpoint committed, on this worker's SIGTERM or another's. On its own

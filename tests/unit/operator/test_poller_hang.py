@@ -12,6 +12,7 @@ from ringleader import poller as poller_module
 from ringleader.controller import Controller
 from ringleader.kube import KubeApi
 from ringleader.poller import ProgressPoller
+from tests.unit.operator.jobs import parse
 from tests.unit.operator.test_reconcile_recovery import settled
 
 Obj = dict[str, Any]
@@ -52,11 +53,11 @@ def poll_at(
     monkeypatch.setattr(poller_module, "now", lambda: moment)
     monkeypatch.setattr(poller_module, "fetch_progress", answer)
     monkeypatch.setattr(poller_module, "fetch_heartbeats", lambda ip: {})
-    asyncio.run(poller._poll(key, poller.cache.jobs[key]))
+    asyncio.run(poller._poll(key, parse(poller.cache.job(key) or {})))
 
 
 def at_step(step: int) -> Callable[[str], Obj]:
-    return lambda ip: {"step": step, "state": "Running", "seconds_per_step": 0.2}
+    return lambda ip: {"step": step, "state": "Training", "seconds_per_step": 0.2}
 
 
 def no_answer(ip: str) -> Obj:

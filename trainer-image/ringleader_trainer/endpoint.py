@@ -1,16 +1,14 @@
-"""Progress out: files on the shared checkpoint volume, served over HTTP by each pod's launcher.
+"""The launcher's HTTP endpoint: the progress files (progressfiles.py) served to the operator.
 
-Global rank 0 writes `progress.json`; each pod's local rank 0 writes `heartbeats/<pod>.json`.
-Workers need no cluster credentials: the operator polls GET /progress (and Prometheus scrapes
-GET /metrics) on the launcher, which outlives worker restarts and reads the same files.
+Workers need no cluster credentials: the operator polls GET /progress and /heartbeats (and
+Prometheus scrapes GET /metrics) on the launcher, which outlives worker restarts and reads the
+files the workers write.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,45 +18,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-PROGRESS_FILE = "progress.json"
-HEARTBEAT_DIR = "heartbeats"
-
-
-def write_json_atomic(path: Path, body: dict[str, Any]) -> None:
-    """Write JSON so that readers see the old or the new file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(body, sort_keys=True))
-    os.replace(temp, path)
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """Return a JSON file's object, or None when it is absent or unreadable."""
-    try:
-        body = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return body if isinstance(body, dict) else None
-
-
-def heartbeat_path(root: Path, pod_name: str) -> Path:
-    """Return where a pod's heartbeat lives."""
-    return root / HEARTBEAT_DIR / f"{pod_name}.json"
-
-
-class Throttle:
-    """Says yes at most once per interval (always when the interval is 0)."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval, self._last = interval, float("-inf")
-
-    def ready(self) -> bool:
-        """Return True, and restart the interval, when it has elapsed."""
-        now = time.monotonic()
-        if now - self._last < self.interval:
-            return False
-        self._last = now
-        return True
+from ringleader_trainer import contract
+from ringleader_trainer.progressfiles import HEARTBEAT_DIR, PROGRESS_FILE, heartbeat_path, read_json
 
 
 class ProgressCollector(Collector):
@@ -120,12 +81,12 @@ def make_handler(root: Path, registry: CollectorRegistry) -> type[BaseHTTPReques
         def do_GET(self) -> None:
             if self.path == "/metrics":
                 self._reply(200, generate_latest(registry), "text/plain; version=0.0.4")
-            elif self.path == "/heartbeats":
+            elif self.path == contract.HEARTBEATS_PATH:
                 beats = {
                     path.stem: read_json(path) for path in (root / HEARTBEAT_DIR).glob("*.json")
                 }
                 self._reply(200, json.dumps(beats).encode(), "application/json")
-            elif self.path == "/progress":
+            elif self.path == contract.PROGRESS_PATH:
                 body = read_json(root / PROGRESS_FILE)
                 if body is None:
                     self._reply(404, b'{"error": "no progress yet"}\n', "application/json")
