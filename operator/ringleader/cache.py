@@ -66,6 +66,11 @@ class Cache:
                 children[child_id] = body
         return key
 
+    def forget_pod(self, key: Key, name: str) -> None:
+        """A pod force-deleted: gone at once, though the watch has yet to say so."""
+        with self._lock:
+            self._children.get(key, {}).pop(("Pod", name), None)
+
     def job(self, key: Key) -> Obj | None:
         """The job's latest body, if it exists."""
         with self._lock:

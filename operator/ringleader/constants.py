@@ -13,7 +13,7 @@ PLURAL: Final = "distributedtrainingjobs"
 SHORT_NAME: Final = "dtj"
 
 # --- The env contract: what the operator sets in every worker container and the trainer reads.
-# The trainer keeps its own copy of these names (ringleader_trainer.contract); a unit test checks
+# The trainer keeps its own copy of these names (ringleader_client.contract); a unit test checks
 # that both sides agree, since the two packages ship in different images.
 
 # Standard PyTorch names (torch.distributed / torchrun).

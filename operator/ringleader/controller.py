@@ -27,7 +27,7 @@ from ringleader.metrics import (
     count_recovery,
 )
 from ringleader.nodecache import LostNodes
-from ringleader.reconcile import execute_plan, plan_reconcile
+from ringleader.reconcile import Plan, execute_plan, plan_reconcile
 
 Obj = dict[str, Any]
 log = logging.getLogger("ringleader.controller")
@@ -128,7 +128,7 @@ class Controller:
         # the next pass finishes the recovery without recording it anew: it goes uncounted,
         # never counted twice.
         count_recovery(body.get("status"), plan.status_patch)
-        self._remember_writes(key, body, plan.status_patch, created)
+        self._remember_writes(key, body, plan, created)
         if plan.requeue_after is not None:
             self._call_soon(self.enqueue_after, key, plan.requeue_after + 0.1)
 
@@ -138,15 +138,16 @@ class Controller:
         api = gang.pod_group_api(bool(scheduling.get("gang")), scheduling.get("schedulerName"))
         return api is None or self.served_apis.serves(api.api_version)
 
-    def _remember_writes(
-        self, key: Key, body: Obj, status_patch: Obj | None, created: list[Obj]
-    ) -> None:
+    def _remember_writes(self, key: Key, body: Obj, plan: Plan, created: list[Obj]) -> None:
         # The watch reports our own writes a moment later; until then a reconcile must not act
-        # on the state from before them (it would create twice, or restart twice).
-        if status_patch:
-            self.cache.record_status_write(key, body, status_patch)
+        # on the state from before them (it would create twice, restart twice, or force-delete
+        # a pod on a deleted node twice, announcing it twice).
+        if plan.status_patch:
+            self.cache.record_status_write(key, body, plan.status_patch)
         for obj in created:
             self.cache.put_child(obj, only_if_absent=True)
+        for name in plan.force_delete_pods:
+            self.cache.forget_pod(key, name)
 
     def _retry_later(self, key: Key, error: BaseException) -> None:
         RECONCILE_ERRORS.inc()

@@ -1,7 +1,7 @@
 """What the trainer tells the operator, parsed once: its progress document (served at /progress
 and left as the pod's termination message when it ends) and its failure verdict.
 
-The trainer defines these (ringleader_trainer.contract). The two packages ship in different
+The trainer defines these (ringleader_client.contract). The two packages ship in different
 images, so the operator keeps this mirror, as it does for the env contract; the trainer's tests
 check that both agree and feed the trainer's real output through these readers.
 """

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ringleader_trainer.progressfiles import PROGRESS_FILE, read_json
+from ringleader_client.progressfiles import PROGRESS_FILE, read_json
 from tests.e2e.test_recovery_on_local_nodes import volume_of
 from tests.e2e.test_training_through_the_operator import (
     DIGITS_ARGS,

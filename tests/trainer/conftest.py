@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from ringleader import rendezvous
-from ringleader_trainer.progressfiles import heartbeat_path, read_json
+from ringleader_client.progressfiles import heartbeat_path, read_json
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,11 +13,12 @@ import ringleader.constants as operator_constants
 from ringleader import failures, goodput, hang, progress, reports
 from ringleader.constants import FailureClass
 from ringleader.statusmodels import JobStatus
-from ringleader_trainer import agent, contract, data
-from ringleader_trainer.checkpoint import Committed
+from ringleader_client import contract, termination
+from ringleader_client.progressfiles import PROGRESS_FILE, read_json
+from ringleader_client.resume import data
+from ringleader_client.resume.checkpoint import Committed
 from ringleader_trainer.loop import Runtime
 from ringleader_trainer.options import parse_options
-from ringleader_trainer.progressfiles import PROGRESS_FILE, read_json
 from ringleader_trainer.report import Reporter
 from ringleader_trainer.verdict import WorkerDeath, judge
 
@@ -146,7 +147,7 @@ def test_the_launchers_verdict_is_the_failure_class_the_operator_records(
     target = tmp_path / "termination-log"
     target.write_text("")
     (tmp_path / PROGRESS_FILE).write_text(json.dumps({"step": 40, "epoch": 1}))
-    agent.write_termination_message(tmp_path, end.failure, target)
+    termination.write_termination_message(tmp_path, end.failure, target)
     terminated = {"exitCode": end.code, "reason": "Error", "message": target.read_text()}
     pod = {
         "metadata": {"name": "job-worker-0-a0", "uid": "u"},

@@ -11,18 +11,19 @@ from typing import Any, cast
 import pytest
 import torch
 
-from ringleader_trainer import agent, data
-from ringleader_trainer.contract import TrainerState
-from ringleader_trainer.endpoint import serve_progress
-from ringleader_trainer.loop import Runtime
-from ringleader_trainer.options import parse_options
-from ringleader_trainer.progressfiles import (
+from ringleader_client import termination
+from ringleader_client.contract import TrainerState
+from ringleader_client.endpoint import serve_progress
+from ringleader_client.progressfiles import (
     PROGRESS_FILE,
     Throttle,
     heartbeat_path,
     read_json,
     write_json_atomic,
 )
+from ringleader_client.resume import data
+from ringleader_trainer.loop import Runtime
+from ringleader_trainer.options import parse_options
 from ringleader_trainer.report import Reporter
 
 from .conftest import pick_free_port
@@ -98,14 +99,14 @@ def test_the_last_progress_report_becomes_the_termination_message(tmp_path: Path
     (tmp_path / "progress.json").write_text(json.dumps(progress))
     target = tmp_path / "termination-log"
     target.write_text("")
-    agent.write_termination_message(tmp_path, target=target)
+    termination.write_termination_message(tmp_path, target=target)
     message = json.loads(target.read_text())
     assert message == {"step": 345, "epoch": 14, "checkpoint": progress["checkpoint"]}
 
 
 def test_no_termination_message_where_kubernetes_provides_no_file(tmp_path: Path) -> None:
     (tmp_path / "progress.json").write_text(json.dumps({"step": 1}))
-    agent.write_termination_message(tmp_path, target=tmp_path / "absent")
+    termination.write_termination_message(tmp_path, target=tmp_path / "absent")
     assert not (tmp_path / "absent").exists()
 
 
@@ -116,5 +117,5 @@ def test_a_failure_the_launcher_can_name_goes_into_the_termination_message(
     target = tmp_path / "termination-log"
     target.write_text("")
     failure = {"failureClass": "Communication", "message": "lost the rendezvous store"}
-    agent.write_termination_message(tmp_path, failure, target)
+    termination.write_termination_message(tmp_path, failure, target)
     assert json.loads(target.read_text()) == {"step": 40, "epoch": 1, **failure}

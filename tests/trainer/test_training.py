@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ringleader_trainer.progressfiles import PROGRESS_FILE, read_json
+from ringleader_client.progressfiles import PROGRESS_FILE, read_json
 from ringleader_trainer.report import FINAL_MODEL
 
 from .conftest import Cluster, Pod, wait_until

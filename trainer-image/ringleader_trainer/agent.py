@@ -9,7 +9,6 @@ PET_RDZV_ENDPOINT when pods come and go. This process also serves
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -24,12 +23,13 @@ from torch.distributed.elastic.rendezvous.api import RendezvousError
 from torch.distributed.elastic.rendezvous.utils import _parse_rendezvous_config
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-from ringleader_trainer import contract, peerwatch
-from ringleader_trainer.contract import TrainerState
-from ringleader_trainer.endpoint import serve_progress
+from ringleader_client import contract, termination
+from ringleader_client.contract import TrainerState
+from ringleader_client.endpoint import serve_progress
+from ringleader_client.progressfiles import heartbeat_path, read_json
+from ringleader_client.stopping import PEER_LOST_FILE
+from ringleader_trainer import peerwatch
 from ringleader_trainer.forkserver import run_worker
-from ringleader_trainer.progressfiles import PROGRESS_FILE, heartbeat_path, read_json
-from ringleader_trainer.stopping import PEER_LOST_FILE
 from ringleader_trainer.verdict import (
     AgentEnd,
     WorkerDeath,
@@ -133,38 +133,6 @@ def main(argv: list[str]) -> int:
     end = run_agent(env, argv)
     if end.failure:  # what the operator will read in the termination message
         log.error("ringleader: pod fails with exit code %d: %s", end.code, json.dumps(end.failure))
-    write_termination_message(Path(env.checkpoint_dir), end.failure)
+    termination.write_termination_message(Path(env.checkpoint_dir), end.failure)
     Path(os.environ[PEER_LOST_FILE]).unlink(missing_ok=True)
     return end.code
-
-
-# Where Kubernetes collects a container's last words (the default terminationMessagePath).
-TERMINATION_LOG = Path("/dev/termination-log")
-TERMINATION_MESSAGE_LIMIT = 4096  # bytes the kubelet keeps
-TERMINATION_KEYS = (
-    contract.STEP,
-    contract.EPOCH,
-    contract.LOSS,
-    contract.SAMPLES_PER_SECOND,
-    contract.UPDATED_AT,
-    contract.CHECKPOINT,
-)
-
-
-def write_termination_message(
-    root: Path, failure: dict[str, str] | None = None, target: Path = TERMINATION_LOG
-) -> None:
-    """Leave the last progress report, and the failure's class when the launcher knows it,
-    where the operator can read them after the pod is gone.
-
-    The /progress endpoint dies with the pod, so the final step and checkpoint would otherwise
-    never reach the job's status.
-    """
-    progress = read_json(root / PROGRESS_FILE) or {}
-    if not (progress or failure) or not target.exists():
-        return
-    keep = {**{k: progress[k] for k in TERMINATION_KEYS if k in progress}, **(failure or {})}
-    text = json.dumps(keep, sort_keys=True, separators=(",", ":"))
-    if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT:
-        with contextlib.suppress(OSError):
-            target.write_text(text)

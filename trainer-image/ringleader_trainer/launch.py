@@ -15,10 +15,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ringleader_trainer import contract
+from ringleader_client import contract
+from ringleader_client.stopping import PEER_LOST_FILE
 from ringleader_trainer.forkserver import start_forkserver
 from ringleader_trainer.options import parse_options
-from ringleader_trainer.stopping import PEER_LOST_FILE
 
 
 def prepare_worker_env() -> None:

@@ -21,13 +21,14 @@ from torch import nn
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 from torch.nn.parallel import DistributedDataParallel
 
-from ringleader_trainer import contract, data
-from ringleader_trainer.checkpoint import Checkpointer, CheckpointError
-from ringleader_trainer.contract import TrainerState
+from ringleader_client import contract
+from ringleader_client.contract import TrainerState
+from ringleader_client.resume import data
+from ringleader_client.resume.checkpoint import Checkpointer, CheckpointError
+from ringleader_client.stopping import StopRequest
 from ringleader_trainer.feeder import BatchFeeder
 from ringleader_trainer.options import Options
 from ringleader_trainer.report import Reporter
-from ringleader_trainer.stopping import StopRequest
 from ringleader_trainer.workloads import Workload
 
 log = logging.getLogger("ringleader.loop")

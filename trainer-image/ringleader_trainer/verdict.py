@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ringleader_trainer import contract
-from ringleader_trainer.stopping import EXIT_STOP_TIMEOUT
+from ringleader_client import contract
+from ringleader_client.stopping import EXIT_STOP_TIMEOUT
 
 # Exceptions and messages that come from the collectives or the rendezvous, not the user's code.
 COMMUNICATION_MARKERS = (

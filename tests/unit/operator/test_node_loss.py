@@ -3,6 +3,7 @@ force-deleted once their grace period and a margin are over."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from datetime import timedelta
 from typing import Any, cast
@@ -325,3 +326,45 @@ def test_a_failed_worker_on_a_deleted_node_keeps_the_class_of_its_own_failure() 
     assert plan.status_patch is not None
     assert plan.status_patch["lastFailure"]["class"] == "OutOfMemory"
     assert plan.force_delete_pods == ["digits-worker-1-a0"]
+
+
+class NodeGoneApi(FakeApi):
+    """The deleted node stays gone; every write is accepted, events and deletions kept."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.events: list[str] = []
+        self.forced: list[str] = []
+
+    def patch_job_status(self, namespace: str, name: str, patch: Obj) -> None:
+        pass
+
+    def delete_pod(
+        self, namespace: str, name: str, grace_period_seconds: int | None = None
+    ) -> None:
+        if grace_period_seconds == 0:
+            self.forced.append(name)
+
+    def create(self, obj: Obj) -> bool:
+        return True
+
+    def post_event(self, body: Obj, event_type: str, reason: str, message: str) -> None:
+        self.events.append(reason)
+
+
+def test_a_pod_force_deleted_with_its_node_is_announced_once_before_the_watch_catches_up() -> None:
+    job, children = settled_on_nodes()
+    api = NodeGoneApi()
+    controller = Controller(cast(KubeApi, api), clock=lambda: NOW)
+    controller.loop = asyncio.new_event_loop()  # where a requeue timer would go; never run
+    key = controller.cache.put_job(copy.deepcopy(job))
+    for child in children:
+        controller.cache.put_child(child)
+    controller.lost_nodes.note_deleted("node-digits-worker-1-a0")
+    try:
+        for _ in range(3):  # e.g. woken by its own status write before the pod's DELETED event
+            controller._reconcile(key)
+    finally:
+        controller.loop.close()
+    assert api.forced == ["digits-worker-1-a0"]
+    assert api.events.count("PodForceDeleted") == 1

@@ -1,7 +1,8 @@
-"""The contract between trainer and operator, trainer side: the env the operator sets (read
-here) and the reports the trainer gives back (defined here).
+"""The contract between a job's workers and the operator, workers' side: the env the operator
+sets (read here) and the reports the workers give back (defined here), for the built-in trainer
+and for users' own scripts alike.
 
-The trainer image does not ship the operator package, so the names are repeated on each side;
+Worker images do not ship the operator package, so the names are repeated on each side;
 tests/trainer/test_contract.py checks both sides agree.
 """
 
@@ -9,9 +10,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum
 from typing import Final
 
+# Set by the operator for the pod at launch, and by torchrun's agent again per process.
+RANK: Final = "RANK"
+WORLD_SIZE_NAME: Final = "WORLD_SIZE"
 PET_NNODES: Final = "PET_NNODES"
 PET_NPROC_PER_NODE: Final = "PET_NPROC_PER_NODE"
 PET_RDZV_BACKEND: Final = "PET_RDZV_BACKEND"
@@ -30,6 +34,8 @@ PROGRESS_PORT: Final = "RINGLEADER_PROGRESS_PORT"
 
 # Every name the trainer reads from the operator's env (the contract test checks this tuple).
 READ_NAMES: Final = (
+    RANK,
+    WORLD_SIZE_NAME,
     PET_NNODES,
     PET_NPROC_PER_NODE,
     PET_RDZV_BACKEND,
@@ -107,13 +113,13 @@ def read_launch_env(env: dict[str, str] | None = None) -> LaunchEnv:
     )
 
 
-# --- What the trainer tells the operator: the progress document (served at /progress, left as
-# the pod's termination message when it ends) and its failure verdict. The operator keeps its
-# own copy (ringleader.reports); tests/trainer/test_contract.py checks both sides agree and
-# feeds the trainer's real output through the operator's readers.
+# --- What the trainer (or a script through this library) tells the operator: the progress
+# document (served at /progress, left as the pod's termination message when it ends) and the
+# failure verdict. The operator keeps its own copy (ringleader.reports); the contract tests check
+# both sides agree and feed the real output through the operator's readers.
 
 
-class TrainerState(StrEnum):
+class TrainerState(str, Enum):  # noqa: UP042 - not StrEnum: scripts may run on Python 3.10
     """Where the trainer is. Only while Training does the step move; in every other state it
     stands still on purpose, which the operator must not take for a hang."""
 
@@ -137,6 +143,7 @@ SECONDS_PER_STEP: Final = "seconds_per_step"
 WORLD_SIZE: Final = "world_size"
 UPDATED_AT: Final = "updated_at"  # seconds since the epoch, right after the step
 CHECKPOINT: Final = "checkpoint"  # {step, path, time}: the newest committed checkpoint
+METRICS: Final = "metrics"  # a script's own figures by name, exported on /metrics (not read)
 PROGRESS_KEYS: Final = frozenset(
     {STEP, STATE, EPOCH, LOSS, SAMPLES_PER_SECOND, SECONDS_PER_STEP, WORLD_SIZE, UPDATED_AT}
     | {CHECKPOINT}
