@@ -153,3 +153,6 @@ FAILURE_CLASS: Final = "failureClass"
 FAILURE_MESSAGE: Final = "message"
 COMMUNICATION: Final = "Communication"  # the collectives or the rendezvous, not the user's code
 USER_ERROR: Final = "UserError"
+# A worker's exit code after a stop the group agreed on for another pod's sake (EX_TEMPFAIL):
+# not an end, so its elastic agent restarts it into the group that re-forms.
+EXIT_REJOIN: Final = 75

@@ -15,12 +15,14 @@ default) so that a replaced pod resumes from the newest checkpoint-<step> there.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 import ringleader_client as ringleader
+from ringleader_client import contract
 from ringleader_client.resume import agree_to_stop
 
 
@@ -34,11 +36,13 @@ def last_checkpoint(output_dir: str) -> str | None:
 
 class RingleaderCallback(TrainerCallback):
     """Reports every step (with the last logged loss), every saved checkpoint, and stops the
-    whole group at one step, after a save, once any pod got SIGTERM."""
+    whole group at one step, after a save, once any pod got SIGTERM: the pod that got it ends,
+    the others exit 75 to be restarted into the group that re-forms (under torchrun)."""
 
     def __init__(self) -> None:
         self.loss: float | None = None
         self.metrics: dict[str, float] = {}
+        self.rejoin = False  # stopped for another pod's SIGTERM: restart into the new group
 
     def on_log(
         self,
@@ -66,9 +70,11 @@ class RingleaderCallback(TrainerCallback):
             metrics=self.metrics,
             epoch=int(state.epoch or 0),
         )
-        if agree_to_stop(ringleader.stop_requested()):
+        stop_here = ringleader.stop_requested()
+        if agree_to_stop(stop_here):
             control.should_save = True
             control.should_training_stop = True
+            self.rejoin = not stop_here
         return control
 
     def on_save(
@@ -77,6 +83,10 @@ class RingleaderCallback(TrainerCallback):
         """A checkpoint-<step> directory is written: name it as the newest."""
         path = os.path.join(args.output_dir or "", f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
         ringleader.checkpoint_saved(state.global_step, path)
+        if self.rejoin:
+            # Training is not over: this worker stopped so that the group could re-form (a pod
+            # left). Exiting 75 has its torchrun agent start it again, from this checkpoint.
+            sys.exit(contract.EXIT_REJOIN)
 
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any

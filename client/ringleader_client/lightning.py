@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,8 @@ def _committed(directory: Path) -> list[tuple[int, Path]]:
 
 class RingleaderCallback(pl.Callback):
     """Reports every training batch's step and loss, saves every `every_n_steps` and on a stop
-    request, and stops the whole group at one step once any pod got SIGTERM."""
+    request, and stops the whole group at one step once any pod got SIGTERM: the pod that got
+    it ends, the others exit 75 to be restarted into the group that re-forms (under torchrun)."""
 
     def __init__(
         self, dirpath: str | None = None, every_n_steps: int | None = None, keep: int = 3
@@ -61,10 +63,15 @@ class RingleaderCallback(pl.Callback):
         """Report the step; save when due; on a stop request anywhere, save and stop."""
         step = trainer.global_step
         ringleader.report(step, loss=_loss_of(outputs), samples=_samples_of(batch, trainer))
-        stopping = agree_to_stop(ringleader.stop_requested())
+        stop_here = ringleader.stop_requested()
+        stopping = agree_to_stop(stop_here)
         due = bool(self.every_n_steps) and step % int(self.every_n_steps or 1) == 0
         if stopping or due:
             self.save(trainer, step)
+        if stopping and not stop_here:
+            # Stopped so that the group can re-form (a pod left): exiting 75 has this worker's
+            # torchrun agent start it again, from the checkpoint just saved.
+            sys.exit(contract.EXIT_REJOIN)
         if stopping:
             trainer.should_stop = True
 

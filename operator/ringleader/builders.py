@@ -106,6 +106,7 @@ def build_rendezvous_pod(job: DistributedTrainingJob) -> Obj:
         # The kubelet restarts a crashed rendezvous in place, faster than the operator could.
         "restartPolicy": "Always",
         "enableServiceLinks": False,
+        "automountServiceAccountToken": False,  # a TCPStore server needs no API credentials
     }
     # It must be able to pull and run the same image, wherever the workers may run: on the
     # nodes they are restricted to, with the taints they tolerate.
@@ -223,6 +224,8 @@ def _set_identity(job: DistributedTrainingJob, spec: Obj, index: int) -> None:
     spec["restartPolicy"] = "Never"
     # Service links would inject e.g. MASTER_PORT=tcp://... for a Service named "master".
     spec.setdefault("enableServiceLinks", False)
+    # Training code needs no API credentials: no token unless the template asks for one.
+    spec.setdefault("automountServiceAccountToken", False)
 
 
 def _set_networking(job: DistributedTrainingJob, spec: Obj) -> None:

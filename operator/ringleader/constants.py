@@ -152,6 +152,14 @@ class FailureAction(StrEnum):
     FAIL_JOB = "FailJob"
 
 
+# Beside the phases' conditions: whether the workers report progress (status.reporting).
+CONDITION_PROGRESS_REPORTED: Final = "ProgressReported"
+REASON_REPORTED: Final = "Reported"
+REASON_NOT_REPORTED: Final = "NotReported"
+# How long the workers may run without a progress endpoint answering before status says that
+# they report none (a script without the client library), rather than that none came yet.
+NOT_REPORTED_AFTER_SECONDS: Final = 60
+
 # Condition reasons are CamelCase.
 REASON_WAITING_FOR_WORKERS: Final = "WaitingForWorkers"
 REASON_WORKERS_STARTING: Final = "WorkersStarting"

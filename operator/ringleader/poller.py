@@ -10,9 +10,11 @@ import asyncio
 import json
 import logging
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 
 from ringleader import constants as c
@@ -24,6 +26,7 @@ from ringleader.models import DistributedTrainingJob, InvalidJob, parse_job
 from ringleader.progress import (
     describe_resize,
     detect_resize,
+    judge_reporting,
     pick_reporter,
     plan_progress_patch,
     read_final_report,
@@ -40,9 +43,15 @@ CONCURRENT_REQUESTS = 16
 
 
 def _get_json(pod_ip: str, path: str) -> dict[str, Any] | None:
+    """The endpoint's JSON; {} when it answered that it has nothing yet (404)."""
     url = f"http://{pod_ip}:{c.PROGRESS_PORT}{path}"
-    with urllib.request.urlopen(url, timeout=REQUEST_TIMEOUT_SECONDS) as response:
-        body = json.loads(response.read() or b"null")
+    try:
+        with urllib.request.urlopen(url, timeout=REQUEST_TIMEOUT_SECONDS) as response:
+            body = json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        if error.code == HTTPStatus.NOT_FOUND:
+            return {}  # a launcher whose workers have not reported yet: it is there
+        raise
     return body if isinstance(body, dict) else None
 
 
@@ -72,6 +81,7 @@ class ProgressPoller:
         self.watches: dict[Key, hang.StepWatch] = {}  # job -> its step counter
         # job -> where its time went; in memory, so an operator restart starts it again
         self.clocks: dict[Key, goodput.TrainingClock] = {}
+        self.running_since: dict[Key, float] = {}  # job -> when a worker was first found running
 
     async def run(self) -> None:
         """Poll forever (cancelled when the operator stops)."""
@@ -101,8 +111,10 @@ class ProgressPoller:
         pod = pick_reporter(children, attempt, unreachable)
         if pod is None:
             return None
-        report = reports.parse_progress(await self._ask(pod, fetch_progress))
+        answer = await self._ask(pod, fetch_progress)
+        report = reports.parse_progress(answer)
         patch = plan_progress_patch(status, report) or {}
+        patch.update(self._judge_reporting(key, status, answer is not None, report))
         watch = hang.watch_report(self.watches.get(key), attempt, report, now())
         if watch is None:
             self.watches.pop(key, None)
@@ -122,6 +134,16 @@ class ProgressPoller:
         if patch:
             await self._write(key, patch)
         return report
+
+    def _judge_reporting(
+        self, key: Key, status: JobStatus, answered: bool, report: ProgressReport | None
+    ) -> dict[str, Any]:
+        """The status.reporting patch, when whether the workers report has changed."""
+        since = self.running_since.setdefault(key, now())
+        changed = judge_reporting(status.reporting, answered, report, now() - since, _utcnow())
+        if changed is None:
+            return {}
+        return {"reporting": changed.model_dump(by_alias=True, mode="json", exclude_none=True)}
 
     async def _announce_resize(self, job: DistributedTrainingJob, old: int, new: int) -> None:
         """A Resized event, once per change the poller sees."""
@@ -195,7 +217,7 @@ class ProgressPoller:
             step=watch.step,
             stalled_seconds=int(stalled),
             stalled_pods=hang.pick_stalled_pods(beats, workers),
-            detected_at=truncate_to_second(datetime.now(UTC)),
+            detected_at=truncate_to_second(_utcnow()),
         )
 
     async def _mirror_final_report(self, key: Key, job: DistributedTrainingJob) -> None:
@@ -209,6 +231,7 @@ class ProgressPoller:
         """Drop what was kept about jobs and pods that no longer exist."""
         known = {key for key, _ in self.cache.jobs()}
         self.watches = {k: w for k, w in self.watches.items() if k in known}
+        self.running_since = {k: t for k, t in self.running_since.items() if k in known}
         for key in [k for k in self.clocks if k not in known]:
             self.clocks.pop(key)
             metrics.forget_goodput(key)
@@ -235,6 +258,10 @@ def _parse(body: dict[str, Any]) -> DistributedTrainingJob | None:
         return parse_job(body) if body else None
     except InvalidJob:
         return None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def _status(job: DistributedTrainingJob) -> JobStatus:

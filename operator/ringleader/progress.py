@@ -13,11 +13,19 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from ringleader import constants as c
 from ringleader import pods, reports
 from ringleader.apitime import from_epoch, truncate_to_second
 from ringleader.models import DistributedTrainingJob
 from ringleader.reports import ProgressReport
-from ringleader.statusmodels import CheckpointStatus, JobStatus, Patch, Progress, plan_status_patch
+from ringleader.statusmodels import (
+    CheckpointStatus,
+    JobStatus,
+    Patch,
+    Progress,
+    ProgressReporting,
+    plan_status_patch,
+)
 from ringleader.workerenv import compute_nproc_per_node
 
 Pod = Mapping[str, Any]
@@ -143,3 +151,32 @@ def resize_seconds(status: JobStatus, report: ProgressReport) -> float | None:
     if before is None or report.updated_at is None:
         return None
     return max(report.updated_at - before.timestamp(), 0.0)
+
+
+NOT_REPORTED = (
+    "no worker has answered on the progress port in the {seconds}s since they started: a script "
+    "that does not use Ringleader's client library reports no progress, so STEP, LOSS and "
+    "LAST-CKPT stay empty and hang detection is off for this job"
+)
+
+
+def judge_reporting(
+    current: ProgressReporting | None,
+    answered: bool,
+    report: ProgressReport | None,
+    waited: float | None,
+    now: datetime,
+) -> ProgressReporting | None:
+    """status.reporting after one poll, when it changes (else None). answered: a worker's
+    endpoint answered, with or without a report; waited: seconds since the poller first found
+    a worker of the job running (None: none runs)."""
+    if report is not None:
+        if current is not None and current.reported:
+            return None
+        message = "the workers report their progress"
+        return ProgressReporting(reported=True, message=message, since=truncate_to_second(now))
+    settled = current is not None  # reported once, or already said not to be
+    if settled or answered or waited is None or waited < c.NOT_REPORTED_AFTER_SECONDS:
+        return None
+    message = NOT_REPORTED.format(seconds=c.NOT_REPORTED_AFTER_SECONDS)
+    return ProgressReporting(reported=False, message=message, since=truncate_to_second(now))

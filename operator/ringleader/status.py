@@ -19,7 +19,7 @@ from ringleader.apitime import truncate_to_second
 from ringleader.constants import Phase
 from ringleader.decisions import JobFailure
 from ringleader.models import DistributedTrainingJob
-from ringleader.statusmodels import Condition, JobStatus
+from ringleader.statusmodels import Condition, JobStatus, ProgressReporting
 
 Pod = Mapping[str, Any]
 
@@ -282,7 +282,7 @@ def compute_status(
             "workers": f"{n.ready}/{obs.desired}",
             "selector": naming.worker_selector_string(job.metadata.name),
             "observed_generation": generation,
-            "conditions": _conditions(decision, previous.conditions or [], generation, now),
+            "conditions": _conditions(decision, previous, generation, now),
             "start_time": _start_time(decision, previous.start_time, now),
             "completion_time": _completion_time(decision, previous.completion_time, now),
         }
@@ -290,11 +290,26 @@ def compute_status(
 
 
 def _conditions(
-    decision: Decision, old: list[Condition], generation: int, now: datetime
+    decision: Decision, previous: JobStatus, generation: int, now: datetime
 ) -> list[Condition]:
+    old = previous.conditions or []
     if decision.reason == c.REASON_ALREADY_FINISHED and old:
         return list(old)  # a finished job keeps the reason it finished for
-    return build_conditions(decision, old, generation, now)
+    phases = build_conditions(decision, old, generation, now)
+    reporting = previous.reporting
+    return phases if reporting is None else [*phases, _reporting_condition(reporting, generation)]
+
+
+def _reporting_condition(reporting: ProgressReporting, generation: int) -> Condition:
+    """ProgressReported: whether the workers report progress (status.reporting)."""
+    return Condition(
+        type=c.CONDITION_PROGRESS_REPORTED,
+        status="True" if reporting.reported else "False",
+        reason=c.REASON_REPORTED if reporting.reported else c.REASON_NOT_REPORTED,
+        message=reporting.message,
+        last_transition_time=reporting.since,
+        observed_generation=generation,
+    )
 
 
 def _start_time(decision: Decision, previous: datetime | None, now: datetime) -> datetime | None:

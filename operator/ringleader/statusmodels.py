@@ -77,6 +77,16 @@ class HangReport(ApiModel):
     detected_at: datetime
 
 
+class ProgressReporting(ApiModel):
+    """Whether the workers report their progress (the built-in trainer does; a script does
+    through Ringleader's client library): without reports, the progress columns stay empty and
+    hang detection is off."""
+
+    reported: bool
+    message: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    since: datetime | None = None
+
+
 class DistributedTrainingJobStatus(ApiModel):
     """The observed state of a distributed training job, written by the operator only."""
 
@@ -104,6 +114,8 @@ class DistributedTrainingJobStatus(ApiModel):
     observed_generation: int | None = Field(default=None, ge=0)
     progress: Progress | None = None
     checkpoint: CheckpointStatus | None = None
+    reporting: ProgressReporting | None = None
+    """Set by the progress poller: reports seen, or none for a while after the workers started."""
     conditions: Annotated[list[Condition], Field(max_length=16)] | None = Field(
         default=None,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},

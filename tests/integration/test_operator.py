@@ -282,3 +282,23 @@ def test_the_operator_killed_after_any_of_its_writes_converges_with_no_duplicate
         f"pod/{n}-{suffix}" for n in jobs for suffix in ("rdzv", "worker-0-a0", "worker-1-a0")
     ]
     assert sorted(pods) == sorted(expected)
+
+
+def test_a_job_whose_workers_report_nothing_says_so_and_is_not_hung(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    # kwok's workers run nothing: no progress endpoint ever answers, as with a user's script
+    # that does not use the client library.
+    kube.apply(make_job(), namespace)
+    wait_for_phase(kube, namespace, "Running")
+
+    def said() -> dict[str, Any] | None:
+        status = job_status(kube, namespace)
+        conditions = {c["type"]: c for c in status.get("conditions") or []}
+        return conditions.get("ProgressReported")
+
+    condition = wait_until(said, timeout=150, what="status saying progress is not reported")
+    assert (condition["status"], condition["reason"]) == ("False", "NotReported")
+    assert "client library" in condition["message"]
+    status = job_status(kube, namespace)
+    assert status["phase"] == "Running" and not status.get("hang") and "progress" not in status

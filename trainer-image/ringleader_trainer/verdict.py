@@ -24,7 +24,7 @@ COMMUNICATION_MARKERS = (
     "Connection closed by peer",
     "Broken pipe",
 )
-EXIT_REJOIN = 75  # the worker left for a group that re-forms (worker.py)
+EXIT_REJOIN = contract.EXIT_REJOIN  # the worker left for a group that re-forms (worker.py)
 MESSAGE_LIMIT = 512
 
 

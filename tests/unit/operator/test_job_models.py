@@ -34,11 +34,12 @@ def expected_field(path: Path) -> str:
     return first.removeprefix("# expect-field: ")
 
 
-def test_the_three_examples_exist() -> None:
+def test_the_examples_exist() -> None:
     assert [p.name for p in EXAMPLE_FILES] == [
         "digits-job.yaml",
         "elastic-job.yaml",
         "gpu-job.yaml",
+        "torchrun-script-job.yaml",
     ]
 
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from ringleader import progress
+from ringleader import progress, status
 from ringleader.progress import apply_report, pick_reporter, plan_progress_patch, read_final_report
 from ringleader.reports import ProgressReport, parse_progress
-from ringleader.statusmodels import JobStatus, dump_status
+from ringleader.statusmodels import JobStatus, ProgressReporting, dump_status
 from tests.unit.operator.jobs import make_job, parse
 
 CHECKPOINT = {"step": 100, "path": "/checkpoints/step-00000100", "time": 1_799_999_990.0}
@@ -163,3 +163,46 @@ def test_a_resize_says_from_to_and_why(
         f"the training group re-formed from {old} to {new} processes: {why}; "
         f"3/{replicas} workers ready"
     )
+
+
+NOW = datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC)
+SILENT = ProgressReporting(reported=False, message="none", since=NOW)
+REPORTING = ProgressReporting(reported=True, message="yes", since=NOW)
+
+
+@pytest.mark.parametrize(
+    ("current", "answered", "report", "waited", "expected"),
+    [
+        (None, False, None, 59.0, None),  # too soon to say
+        (None, False, None, 61.0, False),  # nobody answered a minute after they started
+        (None, True, None, 600.0, None),  # a launcher answered: reports will come
+        (None, False, None, None, None),  # no worker runs: nothing to judge
+        (None, True, ProgressReport(3), 1.0, True),
+        (SILENT, True, ProgressReport(3), 900.0, True),  # a script that reports after all
+        (SILENT, False, None, 900.0, None),  # said once
+        (REPORTING, False, None, 900.0, None),  # a pod restarting: still a reporting job
+        (REPORTING, True, ProgressReport(9), 900.0, None),
+    ],
+)
+def test_whether_the_workers_report_is_said_once_it_is_known(
+    current: ProgressReporting | None,
+    answered: bool,
+    report: ProgressReport | None,
+    waited: float | None,
+    expected: bool | None,
+) -> None:
+    judged = progress.judge_reporting(current, answered, report, waited, NOW)
+    assert (judged.reported if judged else None) == expected
+
+
+def test_a_job_without_reports_says_so_in_a_condition() -> None:
+    job = make_job()
+    job["status"] = {"reporting": SILENT.model_dump(by_alias=True, mode="json")}
+    new = status.compute_status(parse(job), [], NOW)
+    condition = {c.type: c for c in new.conditions or []}["ProgressReported"]
+    assert (condition.status, condition.reason, condition.message) == (
+        "False",
+        "NotReported",
+        "none",
+    )
+    assert new.phase == "Pending"  # and nothing else changes

@@ -301,3 +301,17 @@ def test_worker_selector_string_matches_the_worker_labels() -> None:
     assert selector == "ringleader.dev/job-name=digits,ringleader.dev/role=worker"
     labels = naming.worker_labels("digits", 0, 0)
     assert all(labels[k] == v for k, v in (p.split("=") for p in selector.split(",")))
+
+
+def test_pods_get_no_service_account_token_unless_the_template_asks_for_one() -> None:
+    assert (
+        builders.build_worker_pod(parse(make_job()), 0, 0)["spec"]["automountServiceAccountToken"]
+        is False
+    )
+    assert (
+        builders.build_rendezvous_pod(parse(make_job()))["spec"]["automountServiceAccountToken"]
+        is False
+    )
+    asks = make_job()
+    asks["spec"]["template"]["spec"]["automountServiceAccountToken"] = True
+    assert builders.build_worker_pod(parse(asks), 0, 0)["spec"]["automountServiceAccountToken"]
