@@ -51,3 +51,7 @@ class Throttle:
             return False
         self._last = now
         return True
+
+    def seconds_left(self) -> float:
+        """Seconds until it says yes again."""
+        return max(self._last + self.interval - time.monotonic(), 0.0)

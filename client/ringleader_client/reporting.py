@@ -7,8 +7,10 @@ same documents, so the operator mirrors either into status and watches either fo
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +64,13 @@ class ProgressReporter:
         self.newest: SavedCheckpoint | None = None
         self.final: dict[str, Any] = {}  # kept in every later document (e.g. an evaluation)
         self._last: _Written | None = None  # the newest step reported (written or not yet)
+        self._written: _Written | None = None  # the newest progress written
+        self._beaten: _Written | None = None  # the newest heartbeat written
+        # A step reported too soon after the last write is written when the interval is over
+        # (by a timer), so that the files tell the last step reached even if no other follows:
+        # a job stuck in a collective shows where it stopped, a finished one its last step.
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
 
     def report(
         self,
@@ -76,14 +85,50 @@ class ProgressReporter:
     ) -> None:
         """Record a finished step (samples: trained in it by the whole group); write progress
         and heartbeat when their intervals allow, or now with force."""
-        self._window_samples += samples
-        self._window_steps += state == TrainerState.TRAINING
-        if self.place.local_rank == 0 and (force or self._heartbeat.ready()):
-            self._write_heartbeat(step, state)
-        self._last = _Written(step, loss, epoch, extra or {}, state, time.time())
-        if self.place.rank == 0 and (force or self._progress.ready()):
-            self._measure()
-            self._write_progress(self._last)
+        with self._lock:
+            self._window_samples += samples
+            self._window_steps += state == TrainerState.TRAINING
+            self._last = _Written(step, loss, epoch, extra or {}, state, time.time())
+            beat = self.place.local_rank == 0 and (force or self._heartbeat.ready())
+            progress = self.place.rank == 0 and (force or self._progress.ready())
+            self._write(beat, progress)
+            if self._due() and self._timer is None:
+                self._start_timer()
+
+    def flush(self) -> None:
+        """Write the newest reported step where the files do not tell it yet."""
+        with self._lock:
+            self._timer = None
+            self._write(self._beaten is not self._last, self._written is not self._last)
+
+    def _write(self, beat: bool, progress: bool) -> None:
+        last = self._last
+        if last is None:
+            return
+        if beat and self.place.local_rank == 0:
+            self._write_heartbeat(last.step, last.state)
+            self._beaten = last
+        if progress and self.place.rank == 0:
+            if self._written is not last:  # a new step: the pace since the last write
+                self._measure()
+            self._write_progress(last)
+            self._written = last
+
+    def _due(self) -> bool:
+        """Whether the newest step is still to be written somewhere."""
+        beat = self.place.local_rank == 0 and self._beaten is not self._last
+        return beat or (self.place.rank == 0 and self._written is not self._last)
+
+    def _start_timer(self) -> None:
+        delay = max(self._progress.seconds_left(), self._heartbeat.seconds_left())
+        self._timer = threading.Timer(delay, self._flush_quietly)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _flush_quietly(self) -> None:
+        # On the timer's thread an error has nowhere to go: the next report tries again.
+        with contextlib.suppress(OSError):
+            self.flush()
 
     def announce(self, step: int, state: TrainerState, epoch: int | None = None) -> None:
         """Write progress and heartbeat now: the step counter stands still from here on purpose.
@@ -100,9 +145,9 @@ class ProgressReporter:
 
     def checkpoint_saved(self, step: int, path: str, when: float | None = None) -> None:
         """A checkpoint is committed: the progress document names it as the newest, now."""
-        self.newest = SavedCheckpoint(step, path, time.time() if when is None else when)
-        if self.place.rank == 0 and self._last is not None:
-            self._write_progress(self._last)
+        with self._lock:
+            self.newest = SavedCheckpoint(step, path, time.time() if when is None else when)
+            self._write(beat=False, progress=True)
 
     def _write_heartbeat(self, step: int, state: TrainerState) -> None:
         body = {

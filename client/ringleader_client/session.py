@@ -58,8 +58,16 @@ def reporter() -> ProgressReporter:
             _session.reporter = ProgressReporter(place)
             if place.local_rank == 0:
                 _serve_endpoint(place)
-                atexit.register(termination.write_termination_message, place.root)
+            atexit.register(_leave, _session.reporter)
         return _session.reporter
+
+
+def _leave(reporter: ProgressReporter) -> None:
+    """At exit: the last step reported written, and (local rank 0) the container's last words."""
+    with contextlib.suppress(OSError):
+        reporter.flush()
+    if reporter.place.local_rank == 0:
+        termination.write_termination_message(reporter.place.root)
 
 
 def _serve_endpoint(place: Place) -> None:

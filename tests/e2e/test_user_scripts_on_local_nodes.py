@@ -162,7 +162,8 @@ def test_a_hugging_face_job_reports_and_resumes_from_its_own_checkpoint(
         and "loss" in (s.get("progress") or {}),
         timeout=300, what="steps, loss and a checkpoint-20 from the Trainer",
     )  # fmt: skip
-    assert running["checkpoint"]["path"].endswith("/hf/checkpoint-20")
+    saved = running["checkpoint"]
+    assert saved["path"].endswith(f"/hf/checkpoint-{saved['step']}")
     kube.run("delete", "pod", "hf-worker-1-a0", "-n", namespace, "--wait=false")
     final = wait_finished(kube, namespace, "hf", timeout=400)
     assert final["phase"] == "Succeeded", final
