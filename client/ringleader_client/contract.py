@@ -133,6 +133,9 @@ class TrainerState(str, Enum):  # noqa: UP042 - not StrEnum: scripts may run on 
 
 PROGRESS_PATH: Final = "/progress"
 HEARTBEATS_PATH: Final = "/heartbeats"
+# What the endpoint answers (404) before the first report.
+NOT_YET_KEY: Final = "error"
+NOT_YET: Final = "no progress yet"
 # Keys of the progress document.
 STEP: Final = "step"
 STATE: Final = "state"

@@ -106,7 +106,8 @@ def make_handler(root: Path, pod_name: str) -> type[BaseHTTPRequestHandler]:
             elif self.path == contract.PROGRESS_PATH:
                 progress = read_json(root / PROGRESS_FILE)
                 if progress is None:
-                    self._reply(404, b'{"error": "no progress yet"}\n', "application/json")
+                    not_yet = json.dumps({contract.NOT_YET_KEY: contract.NOT_YET}).encode()
+                    self._reply(404, not_yet, "application/json")
                 else:
                     self._reply(200, json.dumps(progress).encode(), "application/json")
             else:

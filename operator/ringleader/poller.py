@@ -42,27 +42,36 @@ FIRST_RETRY_SECONDS, MAX_RETRY_SECONDS = 2.0, 60.0
 CONCURRENT_REQUESTS = 16
 
 
-def _get_json(pod_ip: str, path: str) -> dict[str, Any] | None:
-    """The endpoint's JSON; {} when it answered that it has nothing yet (404)."""
-    url = f"http://{pod_ip}:{c.PROGRESS_PORT}{path}"
+def get_json(pod_ip: str, path: str, port: int = c.PROGRESS_PORT) -> dict[str, Any] | None:
+    """The endpoint's JSON; {} when the launcher answered that it has nothing yet."""
+    url = f"http://{pod_ip}:{port}{path}"
     try:
         with urllib.request.urlopen(url, timeout=REQUEST_TIMEOUT_SECONDS) as response:
             body = json.loads(response.read() or b"null")
     except urllib.error.HTTPError as error:
-        if error.code == HTTPStatus.NOT_FOUND:
+        if error.code == HTTPStatus.NOT_FOUND and _says_not_yet(error.read()):
             return {}  # a launcher whose workers have not reported yet: it is there
         raise
     return body if isinstance(body, dict) else None
 
 
+def _says_not_yet(body: bytes) -> bool:
+    """Whether a 404's body is the endpoint's own "no progress yet" (not any server's 404)."""
+    try:
+        answer = json.loads(body or b"null")
+    except ValueError:
+        return False
+    return isinstance(answer, dict) and answer.get(reports.NOT_YET_KEY) == reports.NOT_YET
+
+
 def fetch_progress(pod_ip: str) -> dict[str, Any] | None:
     """GET the progress document from a worker's launcher; None when it has nothing to say."""
-    return _get_json(pod_ip, reports.PROGRESS_PATH)
+    return get_json(pod_ip, reports.PROGRESS_PATH)
 
 
 def fetch_heartbeats(pod_ip: str) -> dict[str, Any] | None:
     """GET every pod's own last step, from the job's shared volume."""
-    return _get_json(pod_ip, reports.HEARTBEATS_PATH)
+    return get_json(pod_ip, reports.HEARTBEATS_PATH)
 
 
 def now() -> float:

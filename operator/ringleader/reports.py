@@ -18,6 +18,9 @@ from ringleader.constants import FailureClass
 
 PROGRESS_PATH: Final = "/progress"  # the newest progress document of the job
 HEARTBEATS_PATH: Final = "/heartbeats"  # pod name → that pod's own last step
+# What the endpoint answers (404) before the first report: it is there, the reports will come.
+NOT_YET_KEY: Final = "error"
+NOT_YET: Final = "no progress yet"
 
 
 class TrainerState(StrEnum):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 from pathlib import Path
 from typing import Any, cast
 
@@ -10,10 +12,11 @@ import pytest
 import torch
 
 import ringleader.constants as operator_constants
-from ringleader import failures, goodput, hang, progress, reports
+from ringleader import failures, goodput, hang, poller, progress, reports
 from ringleader.constants import FailureClass
 from ringleader.statusmodels import JobStatus
 from ringleader_client import contract, termination
+from ringleader_client.endpoint import serve_progress
 from ringleader_client.progressfiles import PROGRESS_FILE, read_json
 from ringleader_client.resume import data
 from ringleader_client.resume.checkpoint import Committed
@@ -21,6 +24,8 @@ from ringleader_trainer.loop import Runtime
 from ringleader_trainer.options import parse_options
 from ringleader_trainer.report import Reporter
 from ringleader_trainer.verdict import WorkerDeath, judge
+
+from .conftest import pick_free_port
 
 
 @pytest.mark.parametrize("name", contract.READ_NAMES)
@@ -92,6 +97,7 @@ def test_the_progress_document_keys_and_paths_agree_with_the_operator() -> None:
         reports.FAILURE_CLASS,
         reports.FAILURE_MESSAGE,
     )
+    assert (contract.NOT_YET_KEY, contract.NOT_YET) == (reports.NOT_YET_KEY, reports.NOT_YET)
 
 
 def test_the_failure_classes_the_trainer_names_are_the_operators() -> None:
@@ -159,3 +165,21 @@ def test_the_launchers_verdict_is_the_failure_class_the_operator_records(
     # The same message also carries the last progress, which the operator mirrors.
     final = reports.parse_progress(reports.parse_termination_message(target.read_text()))
     assert final is not None and final.step == 40
+
+
+def test_the_operator_tells_a_launcher_with_nothing_yet_from_any_other_404(
+    tmp_path: Path,
+) -> None:
+    port = pick_free_port()
+    server = serve_progress(tmp_path, "job-worker-0-a0", port)
+    try:
+        assert poller.get_json("127.0.0.1", reports.PROGRESS_PATH, port) == {}
+    finally:
+        server.shutdown()
+    foreign = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=foreign.serve_forever, daemon=True).start()
+    try:  # e.g. a proxy that answers every address: no launcher there
+        with pytest.raises(OSError):
+            poller.get_json("127.0.0.1", reports.PROGRESS_PATH, foreign.server_address[1])
+    finally:
+        foreign.shutdown()

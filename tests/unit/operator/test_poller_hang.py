@@ -92,3 +92,16 @@ def test_a_worker_that_answers_with_the_same_step_past_the_threshold_is_hung(
     poller, api, key = silent_after_step_11(monkeypatch)
     poll_at(monkeypatch, poller, key, 103.0, at_step(11))  # asked again after the backoff
     assert [(h["step"], h["stalledSeconds"]) for h in hangs(api)] == [(11, 102)]
+
+
+def test_workers_that_never_answer_are_said_to_report_nothing_after_a_minute(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    poller, api, key = running_job()
+    for moment in (0.0, 30.0, 59.0):
+        poll_at(monkeypatch, poller, key, moment, no_answer)
+    assert not [p for p in api.patches if "reporting" in p]
+    poll_at(monkeypatch, poller, key, 200.0, no_answer)  # past its backoff, asked again
+    (said,) = [p["reporting"] for p in api.patches if "reporting" in p]
+    assert said["reported"] is False and "client library" in said["message"]
+    assert hangs(api) == []
