@@ -147,7 +147,7 @@ def test_a_script_that_stalls_is_found_hung_and_its_gang_restarted(
     assert not job_status(kube, namespace, "stall").get("hang")
 
 
-HF = Path(__file__).parent / "scripts" / "hf_train.py"
+HF = REPO_ROOT / "examples" / "scripts" / "hf_train.py"
 
 
 def test_a_hugging_face_job_reports_and_resumes_from_its_own_checkpoint(

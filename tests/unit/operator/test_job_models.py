@@ -39,6 +39,7 @@ def test_the_examples_exist() -> None:
         "digits-job.yaml",
         "elastic-job.yaml",
         "gpu-job.yaml",
+        "hf-trainer-job.yaml",
         "torchrun-script-job.yaml",
     ]
 

@@ -1,5 +1,7 @@
 """A Hugging Face Trainer script with Ringleader's callback, run by torchrun in every worker: a
-tiny regression (no download), its checkpoints in the job's volume, resumed from the newest."""
+tiny regression (no download), its checkpoints in the job's volume, resumed from the newest.
+The callback (ringleader_client.huggingface) puts steps, loss and checkpoints in the job's status
+and turns SIGTERM into a checkpoint; the two lines that use it are marked."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import torch
 from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from ringleader_client.huggingface import RingleaderCallback, last_checkpoint
+from ringleader_client.huggingface import RingleaderCallback, last_checkpoint  # Ringleader
 
 OUTPUT = os.path.join(os.environ.get("RINGLEADER_CHECKPOINT_DIR", "/checkpoints"), "hf")
 
@@ -26,10 +28,10 @@ class Tiny(nn.Module):
 
 
 class Pace(TrainerCallback):
-    """Steps slow enough to be watched (and a pod deleted) mid-run."""
+    """Slower steps (STEP_SECONDS), to watch a run go by."""
 
     def on_step_end(self, *args: object, **kwargs: object) -> None:
-        time.sleep(0.15)
+        time.sleep(float(os.environ.get("STEP_SECONDS", "0")))
 
 
 def main() -> None:
@@ -49,9 +51,8 @@ def main() -> None:
         use_cpu=True,
         disable_tqdm=True,
     )
-    trainer = Trainer(
-        model=Tiny(), args=args, train_dataset=data, callbacks=[RingleaderCallback(), Pace()]
-    )
+    callbacks = [RingleaderCallback(), Pace()]  # Ringleader
+    trainer = Trainer(model=Tiny(), args=args, train_dataset=data, callbacks=callbacks)
     resumed = last_checkpoint(OUTPUT)
     print(f"resuming from {resumed}", flush=True)
     trainer.train(resume_from_checkpoint=resumed)
