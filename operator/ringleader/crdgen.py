@@ -36,6 +36,8 @@ MAX_ENV_PER_CONTAINER = 256
 MAX_ENV_NAME_LENGTH = 256
 MAX_VOLUMES = 256
 MAX_VOLUME_NAME_LENGTH = 63  # a volume name is a DNS label
+MAX_RESOURCE_NAMES = 64  # per limits or requests of a container
+MAX_QUANTITY_LENGTH = 64
 
 PRINTER_COLUMNS: list[Schema] = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
@@ -79,6 +81,23 @@ RESERVED_ENV_RULE: JsonDict = {
     "worker (the env contract) and cannot be set in the template",
     "fieldPath": ".name",
 }
+IMAGE_RULE = rule(
+    "has(self.image) && size(self.image) > 0",
+    "spec.template.spec.containers[].image: required (the image the container runs)",
+    ".image",
+)
+QUANTITIES_RULE: JsonDict = {
+    "rule": "self.all(k, isQuantity(string(self[k])))",
+    "messageExpression": "'spec.template.spec.containers[].resources: every amount must be a "
+    "quantity (e.g. 2, 500m, 4Gi), and ' + self.filter(k, !isQuantity(string(self[k])))[0] + "
+    "' is not'",
+    "message": "spec.template.spec.containers[].resources: every amount must be a quantity "
+    "(e.g. 2, 500m, 4Gi)",
+}
+WHOLE_GPUS_RULE = rule(
+    f"!('{c.GPU_RESOURCE}' in self) || string(self['{c.GPU_RESOURCE}']).matches('^[0-9]+$')",
+    f"spec.template.spec.containers[].resources: {c.GPU_RESOURCE} must be a whole number of GPUs",
+)
 RESTART_POLICY_RULE = rule(
     "!has(self.restartPolicy) || self.restartPolicy == 'Never'",
     "spec.template.spec.restartPolicy must be Never or unset: Ringleader restarts workers itself",
@@ -145,6 +164,8 @@ def build_pod_template_schema() -> Schema:
     spec["x-kubernetes-validations"] = [RESTART_POLICY_RULE]
     containers = spec["properties"]["containers"]
     containers.update(minItems=1, maxItems=MAX_CONTAINERS)
+    containers["items"]["x-kubernetes-validations"] = [IMAGE_RULE]
+    _guard_resources(containers["items"]["properties"]["resources"])
     env = containers["items"]["properties"]["env"]
     env["maxItems"] = MAX_ENV_PER_CONTAINER
     env["items"]["properties"]["name"]["maxLength"] = MAX_ENV_NAME_LENGTH
@@ -154,6 +175,15 @@ def build_pod_template_schema() -> Schema:
     volumes["items"]["properties"]["name"]["maxLength"] = MAX_VOLUME_NAME_LENGTH
     volumes["items"]["x-kubernetes-validations"] = [RESERVED_VOLUME_RULE]
     return template
+
+
+def _guard_resources(resources: Schema) -> None:
+    """Limits and requests: quantities, whole GPUs; bounded so that CEL can price the rules."""
+    for section in ("limits", "requests"):
+        amounts = resources["properties"][section]
+        amounts["maxProperties"] = MAX_RESOURCE_NAMES
+        amounts["additionalProperties"]["maxLength"] = MAX_QUANTITY_LENGTH
+        amounts["x-kubernetes-validations"] = [QUANTITIES_RULE, WHOLE_GPUS_RULE]
 
 
 def build_root_schema() -> Schema:
