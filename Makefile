@@ -10,7 +10,7 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 PYTEST_FLAGS ?=
 
-.PHONY: help venv binaries demo cluster-up cluster-down cluster-status crds crds-check openapi run lint format unit integration trainer-test bench-trainer gpu-checks bench-recovery bench-elastic e2e test clean
+.PHONY: help venv binaries addon-binaries demo cluster-up cluster-down cluster-status crds crds-check openapi run lint format unit integration trainer-test bench-trainer gpu-checks bench-recovery bench-elastic e2e test clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -26,9 +26,13 @@ venv: $(STAMP) ## create the Python virtual environment (.venv) with pinned depe
 binaries: ## build the pinned Kubernetes, etcd, kwok and helm binaries (cached in ~/.cache/ringleader)
 	tools/build-binaries.sh
 
+addon-binaries: ## build the optional schedulers: Kueue, Volcano, coscheduling (cached in ~/.cache/ringleader)
+	tools/build-addons.sh kueue volcano coscheduling
+
 LOCAL_NODES ?= 0
-cluster-up: venv binaries ## start the local cluster (LOCAL_NODES=2 adds nodes that run pods as processes; root)
-	$(PY) -m tools.localcluster up --local-nodes $(LOCAL_NODES)
+ADDONS ?=
+cluster-up: venv binaries ## start the local cluster (LOCAL_NODES=2: nodes that run pods, root; ADDONS=kueue,volcano,coscheduling)
+	$(PY) -m tools.localcluster up --local-nodes $(LOCAL_NODES) --addons "$(ADDONS)"
 
 cluster-down: venv ## stop the local cluster (its data stays in .cluster/ until `make clean`)
 	$(PY) -m tools.localcluster down

@@ -33,22 +33,30 @@ def _use_existing_cluster() -> bool:
 
 
 @pytest.fixture(scope="session")
-def kube() -> Iterator[Kube]:
-    """A kubectl wrapper bound to the test session's cluster (started here unless existing)."""
+def local_cluster() -> Iterator[LocalCluster | None]:
+    """The test session's own cluster, started here; None when the tests use an existing one."""
     if _use_existing_cluster():
-        kubeconfig = os.environ.get("KUBECONFIG")
-        if not kubeconfig:
-            pytest.fail("RINGLEADER_USE_EXISTING_CLUSTER=1 needs KUBECONFIG")
-        yield Kube(Path(kubeconfig))
+        yield None
         return
     layout = Layout(REPO_ROOT / TEST_CLUSTER_DIR, cached_bin_dir(), TEST_PORT_BASE)
     cluster = LocalCluster(layout)
     cluster.destroy()  # leftovers of an interrupted session
     cluster.up()
     try:
-        yield Kube(layout.kubeconfig)
+        yield cluster
     finally:
         cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def kube(local_cluster: LocalCluster | None) -> Kube:
+    """A kubectl wrapper bound to the test session's cluster."""
+    if local_cluster is not None:
+        return Kube(local_cluster.layout.kubeconfig)
+    kubeconfig = os.environ.get("KUBECONFIG")
+    if not kubeconfig:
+        pytest.fail("RINGLEADER_USE_EXISTING_CLUSTER=1 needs KUBECONFIG")
+    return Kube(Path(kubeconfig))
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 
+from . import schedulers
 from .cluster import ClusterError, LocalCluster
 from .layout import default_layout
 
@@ -34,9 +35,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--local-nodes", type=int, default=0, help="also run N local nodes (root; `up` only)"
     )
+    parser.add_argument(
+        "--addons",
+        default="",
+        help="also start these schedulers (`up` only): " + ",".join(schedulers.NAMES),
+    )
     args = parser.parse_args(argv)
+    try:
+        names = schedulers.parse_names(args.addons)
+    except ValueError as error:
+        parser.error(str(error))
     layout = default_layout(build=args.command == "up")
-    cluster = LocalCluster(layout, local_nodes=args.local_nodes)
+    cluster = LocalCluster(layout, local_nodes=args.local_nodes, scheduler_names=names)
     try:
         if args.command == "up":
             started = time.monotonic()

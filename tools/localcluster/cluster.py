@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import addons, components, processes
+from . import addons, components, crds, processes, schedulers
 from .kubeconfig import write_kubeconfigs
 from .layout import SERVICE_IP, Layout
 from .nodes import NODE_POOL_LABEL, build_fake_gpu_nodes
@@ -70,11 +71,19 @@ class ComponentState:
 class LocalCluster:
     """A control plane whose state lives under layout.root."""
 
-    def __init__(self, layout: Layout, local_nodes: int = 0, provisioner: bool = True) -> None:
-        """local_nodes > 0 also starts the local node agent (root only) with that many nodes."""
+    def __init__(
+        self,
+        layout: Layout,
+        local_nodes: int = 0,
+        provisioner: bool = True,
+        scheduler_names: list[str] | None = None,
+    ) -> None:
+        """local_nodes > 0 also starts the local node agent (root only) with that many nodes;
+        scheduler_names the optional schedulers (schedulers.NAMES) `up` starts."""
         self.layout = layout
         self.fake_nodes = build_fake_gpu_nodes()
         self.local_nodes, self.provisioner = local_nodes, provisioner
+        self.scheduler_names = list(scheduler_names or [])
 
     def _addons(self) -> list[addons.Addon]:
         """Every optional component, in start order (stop and status consider them all)."""
@@ -124,6 +133,74 @@ class LocalCluster:
             if processes.stop(self.layout.run_dir, addon.name, addon.binary, grace_seconds=30):
                 stopped.append(addon.name)
         return stopped
+
+    def start_schedulers(self, names: list[str]) -> None:
+        """Build (once) and start the optional schedulers named: kueue, volcano, coscheduling."""
+        pki = ensure_pki(self.layout.pki_dir, SERVICE_IP)
+        homes = schedulers.cached_homes(names)
+        for scheduler in schedulers.build_schedulers(self.layout, homes):
+            self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(scheduler.crds))
+            self._wait_for(
+                f"{scheduler.name}'s CRDs established",
+                "wait", "--for=condition=Established", "-f", str(scheduler.crds), "--timeout=5s",
+            )  # fmt: skip
+            schedulers.prepare(self.layout, scheduler, pki)
+            for component in scheduler.components:
+                self._start(component)
+            objects = schedulers.registrations(self.layout, scheduler, pki)
+            if objects:
+                listed = {"apiVersion": "v1", "kind": "List", "items": objects}
+                self.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
+                             stdin=json.dumps(listed))  # fmt: skip
+
+    def stop_schedulers(
+        self, names: tuple[str, ...] = schedulers.NAMES, remove_crds: bool = False
+    ) -> list[str]:
+        """Stop the optional schedulers named (their webhooks go first); their CRDs too if asked."""
+        homes = schedulers.cached_homes(list(names), build=False)
+        stopped = []
+        for scheduler in reversed(schedulers.build_schedulers(self.layout, homes)):
+            running = [c for c in scheduler.components if self._is_running(c)]
+            for kind, name in schedulers.registration_names(scheduler) if running else []:
+                # A webhook left behind whose server is gone would refuse every object it admits.
+                self._kubectl_if_up("delete", kind, name, "--ignore-not-found")
+            for component in reversed(running):
+                if processes.stop(self.layout.run_dir, component.name, component.binary):
+                    stopped.append(component.name)
+            if remove_crds and scheduler.crds.is_dir():
+                self._remove_crds(scheduler.crds)
+        return stopped
+
+    def _remove_crds(self, directory: Path) -> None:
+        """Delete the CRDs in `directory` and every object of theirs, finalizers included: the
+        scheduler that would have removed those finalizers is stopped, and the CRDs would
+        otherwise wait for it for ever."""
+        self._kubectl_if_up("delete", "-f", str(directory), "--ignore-not-found", "--wait=false")
+        for resource in crds.resource_names(directory):
+            try:
+                found = json.loads(self.kubectl("get", resource, "-A", "-o", "json"))["items"]
+            except ClusterError:
+                continue  # already gone
+            for obj in found:
+                meta = obj["metadata"]
+                if not meta.get("finalizers"):
+                    continue
+                scope = ["-n", meta["namespace"]] if meta.get("namespace") else []
+                self._kubectl_if_up(
+                    "patch", resource, meta["name"], *scope, "--type=merge",
+                    "-p", '{"metadata":{"finalizers":null}}',
+                )  # fmt: skip
+        self._kubectl_if_up("wait", "--for=delete", "-f", str(directory), "--timeout=60s")
+
+    def _kubectl_if_up(self, *args: str) -> None:
+        """kubectl, ignoring failures: on the way down the API server may be gone already."""
+        with contextlib.suppress(ClusterError):
+            self.kubectl(*args)
+
+    def _scheduler_components(self) -> list[components.Component]:
+        homes = schedulers.cached_homes(list(schedulers.NAMES), build=False)
+        found = schedulers.build_schedulers(self.layout, homes)
+        return [component for scheduler in found for component in scheduler.components]
 
     def _components(self) -> list[components.Component]:
         pki = ensure_pki(self.layout.pki_dir, SERVICE_IP)
@@ -209,11 +286,14 @@ class LocalCluster:
             self.start_provisioner()
         if self.local_nodes:
             self.start_local_nodes(self.local_nodes)
+        if self.scheduler_names:
+            self.start_schedulers(self.scheduler_names)
         self._link_tools()
 
     def down(self) -> list[str]:
         """Stop every component, last started first; return the names that were running."""
         stopped = self.stop_addons()
+        stopped += self.stop_schedulers()
         for component in reversed(self._components()):
             if processes.stop(self.layout.run_dir, component.name, component.binary):
                 stopped.append(component.name)
@@ -237,4 +317,10 @@ class LocalCluster:
             if pid is not None:
                 rss = processes.resident_memory_bytes(pid)
                 states.append(ComponentState(addon.name, pid, True, rss))
+        for component in self._scheduler_components():  # optional too
+            pid = processes.running_pid(self.layout.run_dir, component.name, component.binary)
+            if pid is not None:
+                healthy = _answers_ok(component.health_url)
+                rss = processes.resident_memory_bytes(pid)
+                states.append(ComponentState(component.name, pid, healthy, rss))
         return states

@@ -147,3 +147,27 @@ def ensure_pki(directory: Path, service_ip: str) -> Pki:
     )
     pki.service_account_pub.write_bytes(pub)
     return pki
+
+
+def ensure_loopback_serving_cert(pki: Pki, directory: Path, common_name: str) -> Path:
+    """tls.crt/tls.key in `directory`, for a server on 127.0.0.1, signed by the cluster's CA.
+
+    Webhook servers and metrics endpoints of the optional schedulers need one; clients verify
+    it with the cluster's CA (a webhook's caBundle).
+    """
+    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
+    if cert_path.exists() and key_path.exists():
+        return directory
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key = serialization.load_pem_private_key(pki.path("ca.key").read_bytes(), password=None)
+    ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)  # ensure_pki makes an EC CA
+    sans: list[x509.GeneralName] = [
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+    ]
+    server = ExtendedKeyUsageOID.SERVER_AUTH
+    key, cert = _issue(ca_key, ca_cert.subject, _name(common_name), server, sans)
+    _write_key(key_path, key)
+    _write_cert(cert_path, cert)
+    return directory
