@@ -9,7 +9,7 @@ import random
 
 import kopf
 
-from ringleader import handlers  # noqa: F401  (imported for its kopf registrations)
+from ringleader import handlers  # its kopf registrations, and a log filter
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         # kopf says "Handler ... succeeded" for every watch event: hundreds of lines a minute
         # that bury the operator's own (its decisions, as events). Its warnings still show.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        handlers.quiet_unserved_pod_groups()
     memo = kopf.Memo(
         workers=args.workers,
         metrics_port=args.metrics_port,

@@ -11,12 +11,15 @@ changes each release); the two gang schedulers in use read a PodGroup of their o
 
 One PodGroup per job, named after it; its minMember is the workers the job needs to train (all,
 or an elastic job's minReplicas), so an elastic job grows past it one pod at a time, and its
-minResources what those workers request together (podresources.py). Pure.
+minResources what those workers request together (podresources.py). While the gang waits, what
+its scheduler wrote in the PodGroup's status says why (explain_unplaced). Pure.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ringleader import constants as c
 from ringleader import podresources
@@ -88,3 +91,35 @@ def describe_missing(api: PodGroupApi) -> str:
         f"{api.scheduler}, and this cluster does not serve it: install {api.scheduler}, or "
         "remove spec.scheduling.gang"
     )
+
+
+# Volcano's PodGroup phases before its gang is bound: not yet let into its queue, or let in and
+# waiting for room on the nodes. Its Unschedulable condition stays True after the gang runs; the
+# phase tells whether it still waits.
+VOLCANO_WAITING_PHASES = {
+    "Pending": "the gang is not yet admitted to Volcano queue {queue}",
+    "Inqueue": "the gang is in Volcano queue {queue} but not placed",
+}
+
+
+def find_pod_group(children: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The job's PodGroup among its children, if the watch has seen one."""
+    return next((x for x in children if x.get("kind") == "PodGroup"), None)
+
+
+def explain_unplaced(group: Mapping[str, Any] | None) -> str:
+    """Why the gang scheduler has not placed the gang, from its PodGroup's status; "" when it
+    does not say (coscheduling's PodGroups carry no reason: the pods' conditions do)."""
+    if group is None or group.get("apiVersion") != VOLCANO.api_version:
+        return ""
+    status = group.get("status") or {}
+    where = VOLCANO_WAITING_PHASES.get(status.get("phase") or "")
+    reasons = [
+        condition.get("message") or condition.get("reason") or ""
+        for condition in status.get("conditions") or []
+        if condition.get("type") == "Unschedulable" and condition.get("status") == "True"
+    ]
+    if where is None or not any(reasons):
+        return ""
+    queue = (group.get("spec") or {}).get("queue") or "default"
+    return f"{where.format(queue=queue)}: {reasons[0]}"

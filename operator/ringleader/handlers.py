@@ -1,4 +1,5 @@
-"""kopf glue: watch jobs, their children and node deletions; feed the controller's queue.
+"""kopf glue: watch jobs, their children (PodGroups too) and node deletions; feed the controller's
+queue.
 
 The event handlers are coroutines on purpose: kopf runs plain functions in a thread pool, and
 the controller's asyncio queue must only be touched from the event loop's thread.
@@ -14,6 +15,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from ringleader import constants as c
+from ringleader import gang
 from ringleader.controller import Controller
 from ringleader.kube import KubeApi, load_client_config
 from ringleader.poller import ProgressPoller
@@ -115,6 +117,44 @@ async def service_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None
 async def claim_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     """A PersistentVolumeClaim the operator made changed."""
     _child_event(event, memo)
+
+
+# A gang's PodGroup: its scheduler writes there why the gang waits (gang.explain_unplaced). kopf
+# watches each API only while the cluster serves it, and warns while it does not.
+@kopf.on.event(gang.VOLCANO.group, gang.VOLCANO.version, gang.VOLCANO.plural, labels=CHILD_LABELS)
+async def volcano_pod_group_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """A Volcano PodGroup the operator made changed."""
+    _child_event(event, memo)
+
+
+@kopf.on.event(
+    gang.COSCHEDULING.group, gang.COSCHEDULING.version, gang.COSCHEDULING.plural,
+    labels=CHILD_LABELS,
+)  # fmt: skip
+async def coscheduling_pod_group_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """A coscheduling PodGroup the operator made changed."""
+    _child_event(event, memo)
+
+
+class UnservedPodGroupsFilter(logging.Filter):
+    """Drops kopf's warning that PodGroups are not served: a cluster without Volcano or the
+    coscheduling plugin is normal, and kopf repeats it at every CRD change. Any other resource
+    it names keeps the warning."""
+
+    PREFIX = "Unresolved resources cannot be served"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for the warning when every selector it names is a PodGroup's."""
+        message = record.getMessage()
+        if not message.startswith(self.PREFIX):
+            return True
+        selectors = message.split(":", 1)[1].count("Selector(")
+        return message.count("any_name='podgroups'") < selectors
+
+
+def quiet_unserved_pod_groups() -> None:
+    """Install UnservedPodGroupsFilter on kopf's resource observer."""
+    logging.getLogger("kopf._core.reactor.observation").addFilter(UnservedPodGroupsFilter())
 
 
 @kopf.on.event("v1", "nodes")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from ringleader import builders, failurepolicy, lifecycle, lostnodes, pods, status, validation
+from ringleader import builders, failurepolicy, gang, lifecycle, lostnodes, pods, status, validation
 from ringleader import constants as c
 from ringleader.constants import Phase
 from ringleader.decisions import Event, JobFailure, sooner
@@ -64,7 +64,7 @@ def plan_reconcile(
     workers = [x for x in children if pods.is_worker(x)]
     on_deleted = lostnodes.on_deleted_nodes(children, deleted_nodes)
     decided = decide(job, workers, now, on_deleted=on_deleted, served=pod_groups_served)
-    new = status_after(job, workers, now, decided)
+    new = status_after(job, workers, now, decided, gang.find_pod_group(children))
     create, delete = plan_children(job, decided.attempt, new.phase, children)
     delete_job, expires_in = lifecycle.plan_expiry(job, new, now)
     plan = Plan(
@@ -136,12 +136,19 @@ def first_limit_reached(
 
 
 def status_after(
-    job: DistributedTrainingJob, workers: Sequence[Obj], now: datetime, decided: RestartDecision
+    job: DistributedTrainingJob,
+    workers: Sequence[Obj],
+    now: datetime,
+    decided: RestartDecision,
+    pod_group: Mapping[str, Any] | None = None,
 ) -> JobStatus:
-    """The job's status once the decision is taken: phase and counters from the pods, the
-    decision's record, and the workers' last report when the phase ends the job."""
+    """The job's status once the decision is taken: phase and counters from the pods (and why a
+    gang waits, from its PodGroup), the decision's record, and the workers' last report when the
+    phase ends the job."""
     old = job.status or JobStatus()
-    new = status.compute_status(job, workers, now, decided.failure, decided.attempt)
+    new = status.compute_status(
+        job, workers, now, decided.failure, decided.attempt, pod_group=pod_group
+    )
     update: dict[str, Any] = {"restart_attempt": decided.attempt, "restarts": decided.restarts}
     if decided.last_failure is not None:
         update["last_failure"] = decided.last_failure

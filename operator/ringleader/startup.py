@@ -48,9 +48,9 @@ def explain_waiting(pod: Pod) -> str:
     return ""
 
 
-def _shorten(text: str) -> str:
+def _shorten(text: str, limit: int = MESSAGE_LIMIT) -> str:
     text = " ".join(text.split()).rstrip(": ")
-    return text if len(text) <= MESSAGE_LIMIT else f"{text[: MESSAGE_LIMIT - 3]}..."
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def find_waiting(workers: Sequence[Pod], attempt: int) -> list[Waiting]:
@@ -64,11 +64,16 @@ def find_waiting(workers: Sequence[Pod], attempt: int) -> list[Waiting]:
     return sorted(out, key=lambda w: (w.created, w.name))
 
 
-def waiting_note(workers: Sequence[Pod], attempt: int) -> str:
-    """ "; <pod> waits: <why>" for the first waiting worker with a reason, else ""."""
-    for waiting in find_waiting(workers, attempt):
-        if waiting.why:
-            return f"; {waiting.name} waits: {waiting.why}"
+def waiting_note(workers: Sequence[Pod], attempt: int, gang_reason: str = "") -> str:
+    """ "; <pod> waits: <why>" for the first waiting worker with a reason, else ""; while any
+    worker waits, the gang scheduler's own account (gang.explain_unplaced) comes first."""
+    waiting = find_waiting(workers, attempt)
+    if waiting and gang_reason:
+        # It names the gang's state and the pod its scheduler blames: worth a longer line.
+        return f"; {_shorten(gang_reason, 2 * MESSAGE_LIMIT)}"
+    for pod in waiting:
+        if pod.why:
+            return f"; {pod.name} waits: {pod.why}"
     return ""
 
 

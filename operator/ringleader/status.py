@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from ringleader import constants as c
-from ringleader import naming, pods, startup, workerenv
+from ringleader import gang, naming, pods, startup, workerenv
 from ringleader.apitime import truncate_to_second
 from ringleader.constants import Phase
 from ringleader.decisions import JobFailure
@@ -228,9 +228,11 @@ def observe(
     workers: Sequence[Pod],
     failure: JobFailure | None,
     attempt: int | None = None,
+    pod_group: Pod | None = None,
 ) -> Observation:
     """Summarize the job and its worker pods for the phase table; attempt: the restart attempt
-    decided for this pass (status.restartAttempt when not given)."""
+    decided for this pass (status.restartAttempt when not given); pod_group: the gang's PodGroup
+    as its scheduler last wrote it, if any."""
     spec, status = job.spec, job.status or JobStatus()
     if attempt is None:
         attempt = status.restart_attempt or 0
@@ -245,7 +247,7 @@ def observe(
         nproc=workerenv.compute_nproc_per_node(spec),
         training=status.progress.world_size if status.progress else None,
         leaving=_leaving(workers, attempt),
-        waiting=startup.waiting_note(workers, attempt),
+        waiting=startup.waiting_note(workers, attempt, gang.explain_unplaced(pod_group)),
     )
 
 
@@ -263,10 +265,12 @@ def compute_status(
     now: datetime,
     failure: JobFailure | None = None,
     attempt: int | None = None,
+    *,
+    pod_group: Pod | None = None,
 ) -> JobStatus:
     """The job's status with the fields this module owns brought up to date: phase,
     conditions, counters, start and completion times."""
-    obs = observe(job, workers, failure, attempt)
+    obs = observe(job, workers, failure, attempt, pod_group)
     decision = decide_phase(obs)
     previous = job.status or JobStatus()
     n, generation = obs.counts, job.metadata.generation or 0

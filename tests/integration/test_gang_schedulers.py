@@ -59,6 +59,13 @@ def assert_second_gang_waits_unbound(kube: Kube, namespace: str) -> dict[str, An
     return job_status(kube, namespace, "second")
 
 
+def status_saying(kube: Kube, namespace: str, text: str) -> dict[str, Any] | None:
+    """The job's status once its phase's message contains `text`, else None."""
+    status = job_status(kube, namespace)
+    conditions = status.get("conditions") or []
+    return status if conditions and text in conditions[0]["message"] else None
+
+
 def run_two_gangs(kube: Kube, namespace: str, pool: str, scheduler_name: str) -> dict[str, Any]:
     """The scenario of this module; returns the second job's status while it waited."""
     kube.apply(gang_job(pool, "first", scheduler_name), namespace)
@@ -77,8 +84,36 @@ def test_volcano_binds_a_gang_whole_and_keeps_the_next_one_unbound_until_it_fits
     kube: Kube, operator: OperatorProcess, namespace: str, pool: str, volcano: str
 ) -> None:
     waiting = run_two_gangs(kube, namespace, pool, VOLCANO_SCHEDULER_NAME)
-    assert waiting["phase"] in ("Pending", "Starting")
-    assert "second" in waiting["conditions"][0]["message"]
+    assert waiting["phase"] == "Starting"
+    # Said from the PodGroup's status, as Volcano wrote it.
+    message = waiting["conditions"][0]["message"]
+    assert message.startswith("0/3 ready; the gang is in Volcano queue default but not placed: ")
+    assert "3 minAvailable" in message
+
+
+def test_a_gang_its_volcano_queue_cannot_hold_waits_unbound_and_the_job_says_so(
+    kube: Kube, operator: OperatorProcess, namespace: str, pool: str, volcano: str
+) -> None:
+    queue = {
+        "apiVersion": "scheduling.volcano.sh/v1beta1",
+        "kind": "Queue",
+        "metadata": {"name": namespace},
+        "spec": {"weight": 1, "reclaimable": False, "capability": {"nvidia.com/gpu": "16"}},
+    }
+    kube.apply(queue, namespace)
+    try:
+        job = gang_job(pool, "train", VOLCANO_SCHEDULER_NAME)
+        job["spec"]["scheduling"]["queueName"] = namespace
+        kube.apply(job, namespace)
+        expected = f"the gang is not yet admitted to Volcano queue {namespace}: "
+        status = wait_until(
+            lambda: status_saying(kube, namespace, expected),
+            what="the job's message saying its queue has not admitted the gang",
+        )
+        assert status["phase"] == "Starting"
+        assert bound_workers(kube, namespace, "train") == []
+    finally:
+        kube.run("delete", "queue.scheduling.volcano.sh", namespace, "--wait=false", check=False)
 
 
 def test_coscheduling_binds_a_gang_whole_and_keeps_the_next_one_unbound_until_it_fits(

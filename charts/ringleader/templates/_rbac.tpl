@@ -28,10 +28,10 @@ the chart's integration test runs the operator with exactly these and checks wha
   resources: ["services", "persistentvolumeclaims"]
   verbs: ["list", "watch", "create"]
 # Gang jobs (spec.scheduling.gang): the job's PodGroup for Volcano or the coscheduling plugin,
-# created and kept up to date; removed by garbage collection.
+# created and kept up to date, watched for why its gang waits; removed by garbage collection.
 - apiGroups: ["scheduling.volcano.sh", "scheduling.x-k8s.io"]
   resources: ["podgroups"]
-  verbs: ["create", "patch"]
+  verbs: ["list", "watch", "create", "patch"]
 # Events on jobs (events.k8s.io) and kopf's own warnings (core).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

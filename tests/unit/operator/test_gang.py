@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from ringleader import builders
+from ringleader import builders, gang, handlers
 from ringleader.discovery import ServedApis
 from ringleader.reconcile import plan_reconcile
 from tests.unit.operator.jobs import make_job, parse
@@ -114,3 +115,81 @@ def test_a_served_api_is_trusted_for_a_while_and_a_missing_one_asked_about_each_
     assert discovery.asked == 3
     clock[0] = 31.0
     assert served.serves("scheduling.x-k8s.io/v1alpha1") and discovery.asked == 4
+
+
+# What Volcano v1.14 wrote on a PodGroup whose gang did not fit (seen in the local cluster).
+VOLCANO_REASON = (
+    "2/3 tasks in gang unschedulable: pod group is not ready, 3 Pending, 3 minAvailable; "
+    "Pending: 1 Schedulable, 2 Unschedulable. Origin reason is digits-worker-2-a0: 0/8 nodes "
+    "are unavailable: 4 Insufficient nvidia.com/gpu."
+)
+
+
+def volcano_group(phase: str, unschedulable: bool = True) -> dict[str, Any]:
+    """The job's Volcano PodGroup as the scheduler left it."""
+    group = builders.build_pod_group(parse(gang_job(VOLCANO)))
+    assert group is not None
+    conditions = [{"type": "Scheduled", "status": "True", "reason": "tasks in gang are ready"}]
+    if unschedulable:
+        conditions.insert(
+            0,
+            {"type": "Unschedulable", "status": "True", "reason": "NotEnoughResources",
+             "message": VOLCANO_REASON},
+        )  # fmt: skip
+    return {**group, "status": {"phase": phase, "conditions": conditions}}
+
+
+def test_a_volcano_gang_that_is_not_placed_is_explained_by_its_pod_group_status() -> None:
+    assert gang.explain_unplaced(volcano_group("Inqueue")) == (
+        f"the gang is in Volcano queue research but not placed: {VOLCANO_REASON}"
+    )
+    assert gang.explain_unplaced(volcano_group("Pending")).startswith(
+        "the gang is not yet admitted to Volcano queue research: 2/3 tasks in gang unschedulable"
+    )
+    # Volcano leaves the Unschedulable condition True once the gang runs: the phase decides.
+    assert gang.explain_unplaced(volcano_group("Running")) == ""
+    assert gang.explain_unplaced(volcano_group("Inqueue", unschedulable=False)) == ""
+
+
+def test_coscheduling_pod_groups_and_missing_ones_explain_nothing() -> None:
+    group = builders.build_pod_group(parse(gang_job()))
+    assert group is not None
+    assert gang.explain_unplaced({**group, "status": {"phase": "Pending"}}) == ""
+    assert gang.explain_unplaced(None) == ""
+
+
+def test_the_phase_message_of_a_waiting_gang_says_what_its_pod_group_says() -> None:
+    job = gang_job(VOLCANO)
+    job["status"] = {"phase": "Starting", "restartAttempt": 0}
+    workers = builders.build_worker_pods(parse(job), 0)
+    for pod in workers:  # created, Pending, and blamed by the scheduler in its own words
+        pod["metadata"]["creationTimestamp"] = "2026-05-06T07:08:00Z"
+        pod["status"] = {"phase": "Pending"}
+    plan = plan_reconcile(job, [*workers, volcano_group("Inqueue")], NOW)
+    assert plan.status_patch is not None
+    message = plan.status_patch["conditions"][0]["message"]
+    assert message.startswith("0/2 ready; the gang is in Volcano queue research but not placed: ")
+    assert "Origin reason is digits-worker-2-a0" in message
+    # Once it runs, the PodGroup's stale condition says nothing more.
+    for pod in workers:
+        pod["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+    plan = plan_reconcile(job, [*workers, volcano_group("Running")], NOW)
+    assert plan.status_patch is not None
+    assert plan.status_patch["conditions"][0]["message"] == "2/2 ready"
+
+
+def _record(message: str) -> logging.LogRecord:
+    return logging.LogRecord("kopf", logging.WARNING, __file__, 1, message, None, None)
+
+
+def test_kopf_warning_about_unserved_pod_groups_alone_is_dropped() -> None:
+    quiet = handlers.UnservedPodGroupsFilter()
+    prefix = "Unresolved resources cannot be served (try creating their CRDs): "
+    pod_groups = (
+        "Selector(group='scheduling.x-k8s.io', version='v1alpha1', any_name='podgroups'), "
+        "Selector(group='scheduling.volcano.sh', version='v1beta1', any_name='podgroups')"
+    )
+    assert not quiet.filter(_record(prefix + pod_groups))
+    jobs = "Selector(group='ringleader.dev', version='v1alpha1', any_name='dtjs')"
+    assert quiet.filter(_record(f"{prefix}{pod_groups}, {jobs}"))
+    assert quiet.filter(_record("Something else: any_name='podgroups'"))
