@@ -108,8 +108,9 @@ def read_admission(workload: Mapping[str, Any]) -> Admission:
     if _true(conditions, "Evicted") and (admission or _true(conditions, "QuotaReserved")):
         return Admission("Evicted", conditions["Evicted"].get("message", ""))
     if _true(conditions, "Admitted") and admission:
-        assignment = next(
-            (a for a in admission.get("podSetAssignments") or [] if a.get("name") == WORKERS), {}
+        assignments = admission.get("podSetAssignments") or []
+        assignment: Mapping[str, Any] = next(
+            (a for a in assignments if a.get("name") == WORKERS), {}
         )
         return Admission(
             "Admitted",

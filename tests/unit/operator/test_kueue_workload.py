@@ -88,7 +88,7 @@ def test_the_status_reads_as_queued_admitted_evicted_or_finished() -> None:
 
 
 def test_flavors_add_their_node_labels_and_tolerations_to_the_workers() -> None:
-    flavors = [
+    flavors: list[dict[str, Any]] = [
         {"spec": {"nodeLabels": {"pool": "a100"}, "tolerations": [TOLERATION]}},
         {"spec": {"nodeLabels": {"zone": "b"}}},
     ]
