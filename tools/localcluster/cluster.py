@@ -139,6 +139,7 @@ class LocalCluster:
         pki = ensure_pki(self.layout.pki_dir, SERVICE_IP)
         homes = schedulers.cached_homes(names)
         for scheduler in schedulers.build_schedulers(self.layout, homes):
+            self._wait_out_crd_deletions(scheduler.crds)
             self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(scheduler.crds))
             self._wait_for(
                 f"{scheduler.name}'s CRDs established",
@@ -170,6 +171,14 @@ class LocalCluster:
             if remove_crds and scheduler.crds.is_dir():
                 self._remove_crds(scheduler.crds)
         return stopped
+
+    def _wait_out_crd_deletions(self, directory: Path) -> None:
+        """Wait until none of these CRDs is being deleted: applying one that is fails (a test
+        that removed its own copy of the CRD moments before, a scheduler stopped and started)."""
+        for name in crds.resource_names(directory):  # a CRD is named plural.group
+            found = self.kubectl("get", "crd", name, "--ignore-not-found", "-o", "json")
+            if found.strip() and json.loads(found)["metadata"].get("deletionTimestamp"):
+                self._kubectl_if_up("wait", "--for=delete", f"crd/{name}", "--timeout=60s")
 
     def _remove_crds(self, directory: Path) -> None:
         """Delete the CRDs in `directory` and every object of theirs, finalizers included: the
