@@ -75,7 +75,9 @@ def run_two_gangs(kube: Kube, namespace: str, pool: str, scheduler_name: str) ->
     waiting = assert_second_gang_waits_unbound(kube, namespace)
     finish(kube, namespace, "first")
     wait_for_phase(kube, namespace, "Succeeded", name="first")
-    wait_for_phase(kube, namespace, "Running", name="second")
+    # Coscheduling retries a rejected gang only after COSCHEDULING_RETRY, which kube-scheduler
+    # checks every 30 s: up to a minute after the GPUs are free.
+    wait_for_phase(kube, namespace, "Running", name="second", timeout=150)
     assert len(bound_workers(kube, namespace, "second")) == GANG_SIZE
     return waiting
 
