@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
-from .cluster import ClusterError, LocalCluster
+from .cluster import NODE_AGENT, NODE_KINDS, ClusterError, LocalCluster
 from .layout import default_layout
 
 
@@ -34,9 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--local-nodes", type=int, default=0, help="also run N local nodes (root; `up` only)"
     )
+    parser.add_argument(
+        "--node-kind",
+        choices=NODE_KINDS,
+        default=os.environ.get("RINGLEADER_LOCAL_NODE_KIND", NODE_AGENT),
+        help="agent: pods as host processes (default); kubelet: real nodes, containerd, images",
+    )
     args = parser.parse_args(argv)
     layout = default_layout(build=args.command == "up")
-    cluster = LocalCluster(layout, local_nodes=args.local_nodes)
+    cluster = LocalCluster(layout, local_nodes=args.local_nodes, node_kind=args.node_kind)
     try:
         if args.command == "up":
             started = time.monotonic()

@@ -5,22 +5,27 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import ssl
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.images.store import BuildError
+from tools.realnodes.hostnet import HostNetError
+from tools.realnodes.node import NodeError
+from tools.realnodes.nodeset import open_real_nodes
+
 from . import addons, components, processes
+from .health import answers_ok
 from .kubeconfig import write_kubeconfigs
 from .layout import SERVICE_IP, Layout
 from .nodes import NODE_POOL_LABEL, build_fake_gpu_nodes
 from .pki import ensure_pki
 
 STARTUP_TIMEOUT_SECONDS = 90.0
+NODE_AGENT, NODE_KUBELET = "agent", "kubelet"
+NODE_KINDS = (NODE_AGENT, NODE_KUBELET)
 
 
 class ClusterError(RuntimeError):
@@ -36,18 +41,6 @@ def kubectl_binary() -> str:
     if found is None:
         raise ClusterError("kubectl not found: run `make venv` first")
     return found
-
-
-def _answers_ok(url: str) -> bool:
-    context = ssl.create_default_context()
-    # The components serve self-signed or local-CA certificates; this only asks "are you up?".
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    try:
-        with urllib.request.urlopen(url, timeout=2, context=context) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def _log_tail(layout: Layout, name: str, lines: int = 20) -> str:
@@ -70,11 +63,20 @@ class ComponentState:
 class LocalCluster:
     """A control plane whose state lives under layout.root."""
 
-    def __init__(self, layout: Layout, local_nodes: int = 0, provisioner: bool = True) -> None:
-        """local_nodes > 0 also starts the local node agent (root only) with that many nodes."""
+    def __init__(
+        self,
+        layout: Layout,
+        local_nodes: int = 0,
+        provisioner: bool = True,
+        node_kind: str = NODE_AGENT,
+    ) -> None:
+        """local_nodes > 0 also starts that many local nodes (root only) of node_kind:
+        `agent` (the node agent: pods as host processes) or `kubelet` (real nodes)."""
+        if node_kind not in NODE_KINDS:
+            raise ClusterError(f"unknown node kind {node_kind!r}: one of {', '.join(NODE_KINDS)}")
         self.layout = layout
         self.fake_nodes = build_fake_gpu_nodes()
-        self.local_nodes, self.provisioner = local_nodes, provisioner
+        self.local_nodes, self.provisioner, self.node_kind = local_nodes, provisioner, node_kind
 
     def _addons(self) -> list[addons.Addon]:
         """Every optional component, in start order (stop and status consider them all)."""
@@ -95,17 +97,33 @@ class LocalCluster:
         self._wait_for("StorageClass ringleader-local", "get", "storageclass", "ringleader-local")
 
     def start_local_nodes(self, count: int) -> None:
-        """Start the local node agent with `count` nodes and wait until they are Ready."""
+        """Start `count` local nodes of this cluster's node kind and wait until they are Ready."""
         if os.geteuid() != 0:
             raise ClusterError("local nodes need root (network namespaces, mounts)")
         self.local_nodes = count
-        agent = addons.node_agent(self.layout, count)
-        self._start_addon(agent)
+        if self.node_kind == NODE_KUBELET:
+            pki = ensure_pki(self.layout.pki_dir, SERVICE_IP)
+            try:
+                open_real_nodes(self.layout).up(addons.local_node_names(count), pki)
+            except (NodeError, BuildError, HostNetError) as error:
+                raise ClusterError(f"real nodes: {error}") from error
+        else:
+            self._start_addon(addons.node_agent(self.layout, count))
         for name in addons.local_node_names(count):
             self._wait_for(
                 f"local node {name} Ready",
                 "wait", "--for=condition=Ready", f"node/{name}", "--timeout=5s",
             )  # fmt: skip
+
+    def stop_real_nodes(self) -> list[str]:
+        """Stop the real nodes (if any ran) and delete their Node objects."""
+        if not self.layout.nodes_dir.exists():
+            return []
+        return open_real_nodes(self.layout, build=False).down(self._delete_nodes)
+
+    def _delete_nodes(self, names: list[str]) -> None:
+        if answers_ok(f"{self.layout.server}/readyz"):
+            self.kubectl("delete", "node", "--ignore-not-found", "--wait=false", *names)
 
     def start_operator(self, crds: Path) -> None:
         """Install the CRDs from `crds` and run the operator in the background."""
@@ -152,7 +170,7 @@ class LocalCluster:
     def _start(self, component: components.Component) -> None:
         layout = self.layout
         if not self._is_running(component):
-            if _answers_ok(component.health_url):
+            if answers_ok(component.health_url):
                 raise ClusterError(
                     f"something else already answers at {component.health_url}: another local "
                     "cluster on the same ports? (RINGLEADER_CLUSTER_PORT_BASE moves them)"
@@ -161,7 +179,7 @@ class LocalCluster:
                 self._release_fake_node_leases()
             processes.start(layout.run_dir, layout.log_dir, component.name, component.argv)
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-        while not _answers_ok(component.health_url):
+        while not answers_ok(component.health_url):
             if not self._is_running(component):
                 raise ClusterError(
                     f"{component.name} exited during start-up:\n{_log_tail(layout, component.name)}"
@@ -214,6 +232,7 @@ class LocalCluster:
     def down(self) -> list[str]:
         """Stop every component, last started first; return the names that were running."""
         stopped = self.stop_addons()
+        stopped += self.stop_real_nodes()
         for component in reversed(self._components()):
             if processes.stop(self.layout.run_dir, component.name, component.binary):
                 stopped.append(component.name)
@@ -230,11 +249,14 @@ class LocalCluster:
         for component in self._components():
             pid = processes.running_pid(self.layout.run_dir, component.name, component.binary)
             rss = processes.resident_memory_bytes(pid) if pid else 0
-            healthy = pid is not None and _answers_ok(component.health_url)
+            healthy = pid is not None and answers_ok(component.health_url)
             states.append(ComponentState(component.name, pid, healthy, rss))
-        for addon in self._addons():  # optional: listed only while running
-            pid = processes.running_pid(self.layout.run_dir, addon.name, addon.binary)
+        optional = [(addon.name, addon.binary) for addon in self._addons()]
+        if self.layout.nodes_dir.exists():
+            optional += open_real_nodes(self.layout, build=False).processes()
+        for name, binary in optional:  # listed only while running
+            pid = processes.running_pid(self.layout.run_dir, name, binary)
             if pid is not None:
                 rss = processes.resident_memory_bytes(pid)
-                states.append(ComponentState(addon.name, pid, True, rss))
+                states.append(ComponentState(name, pid, True, rss))
         return states
