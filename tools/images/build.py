@@ -127,7 +127,7 @@ class Builder:
                 [
                     "mmdebstrap",
                     "--quiet",
-                    "--variant=essential",
+                    f"--variant={recipe.variant}",
                     f"--include={','.join(recipe.packages)}",
                     "--aptopt=Apt::Install-Recommends false",
                     # Lets Dockerfiles `pip install` as they do on python:3.11-slim.

@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPOSITORY = "localhost/ringleader"
 DEBIAN_SUITE = "bookworm"  # Debian 12: python3 is 3.11, as in python:3.11-slim
-# What python:3.11-slim gives a Dockerfile: python and pip on PATH, venv, useradd.
-DEBIAN_PACKAGES = ("python3", "python-is-python3", "python3-pip", "python3-venv", "passwd")
+# minbase is what debian:bookworm-slim (python:3.11-slim's base) has: apt, libstdc++ (torch
+# needs it), useradd. On top, what python:3.11-slim adds: python and pip on PATH, venv, CA
+# certificates, /etc/services and /etc/protocols, time zones.
+DEBIAN_VARIANT = "minbase"
+DEBIAN_PACKAGES = (
+    "python3", "python-is-python3", "python3-pip", "python3-venv",
+    "ca-certificates", "netbase", "tzdata",
+)  # fmt: skip
 KEY_LENGTH = 16
 
 
@@ -29,6 +36,7 @@ class Recipe:
     base: str = ""  # the recipe whose image is the Dockerfile's BASE_IMAGE
     build_args: tuple[tuple[str, str], ...] = ()
     packages: tuple[str, ...] = field(default=())
+    variant: str = ""
     description: str = ""
 
 
@@ -47,7 +55,13 @@ def build_recipes(repo: Path) -> dict[str, Recipe]:
     requirements = (repo / "requirements-dev.txt").read_text()
     recipes = [
         Recipe("pause", "pause", description="the pods' sandbox process (catatonit -P)"),
-        Recipe("base", "debian", packages=DEBIAN_PACKAGES, description="Debian 12 with Python"),
+        Recipe(
+            "base",
+            "debian",
+            packages=DEBIAN_PACKAGES,
+            variant=DEBIAN_VARIANT,
+            description="Debian 12 with Python",
+        ),
         Recipe(
             "user",
             "dockerfile",
@@ -74,18 +88,20 @@ def build_recipes(repo: Path) -> dict[str, Recipe]:
     return {recipe.name: recipe for recipe in recipes}
 
 
+def _copy_paths(arguments: str) -> list[str]:
+    """Sources and destination of one COPY/ADD, shell form or JSON (exec) form."""
+    rest = re.sub(r"^(--\S+\s+)*", "", arguments.strip())
+    return [str(path) for path in json.loads(rest)] if rest.startswith("[") else shlex.split(rest)
+
+
 def copy_sources(dockerfile: str) -> list[str]:
     """The build-context paths a Dockerfile's COPY and ADD lines read (not --from stages)."""
     sources: list[str] = []
     for line in dockerfile.replace("\\\n", " ").splitlines():
-        words = shlex.split(line, comments=True) if line.strip() else []
-        if not words or words[0].upper() not in ("COPY", "ADD"):
+        instruction, _, arguments = line.strip().partition(" ")
+        if instruction.upper() not in ("COPY", "ADD") or "--from" in arguments:
             continue
-        args = words[1:]
-        if any(arg.startswith("--from") for arg in args):
-            continue
-        paths = [arg for arg in args if not arg.startswith("--")]
-        sources.extend(paths[:-1])  # the last one is the destination
+        sources.extend(_copy_paths(arguments)[:-1])  # the last one is the destination
     return sources
 
 

@@ -31,7 +31,10 @@ def _print_status(cluster: LocalCluster) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="python -m tools.localcluster")
-    parser.add_argument("command", choices=["up", "down", "status", "destroy"])
+    parser.add_argument("command", choices=["up", "down", "status", "destroy", "images"])
+    parser.add_argument(
+        "images", nargs="*", help="`images`: build these and import them into the real nodes"
+    )
     parser.add_argument(
         "--local-nodes", type=int, default=0, help="also run N local nodes (root; `up` only)"
     )
@@ -53,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "down":
             stopped = cluster.down()
             print("Stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        elif args.command == "images":
+            for image in cluster.import_images(args.images):
+                print(f"{image.ref}  (in every real node)")
         elif args.command == "destroy":
             cluster.destroy()
             print(f"Removed {cluster.layout.root}")

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.images.build import Image
 from tools.images.store import BuildError
 from tools.realnodes.hostnet import HostNetError
 from tools.realnodes.node import NodeError
@@ -114,6 +115,13 @@ class LocalCluster:
                 f"local node {name} Ready",
                 "wait", "--for=condition=Ready", f"node/{name}", "--timeout=5s",
             )  # fmt: skip
+
+    def import_images(self, names: list[str], node_names: list[str] | None = None) -> list[Image]:
+        """Build the named images (tools/images) and import them into the real nodes."""
+        try:
+            return open_real_nodes(self.layout).ensure_images(names, node_names)
+        except (NodeError, BuildError, KeyError) as error:
+            raise ClusterError(f"images: {error}") from error
 
     def stop_real_nodes(self) -> list[str]:
         """Stop the real nodes (if any ran) and delete their Node objects."""

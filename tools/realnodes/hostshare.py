@@ -31,9 +31,9 @@ SYSCTLS = (
 )
 
 
-def sysctl_path(name: str) -> Path:
+def sysctl_path(name: str, proc_sys: Path = Path("/proc/sys")) -> Path:
     """/proc/sys file of a dotted sysctl name."""
-    return Path("/proc/sys") / name.replace(".", "/")
+    return proc_sys / name.replace(".", "/")
 
 
 def missing_ancestors(path: Path) -> list[Path]:
@@ -48,8 +48,11 @@ def missing_ancestors(path: Path) -> list[Path]:
 class HostShare:
     """The registry of clusters with real nodes on this host."""
 
-    def __init__(self, root: Path = REGISTRY) -> None:
-        self.root = root
+    def __init__(self, root: Path = REGISTRY, proc_sys: Path = Path("/proc/sys")) -> None:
+        self.root, self.proc_sys = root, proc_sys
+
+    def _sysctl(self, name: str) -> Path:
+        return sysctl_path(name, self.proc_sys)
 
     @contextmanager
     def _locked(self) -> Iterator[dict[str, Any]]:
@@ -80,7 +83,9 @@ class HostShare:
         """Register a cluster; the first one records the sysctls; make the mount points."""
         with self._locked() as state:
             if not self._others(tag, alive) and "sysctls" not in state:
-                state["sysctls"] = {name: sysctl_path(name).read_text().strip() for name in SYSCTLS}
+                state["sysctls"] = {
+                    name: self._sysctl(name).read_text().strip() for name in SYSCTLS
+                }
             created = state.setdefault("created", [])
             for mountpoint in mountpoints:
                 for path in missing_ancestors(Path(mountpoint)):
@@ -97,7 +102,7 @@ class HostShare:
             if self._others(tag, alive):
                 return False
             for name, value in state.pop("sysctls", {}).items():
-                sysctl_path(name).write_text(f"{value}\n")
+                self._sysctl(name).write_text(f"{value}\n")
             for path in sorted(state.pop("created", []), key=len, reverse=True):
                 # OSError: not empty, something else put files there since.
                 with contextlib.suppress(OSError):

@@ -96,11 +96,17 @@ class RealNodes:
             processes.start(layout.run_dir, layout.log_dir, COREDNS, argv)
         _wait(f"http://127.0.0.1:{layout.coredns_ready_port}/ready", DNS_TIMEOUT_SECONDS)
 
-    def import_images(self, images: list[Image], nodes: list[RealNode] | None = None) -> None:
-        """Import images into every node (or the given ones) that lacks them."""
-        for node in nodes or self.existing():
-            for image in images:
-                node.import_image(image.ref, image.archive)
+    def ensure_images(self, names: list[str], node_names: list[str] | None = None) -> list[Image]:
+        """Build (or take from the cache) the named images; import them where missing.
+
+        Into every node, or only those in node_names: a torch image takes about a minute a node.
+        """
+        images = [self.builder.ensure(name) for name in names]
+        for node in self.existing():
+            if node_names is None or node.naming.name in node_names:
+                for image in images:
+                    node.import_image(image.ref, image.archive)
+        return images
 
     def down(self, delete_nodes: Callable[[list[str]], None]) -> list[str]:
         """Stop every node and the DNS, delete their Node objects, restore the host."""
