@@ -105,4 +105,4 @@ test: lint unit trainer-test integration e2e realnodes ## everything CI runs: li
 
 clean: ## stop the local cluster and remove its state and the virtual environment
 	if [ -x $(PY) ]; then $(PY) -m tools.localcluster down; fi
-	rm -rf .cluster .cluster-test .cluster-test-* .cluster-bench $(VENV)
+	rm -rf .cluster .cluster-test .cluster-test-* .cluster-bench .cluster-bench-* $(VENV)

@@ -26,6 +26,11 @@ def _is_alive(pid: int, binary: str) -> bool:
     return Path(exe).name == binary
 
 
+def recorded_pid(run_dir: Path, name: str) -> int | None:
+    """The pid in a component's pid file (it may have exited since)."""
+    return _read_pid(run_dir / f"{name}.pid")
+
+
 def running_pid(run_dir: Path, name: str, binary: str) -> int | None:
     """The pid of a running component, or None."""
     pid = _read_pid(run_dir / f"{name}.pid")

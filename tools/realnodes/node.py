@@ -89,9 +89,12 @@ class RealNode:
     def wait_containerd(self) -> None:
         """Until containerd answers on its socket."""
         deadline = time.monotonic() + SOCKET_TIMEOUT_SECONDS
+        # Not running_pid: until unshare and sh have exec'd it, the process is not containerd yet.
+        pid = processes.recorded_pid(self.layout.run_dir, self.containerd_name)
         while self.ctr("version", check=False).returncode != 0:
-            if time.monotonic() > deadline or not self.containerd_running():
-                raise NodeError(f"{self.containerd_name} did not start: see its log")
+            if time.monotonic() > deadline or pid is None or not Path(f"/proc/{pid}").exists():
+                log = self.layout.log_dir / f"{self.containerd_name}.log"
+                raise NodeError(f"{self.containerd_name} did not start: see {log}")
             time.sleep(0.2)
 
     def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -123,7 +126,7 @@ class RealNode:
         wrapped = mounts.in_mount_namespace(self._binds(KUBELET_HOST_PATHS), argv)
         processes.start(self.layout.run_dir, self.layout.log_dir, self.kubelet_name, wrapped)
 
-    def _shim_pids(self) -> list[int]:
+    def shim_pids(self) -> list[int]:
         """This node's runc shims: their command line names its containerd's socket."""
         marker = f"-address\0{self.dirs.containerd_socket}\0".encode()
         pids = []
@@ -144,7 +147,7 @@ class RealNode:
         cgroups.kill_all(self.naming.cgroup_root)
         if processes.stop(run_dir, self.containerd_name, "containerd"):
             stopped.append(self.containerd_name)
-        for pid in self._shim_pids():
+        for pid in self.shim_pids():
             processes.kill(pid)
         mounts.unmount_under(self.dirs.root)
         cgroups.remove_root(self.naming.cgroup_root)
