@@ -60,8 +60,11 @@ def _pod(name: str, image: str) -> dict[str, Any]:
         "imagePullPolicy": "Never",
         "command": ["python3", "-c", "import time; time.sleep(3600)"],
     }
-    spec = {"nodeSelector": {NODE_POOL_LABEL: LOCAL_POOL}, "containers": [container]}
-    spec["terminationGracePeriodSeconds"] = 1
+    spec = {
+        "nodeSelector": {NODE_POOL_LABEL: LOCAL_POOL},
+        "containers": [container],
+        "terminationGracePeriodSeconds": 1,
+    }
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
 
 
