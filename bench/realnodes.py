@@ -1,6 +1,6 @@
 """Benchmark real local nodes: bring-up, image import per node, pod start latency, memory.
 
-Run (root): .venv/bin/python -m bench.realnodes [--images user,trainer,operator]
+Run (root): .venv/bin/python -m bench.realnodes [--images user,trainer,operator] [--parallel]
 (binaries and images are built first if missing: `make node-binaries images`). Uses its own
 cluster in .cluster-bench-realnodes/ on port base 19600, destroyed at the end. Prints figures;
 asserts nothing about timings.
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tools.localcluster import processes
@@ -51,6 +53,25 @@ def _import_per_node(nodes: RealNodes, names: list[str]) -> None:
             size = image.archive.stat().st_size / 2**20
             where = f"{image.name:<9} ({size:5.0f} MiB) into {node.naming.name}"
             print(f"  import {where}: {seconds:5.1f} s")
+        print(f"  {node.naming.name} holds {_disk_mib(node.dirs.containerd_root)} MiB of images")
+
+
+def _disk_mib(path: Path) -> int:
+    return int(
+        subprocess.run(
+            ["du", "-sm", str(path)], capture_output=True, text=True, check=True
+        ).stdout.split()[0]
+    )
+
+
+def _import_parallel(nodes: RealNodes, names: list[str]) -> None:
+    """Import the images into every node at once, timed (the images are built first)."""
+    for name in names:
+        nodes.builder.ensure(name)
+    seconds = _timed(lambda: nodes.ensure_images(names))
+    print(f"  import {', '.join(names)} into {NODES} nodes in parallel: {seconds:5.1f} s")
+    for node in nodes.existing():
+        print(f"  {node.naming.name} holds {_disk_mib(node.dirs.containerd_root)} MiB of images")
 
 
 def _pod(name: str, image: str) -> dict[str, Any]:
@@ -111,6 +132,9 @@ def main() -> None:
     """Measure and print."""
     parser = argparse.ArgumentParser(prog="python -m bench.realnodes")
     parser.add_argument("--images", default="user,trainer,operator")
+    parser.add_argument(
+        "--parallel", action="store_true", help="import into the nodes at once, not node by node"
+    )
     args = parser.parse_args()
     layout = Layout(REPO_ROOT / ".cluster-bench-realnodes", cached_bin_dir(), BENCH_PORT_BASE)
     cluster = LocalCluster(layout, provisioner=False, node_kind=NODE_KUBELET)
@@ -119,7 +143,8 @@ def main() -> None:
         _bring_up(cluster, "cold")
         nodes = open_real_nodes(layout)
         _print_memory(cluster, nodes, "memory, no pods,")
-        _import_per_node(nodes, args.images.split(",") if args.images else [])
+        names = args.images.split(",") if args.images else []
+        (_import_parallel if args.parallel else _import_per_node)(nodes, names)
         _measure_pods(cluster, nodes)
         _print_memory(cluster, nodes, f"memory, {(3 + PARALLEL_PODS) / NODES:.1f} pods a node,")
         down = _timed(cluster.down)

@@ -102,19 +102,28 @@ class LocalCluster:
         if os.geteuid() != 0:
             raise ClusterError("local nodes need root (network namespaces, mounts)")
         self.local_nodes = count
+        agent = addons.node_agent(self.layout, count)
+        agent_running = processes.running_pid(self.layout.run_dir, agent.name, agent.binary)
         if self.node_kind == NODE_KUBELET:
-            pki = ensure_pki(self.layout.pki_dir, SERVICE_IP)
-            try:
-                open_real_nodes(self.layout).up(addons.local_node_names(count), pki)
-            except (NodeError, BuildError, HostNetError) as error:
-                raise ClusterError(f"real nodes: {error}") from error
+            if agent_running:  # both would register local-0 ...
+                raise ClusterError("the node agent runs local nodes here: cluster-down first")
+            self._start_real_nodes(count)
         else:
-            self._start_addon(addons.node_agent(self.layout, count))
+            if open_real_nodes(self.layout, build=False).processes_running():
+                raise ClusterError("real nodes run here: cluster-down first")
+            self._start_addon(agent)
         for name in addons.local_node_names(count):
             self._wait_for(
                 f"local node {name} Ready",
                 "wait", "--for=condition=Ready", f"node/{name}", "--timeout=5s",
             )  # fmt: skip
+
+    def _start_real_nodes(self, count: int) -> None:
+        pki = ensure_pki(self.layout.pki_dir, SERVICE_IP)
+        try:
+            open_real_nodes(self.layout).up(addons.local_node_names(count), pki)
+        except (NodeError, BuildError, HostNetError) as error:
+            raise ClusterError(f"real nodes: {error}") from error
 
     def import_images(self, names: list[str], node_names: list[str] | None = None) -> list[Image]:
         """Build the named images (tools/images) and import them into the real nodes."""

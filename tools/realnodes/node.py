@@ -113,7 +113,9 @@ class RealNode:
         """Import an OCI archive unless the image is there; True if it was imported."""
         if ref in self.image_names():
             return False
-        self.ctr("images", "import", "--local", str(archive))
+        # Once unpacked, a layer's compressed copy is only dead weight (2.8 GB for torch): the
+        # node runs containers from the unpacked snapshots, and there is nothing to push.
+        self.ctr("images", "import", "--local", "--discard-unpacked-layers", str(archive))
         if ref not in self.image_names():
             raise NodeError(f"{archive} imported into {self.naming.name}, but no image {ref}")
         return True

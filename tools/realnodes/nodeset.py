@@ -7,6 +7,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tools.images.build import Builder, Image
@@ -50,6 +51,13 @@ class RealNodes:
         for node in self.existing():
             daemons += [(node.containerd_name, "containerd"), (node.kubelet_name, "kubelet")]
         return daemons
+
+    def processes_running(self) -> bool:
+        """True while any daemon of the real nodes runs."""
+        run_dir = self.layout.run_dir
+        return any(
+            processes.running_pid(run_dir, name, binary) for name, binary in self.processes()
+        )
 
     def node(self, index: int, name: str) -> RealNode:
         """The index-th node, called name."""
@@ -102,10 +110,15 @@ class RealNodes:
         Into every node, or only those in node_names: a torch image takes about a minute a node.
         """
         images = [self.builder.ensure(name) for name in names]
-        for node in self.existing():
-            if node_names is None or node.naming.name in node_names:
-                for image in images:
-                    node.import_image(image.ref, image.archive)
+        nodes = [n for n in self.existing() if node_names is None or n.naming.name in node_names]
+
+        def import_all(node: RealNode) -> None:
+            for image in images:
+                node.import_image(image.ref, image.archive)
+
+        # In parallel: unpacking a layer is one thread's work per import, and the nodes are many.
+        with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+            list(pool.map(import_all, nodes))
         return images
 
     def down(self, delete_nodes: Callable[[list[str]], None]) -> list[str]:
