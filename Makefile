@@ -97,8 +97,9 @@ bench-elastic: venv binaries ## time to train at a new size, in place vs gang re
 e2e: venv binaries ## end-to-end: real training through the operator on local nodes (root)
 	$(BIN)/pytest tests/e2e $(PYTEST_FLAGS)
 
-realnodes: venv binaries node-binaries ## real nodes: kubelet, containerd, DNS, locally built images (root; skipped otherwise)
-	[ "$$(id -u)" -ne 0 ] || tools/install-host-packages.sh
+# Without root the tests skip themselves, so nothing is installed or built for them.
+realnodes: venv binaries ## real nodes: kubelet, containerd, DNS, locally built images (root; skipped otherwise)
+	[ "$$(id -u)" -ne 0 ] || { tools/install-host-packages.sh && tools/build-binaries.sh node; }
 	$(BIN)/pytest tests/realnodes $(PYTEST_FLAGS)
 
 test: lint unit trainer-test integration e2e realnodes ## everything CI runs: lint, unit, trainer, integration, e2e, real nodes
