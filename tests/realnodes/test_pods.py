@@ -16,12 +16,14 @@ def test_a_pod_on_a_real_node_becomes_ready_and_serves_logs_and_exec(
     kube: Kube, namespace: str, real_nodes: RealNodes, base_image: str
 ) -> None:
     script = "import socket, time; print('hello from', socket.gethostname()); time.sleep(600)"
-    probe = {"exec": {"command": ["true"]}, "periodSeconds": 1}
+    container = {
+        "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1},
+        "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
+    }
     manifest = pod(
         "hello", base_image, ["python3", "-c", script],
-        nodeSelector=_on(real_nodes.names[0]), container={"readinessProbe": probe},
+        nodeSelector=_on(real_nodes.names[0]), container=container,
     )  # fmt: skip
-    manifest["spec"]["containers"][0]["env"] = [{"name": "PYTHONUNBUFFERED", "value": "1"}]
     kube.apply(manifest, namespace)
     wait_ready(kube, namespace, "hello")
     status = kube.get("pod", "hello", namespace)["status"]
