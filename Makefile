@@ -15,10 +15,10 @@ PYTEST_FLAGS ?=
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-$(STAMP): requirements-dev.txt operator/pyproject.toml trainer-image/pyproject.toml
+$(STAMP): requirements-dev.txt operator/pyproject.toml client/pyproject.toml trainer-image/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt -e operator -e trainer-image
+	$(PY) -m pip install -q -r requirements-dev.txt -e operator -e client -e trainer-image
 	touch $@
 
 venv: $(STAMP) ## create the Python virtual environment (.venv) with pinned dependencies
@@ -67,7 +67,7 @@ run: venv ## run the operator in the foreground against .cluster/kubeconfig (or 
 lint: venv ## ruff (lint and format check) and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy operator/ringleader trainer-image/ringleader_trainer tools tests bench
+	$(BIN)/mypy operator/ringleader client/ringleader_client trainer-image/ringleader_trainer tools tests bench
 
 format: venv ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

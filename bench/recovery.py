@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ringleader_trainer.progress import heartbeat_path, read_json
+from ringleader_client.progressfiles import heartbeat_path, read_json
 from tools.localcluster.cluster import LocalCluster
 from tools.localcluster.layout import REPO_ROOT, Layout, cached_bin_dir
 

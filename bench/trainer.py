@@ -25,8 +25,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.distributed.checkpoint.state_dict_saver import async_save
 
-from ringleader_trainer import data
-from ringleader_trainer.checkpoint import Checkpointer
+from ringleader_client.resume import data
+from ringleader_client.resume.checkpoint import Checkpointer
 from ringleader_trainer.loop import (
     Parts,
     Runtime,

@@ -1,36 +1,26 @@
 """Pure builders: a job → the Kubernetes objects it should own. No client, no kopf.
 
-Every function takes the job (a dict as the API returns it, or the model) and returns plain dicts
-ready for the API, with deterministic names (see naming.py) and a controller ownerReference.
+Every function takes the job as the model (parsed once per reconcile: models.parse_job) and
+returns plain dicts ready for the API, with deterministic names (see naming.py) and a controller
+ownerReference.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
 from typing import Any
 
 from ringleader import constants as c
-from ringleader import gang, naming, workerenv
+from ringleader import gang, naming, rendezvous, workerenv
 from ringleader.models import DistributedTrainingJob
 
 Obj = dict[str, Any]
-JobLike = DistributedTrainingJob | Mapping[str, Any]
 
-STORE_COMMAND = ["python", "-m", "ringleader_trainer.store", "--port", str(c.RENDEZVOUS_PORT)]
-STORE_RESOURCES = {
+RENDEZVOUS_RESOURCES = {
     "requests": {"cpu": "100m", "memory": "256Mi"},
     "limits": {"memory": "1Gi"},
 }
 DEFAULT_ACCESS_MODES = ["ReadWriteMany"]  # workers on different nodes share the checkpoints
-
-
-def parse_job(job: JobLike) -> DistributedTrainingJob:
-    """The job as a model (validated), whether given as a model or as the API's dict."""
-    if isinstance(job, DistributedTrainingJob):
-        return job
-    fields = {k: v for k, v in job.items() if k in ("apiVersion", "kind", "metadata", "spec")}
-    return DistributedTrainingJob.model_validate(fields)
 
 
 def build_owner_reference(job: DistributedTrainingJob) -> Obj:
@@ -73,77 +63,74 @@ def _headless_service(
     }
 
 
-def build_workers_service(job: JobLike) -> Obj:
+def build_workers_service(job: DistributedTrainingJob) -> Obj:
     """Headless Service that makes <job>-worker-<i>.<job>-workers.<ns>.svc resolve."""
-    model = parse_job(job)
-    name = model.metadata.name
+    name = job.metadata.name
     port = {"name": "progress", "port": c.PROGRESS_PORT}
     return _headless_service(
-        model, naming.workers_service_name(name), c.ROLE_WORKER, naming.worker_selector(name), port
+        job, naming.workers_service_name(name), c.ROLE_WORKER, naming.worker_selector(name), port
     )
 
 
-def build_store_service(job: JobLike) -> Obj:
-    """Headless Service in front of the rendezvous store pod (MASTER_ADDR resolves to it)."""
-    model = parse_job(job)
-    name = model.metadata.name
-    selector = {c.LABEL_JOB_NAME: name, c.LABEL_ROLE: c.ROLE_STORE}
-    port = {"name": c.STORE_PORT_NAME, "port": c.RENDEZVOUS_PORT, "targetPort": c.RENDEZVOUS_PORT}
-    return _headless_service(model, naming.store_name(name), c.ROLE_STORE, selector, port)
+def build_rendezvous_service(job: DistributedTrainingJob) -> Obj:
+    """Headless Service in front of the rendezvous pod (MASTER_ADDR resolves to it)."""
+    name = job.metadata.name
+    selector = {c.LABEL_JOB_NAME: name, c.LABEL_ROLE: c.ROLE_RENDEZVOUS}
+    port = {
+        "name": c.RENDEZVOUS_PORT_NAME,
+        "port": c.RENDEZVOUS_PORT,
+        "targetPort": c.RENDEZVOUS_PORT,
+    }
+    return _headless_service(job, naming.rendezvous_name(name), c.ROLE_RENDEZVOUS, selector, port)
 
 
-def build_store_pod(job: JobLike) -> Obj:
-    """The rendezvous store: a TCPStore server in the workers' image, one per job."""
-    model = parse_job(job)
-    name = model.metadata.name
-    pod_spec = model.spec.template.get("spec", {})
+def build_rendezvous_pod(job: DistributedTrainingJob) -> Obj:
+    """The rendezvous: a TCPStore server in the workers' image (it needs only python3 and
+    torch there, nothing of Ringleader), one per job."""
+    name = job.metadata.name
+    pod_spec = job.spec.template.get("spec", {})
     trainer = pod_spec["containers"][0]
     container: Obj = {
-        "name": "store",
+        "name": "rendezvous",
         "image": trainer["image"],
-        "command": STORE_COMMAND,
-        "ports": [{"name": c.STORE_PORT_NAME, "containerPort": c.RENDEZVOUS_PORT}],
+        "command": rendezvous.build_command(c.RENDEZVOUS_PORT),
+        "ports": [{"name": c.RENDEZVOUS_PORT_NAME, "containerPort": c.RENDEZVOUS_PORT}],
         "readinessProbe": {"tcpSocket": {"port": c.RENDEZVOUS_PORT}, "periodSeconds": 2},
-        "resources": STORE_RESOURCES,
+        "resources": RENDEZVOUS_RESOURCES,
     }
     for key in ("imagePullPolicy", "securityContext"):
         if key in trainer:
             container[key] = copy.deepcopy(trainer[key])
     spec: Obj = {
         "containers": [container],
-        # The kubelet restarts a crashed store in place, faster than the operator could.
+        # The kubelet restarts a crashed rendezvous in place, faster than the operator could.
         "restartPolicy": "Always",
         "enableServiceLinks": False,
+        "automountServiceAccountToken": False,  # a TCPStore server needs no API credentials
     }
-    # The store must be able to pull and run the same image, wherever the workers may run:
-    # on the nodes they are restricted to, with the taints they tolerate.
-    store_keys = ("imagePullSecrets", "securityContext", "nodeSelector", "tolerations")
-    for key in (*store_keys, "priorityClassName"):
+    # It must be able to pull and run the same image, wherever the workers may run: on the
+    # nodes they are restricted to, with the taints they tolerate.
+    copied = ("imagePullSecrets", "securityContext", "nodeSelector", "tolerations")
+    for key in (*copied, "priorityClassName"):
         if key in pod_spec:
             spec[key] = copy.deepcopy(pod_spec[key])
     _tolerate_node_loss_briefly(spec)
-    # Same priority as the workers (losing the store stalls them all), but not their scheduler:
-    # a gang scheduler would wait for the store to join the workers' group.
-    scheduling = model.spec.scheduling
+    # Same priority as the workers (losing the rendezvous stalls them all), but not their
+    # scheduler: a gang scheduler would wait for it to join the workers' group.
+    scheduling = job.spec.scheduling
     if scheduling is not None and scheduling.priority_class_name:
         spec["priorityClassName"] = scheduling.priority_class_name
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": _metadata(
-            model, naming.store_name(name), naming.job_labels(name, c.ROLE_STORE)
-        ),
-        "spec": spec,
-    }
+    labels = naming.job_labels(name, c.ROLE_RENDEZVOUS)
+    metadata = _metadata(job, naming.rendezvous_name(name), labels)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
 
 
-def build_checkpoint_claim(job: JobLike) -> Obj | None:
+def build_checkpoint_claim(job: DistributedTrainingJob) -> Obj | None:
     """The checkpoint PVC when spec.checkpoint.size is set; None when the user brings a claim."""
-    model = parse_job(job)
-    ckpt = model.spec.checkpoint
+    ckpt = job.spec.checkpoint
     if ckpt is None or ckpt.size is None:
         return None
-    name = model.metadata.name
+    name = job.metadata.name
     spec: Obj = {
         "accessModes": list(ckpt.access_modes or DEFAULT_ACCESS_MODES),
         "resources": {"requests": {"storage": ckpt.size}},
@@ -154,7 +141,7 @@ def build_checkpoint_claim(job: JobLike) -> Obj | None:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": _metadata(model, naming.checkpoint_claim_name(name), labels),
+        "metadata": _metadata(job, naming.checkpoint_claim_name(name), labels),
         "spec": spec,
     }
 
@@ -185,50 +172,47 @@ def _join_gang_and_queue(job: DistributedTrainingJob, metadata: Obj) -> None:
         metadata["annotations"] = {**(metadata.get("annotations") or {}), **marks}
 
 
-def build_pod_group(job: JobLike) -> Obj | None:
+def build_pod_group(job: DistributedTrainingJob) -> Obj | None:
     """The job's PodGroup for its gang scheduler; None when it asks for no gang."""
-    model = parse_job(job)
-    api = gang.api_of(model)
+    api = gang.api_of(job)
     if api is None:
         return None
-    name = model.metadata.name
+    name = job.metadata.name
     labels = naming.job_labels(name, c.ROLE_GANG)
     return {
         "apiVersion": api.api_version,
         "kind": api.kind,
-        "metadata": _metadata(model, naming.pod_group_name(name), labels),
-        "spec": gang.build_pod_group_spec(model, api),
+        "metadata": _metadata(job, naming.pod_group_name(name), labels),
+        "spec": gang.build_pod_group_spec(job, api),
     }
 
 
-def build_worker_pods(job: JobLike, attempt: int) -> list[Obj]:
+def build_worker_pods(job: DistributedTrainingJob, attempt: int) -> list[Obj]:
     """Worker pods 0..replicas-1 of restart attempt `attempt`."""
-    model = parse_job(job)
-    return [build_worker_pod(model, index, attempt) for index in range(model.spec.replicas)]
+    return [build_worker_pod(job, index, attempt) for index in range(job.spec.replicas)]
 
 
-def build_worker_pod(job: JobLike, index: int, attempt: int) -> Obj:
+def build_worker_pod(job: DistributedTrainingJob, index: int, attempt: int) -> Obj:
     """Worker pod `index` of restart attempt `attempt`, from the user's template."""
-    model = parse_job(job)
-    name = model.metadata.name
-    template = copy.deepcopy(model.spec.template)
+    name = job.metadata.name
+    template = copy.deepcopy(job.spec.template)
     user_meta = template.get("metadata") or {}
     labels = {**(user_meta.get("labels") or {}), **naming.worker_labels(name, index, attempt)}
-    metadata = _metadata(model, naming.worker_pod_name(name, index, attempt), labels)
+    metadata = _metadata(job, naming.worker_pod_name(name, index, attempt), labels)
     if user_meta.get("annotations"):
         metadata["annotations"] = dict(user_meta["annotations"])
-    _join_gang_and_queue(model, metadata)
+    _join_gang_and_queue(job, metadata)
     spec = template.get("spec") or {}
-    _set_identity(model, spec, index)
-    _set_networking(model, spec)
-    _apply_scheduling(model, spec)
+    _set_identity(job, spec, index)
+    _set_networking(job, spec)
+    _apply_scheduling(job, spec)
     _tolerate_node_loss_briefly(spec)
-    spec["volumes"] = [*(spec.get("volumes") or []), *build_worker_volumes(model)]
-    contract = workerenv.build_contract_env(model, index, attempt)
-    defaults = workerenv.build_default_env(model.spec)
+    spec["volumes"] = [*(spec.get("volumes") or []), *build_worker_volumes(job)]
+    contract = workerenv.build_contract_env(job, index, attempt)
+    defaults = workerenv.build_default_env(job.spec)
     for container in spec["containers"]:
         container["env"] = workerenv.merge_env(contract, defaults, container.get("env") or [])
-        container["volumeMounts"] = _worker_mounts(model, container.get("volumeMounts") or [])
+        container["volumeMounts"] = _worker_mounts(job, container.get("volumeMounts") or [])
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
 
 
@@ -240,6 +224,8 @@ def _set_identity(job: DistributedTrainingJob, spec: Obj, index: int) -> None:
     spec["restartPolicy"] = "Never"
     # Service links would inject e.g. MASTER_PORT=tcp://... for a Service named "master".
     spec.setdefault("enableServiceLinks", False)
+    # Training code needs no API credentials: no token unless the template asks for one.
+    spec.setdefault("automountServiceAccountToken", False)
 
 
 def _set_networking(job: DistributedTrainingJob, spec: Obj) -> None:
@@ -277,17 +263,16 @@ def _tolerate_node_loss_briefly(spec: Obj) -> None:
     spec["tolerations"] = tolerations
 
 
-def build_worker_volumes(job: JobLike) -> list[Obj]:
+def build_worker_volumes(job: DistributedTrainingJob) -> list[Obj]:
     """The volumes Ringleader adds to every worker: /dev/shm and the checkpoint volume."""
-    model = parse_job(job)
-    shm_size = model.spec.networking.shm_size if model.spec.networking else c.DEFAULT_SHM_SIZE
+    shm_size = job.spec.networking.shm_size if job.spec.networking else c.DEFAULT_SHM_SIZE
     shm = {"name": c.SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": shm_size}}
-    ckpt = model.spec.checkpoint
+    ckpt = job.spec.checkpoint
     if ckpt is None:
         # Pod-local: checkpoints survive the agent's in-place process restarts, not pod loss.
         source: Obj = {"emptyDir": {}}
     else:
-        claim = ckpt.claim_name or naming.checkpoint_claim_name(model.metadata.name)
+        claim = ckpt.claim_name or naming.checkpoint_claim_name(job.metadata.name)
         source = {"persistentVolumeClaim": {"claimName": claim}}
     return [shm, {"name": c.CHECKPOINT_VOLUME, **source}]
 

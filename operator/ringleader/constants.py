@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Final
 
 GROUP: Final = "ringleader.dev"
@@ -12,11 +13,11 @@ PLURAL: Final = "distributedtrainingjobs"
 SHORT_NAME: Final = "dtj"
 
 # --- The env contract: what the operator sets in every worker container and the trainer reads.
-# The trainer keeps its own copy of these names (ringleader_trainer.contract); a unit test checks
+# The trainer keeps its own copy of these names (ringleader_client.contract); a unit test checks
 # that both sides agree, since the two packages ship in different images.
 
 # Standard PyTorch names (torch.distributed / torchrun).
-ENV_MASTER_ADDR: Final = "MASTER_ADDR"  # DNS name of the job's rendezvous store Service
+ENV_MASTER_ADDR: Final = "MASTER_ADDR"  # DNS name of the job's rendezvous Service
 ENV_MASTER_PORT: Final = "MASTER_PORT"
 ENV_WORLD_SIZE: Final = "WORLD_SIZE"  # processes in the group at launch: replicas x nprocPerNode
 ENV_RANK: Final = "RANK"  # first global rank of this pod at launch: replica index x nprocPerNode
@@ -25,9 +26,9 @@ ENV_RANK: Final = "RANK"  # first global rank of this pod at launch: replica ind
 ENV_PET_NNODES: Final = "PET_NNODES"  # "min:max" worker pods
 ENV_PET_NPROC_PER_NODE: Final = "PET_NPROC_PER_NODE"
 ENV_PET_RDZV_BACKEND: Final = "PET_RDZV_BACKEND"  # always c10d
-ENV_PET_RDZV_ENDPOINT: Final = "PET_RDZV_ENDPOINT"  # host:port of the rendezvous store
+ENV_PET_RDZV_ENDPOINT: Final = "PET_RDZV_ENDPOINT"  # host:port of the rendezvous
 ENV_PET_RDZV_ID: Final = "PET_RDZV_ID"  # unique per job and restart attempt
-ENV_PET_RDZV_CONF: Final = "PET_RDZV_CONF"  # is_host=false: the store runs in its own pod
+ENV_PET_RDZV_CONF: Final = "PET_RDZV_CONF"  # is_host=false: the rendezvous runs in its own pod
 ENV_PET_MAX_RESTARTS: Final = "PET_MAX_RESTARTS"  # in-place process restarts by the agent
 # Surviving agents must not reuse their first round's bootstrap store when a new agent joins.
 ENV_DISABLE_SHARED_RDZV_STORE: Final = "TORCH_DISABLE_SHARE_RDZV_TCP_STORE"
@@ -69,7 +70,7 @@ ENV_CONTRACT: Final = frozenset(
 
 RENDEZVOUS_PORT: Final = 29400
 PROGRESS_PORT: Final = 29500
-STORE_PORT_NAME: Final = "rdzv"
+RENDEZVOUS_PORT_NAME: Final = "rdzv"
 
 # --- Labels and annotations the operator puts on every child. The selectors below are what the
 # reconcile loop lists by, so a child without these labels is invisible to it.
@@ -80,47 +81,86 @@ LABEL_RESTART_ATTEMPT: Final = f"{GROUP}/restart-attempt"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "ringleader"
 ROLE_WORKER: Final = "worker"
-ROLE_STORE: Final = "rendezvous"
+ROLE_RENDEZVOUS: Final = "rendezvous"  # the job's rendezvous pod and its Service
 ROLE_GANG: Final = "gang"  # the job's PodGroup
 
 # --- Child names are derived from the job name, so the job name is bounded (see models.py).
 MAX_JOB_NAME_LENGTH: Final = 45
 WORKER_SUFFIX: Final = "worker"  # pod <job>-worker-<index>-a<attempt>, host <job>-worker-<index>
 WORKERS_SERVICE_SUFFIX: Final = "workers"  # headless Service that is every worker's subdomain
-STORE_SUFFIX: Final = "rdzv"  # rendezvous store pod and its Service
+# The rendezvous: one pod per job serving a torch.distributed TCPStore that every worker's elastic
+# agent meets at (c10d rendezvous), and its Service. Named <job>-rdzv, torch's own abbreviation
+# (PET_RDZV_ENDPOINT, --rdzv-backend); in code and messages it is "the rendezvous".
+RENDEZVOUS_SUFFIX: Final = "rdzv"
 CHECKPOINT_PVC_SUFFIX: Final = "checkpoint"
 SHM_VOLUME: Final = "ringleader-shm"
 CHECKPOINT_VOLUME: Final = "ringleader-checkpoint"
 RESERVED_VOLUME_PREFIX: Final = "ringleader-"
 GPU_RESOURCE: Final = "nvidia.com/gpu"
 
-# --- Phases and conditions. Each phase but Pending and Starting has a condition of the same name;
-# exactly one condition is True, or none while Pending or Starting. Reasons are CamelCase.
-PHASE_PENDING: Final = "Pending"
-PHASE_STARTING: Final = "Starting"
-PHASE_RUNNING: Final = "Running"
-PHASE_RESIZING: Final = "Resizing"  # an elastic group re-forming at another size
-PHASE_RESTARTING: Final = "Restarting"
-PHASE_SUSPENDED: Final = "Suspended"
-PHASE_SUCCEEDED: Final = "Succeeded"
-PHASE_FAILED: Final = "Failed"
-TERMINAL_PHASES: Final = frozenset({PHASE_SUCCEEDED, PHASE_FAILED})
+# --- Phases, failure classes and failure actions: each vocabulary is defined once, here; the
+# models, the CRD's enums, the metrics and the failure policy's table all derive from these.
 
-CONDITION_RUNNING: Final = "Running"
-CONDITION_RESIZING: Final = "Resizing"
-CONDITION_RESTARTING: Final = "Restarting"
-CONDITION_SUSPENDED: Final = "Suspended"
-CONDITION_SUCCEEDED: Final = "Succeeded"
-CONDITION_FAILED: Final = "Failed"
+
+class Phase(StrEnum):
+    """The job's phase; every phase but Pending and Starting has a condition of its name."""
+
+    # Exactly one condition is True, or none while Pending or Starting.
+
+    PENDING = "Pending"
+    STARTING = "Starting"
+    RUNNING = "Running"
+    RESIZING = "Resizing"  # an elastic group re-forming at another size
+    RESTARTING = "Restarting"
+    SUSPENDED = "Suspended"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+TERMINAL_PHASES: Final = frozenset({Phase.SUCCEEDED, Phase.FAILED})
+# Phases whose workers may be training: the progress poller asks them for their progress.
+ACTIVE_PHASES: Final = frozenset({Phase.STARTING, Phase.RUNNING, Phase.RESIZING, Phase.RESTARTING})
+# Phases in which a stalled step counter is a hang.
+TRAINING_PHASES: Final = frozenset({Phase.RUNNING, Phase.RESIZING})
 CONDITION_TYPES: Final = (
-    CONDITION_RUNNING,
-    CONDITION_RESIZING,
-    CONDITION_RESTARTING,
-    CONDITION_SUSPENDED,
-    CONDITION_SUCCEEDED,
-    CONDITION_FAILED,
+    Phase.RUNNING,
+    Phase.RESIZING,
+    Phase.RESTARTING,
+    Phase.SUSPENDED,
+    Phase.SUCCEEDED,
+    Phase.FAILED,
 )
 
+
+class FailureClass(StrEnum):
+    """Why a worker failed, as classified from what Kubernetes and the trainer report."""
+
+    USER_ERROR = "UserError"
+    OUT_OF_MEMORY = "OutOfMemory"
+    NODE_LOST = "NodeLost"
+    COMMUNICATION = "Communication"
+    PREEMPTED = "Preempted"
+    HANG = "Hang"
+    UNKNOWN = "Unknown"
+
+
+class FailureAction(StrEnum):
+    """What the failure policy does about a failed worker, mildest first."""
+
+    RESTART_WORKER = "RestartWorker"  # replace the failed pod; the others re-form with it
+    RESTART_GANG = "RestartGang"  # every worker, as a new restart attempt
+    FAIL_JOB = "FailJob"
+
+
+# Beside the phases' conditions: whether the workers report progress (status.reporting).
+CONDITION_PROGRESS_REPORTED: Final = "ProgressReported"
+REASON_REPORTED: Final = "Reported"
+REASON_NOT_REPORTED: Final = "NotReported"
+# How long the workers may run without a progress endpoint answering before status says that
+# they report none (a script without the client library), rather than that none came yet.
+NOT_REPORTED_AFTER_SECONDS: Final = 60
+
+# Condition reasons are CamelCase.
 REASON_WAITING_FOR_WORKERS: Final = "WaitingForWorkers"
 REASON_WORKERS_STARTING: Final = "WorkersStarting"
 REASON_ALL_WORKERS_RUNNING: Final = "AllWorkersRunning"
@@ -133,13 +173,17 @@ REASON_RESUMED: Final = "JobResumed"
 REASON_SUCCEEDED: Final = "AllWorkersSucceeded"
 REASON_ALREADY_FINISHED: Final = "JobFinished"
 REASON_DEADLINE_EXCEEDED: Final = "DeadlineExceeded"
-REASON_BACKOFF_LIMIT_EXCEEDED: Final = "MaxRestartsExceeded"
+REASON_MAX_RESTARTS_EXCEEDED: Final = "MaxRestartsExceeded"
 REASON_FAILED_BY_POLICY: Final = "FailedByPolicy"
 REASON_STARTUP_TIMEOUT: Final = "StartupTimeout"
 REASON_GANG_UNAVAILABLE: Final = "GangSchedulingUnavailable"
+REASON_INVALID_JOB: Final = "InvalidJob"
 REASON_POD_FORCE_DELETED: Final = "PodForceDeleted"
-REASON_RESCALED: Final = "Rescaled"
-REASON_REFORMING: Final = "GroupReforming"
+# Resizing, one word for one concept: a fixed-size job resizes by a gang restart at the new size
+# (RestartingAtNewSize); an elastic group resizes in place (phase Resizing while it re-forms,
+# a Resized event once it trains at the new size).
+REASON_RESTARTING_AT_NEW_SIZE: Final = "RestartingAtNewSize"
+REASON_RESIZING: Final = "GroupResizing"
 REASON_RESIZED: Final = "Resized"
 
 DEFAULT_CHECKPOINT_DIR: Final = "/checkpoints"

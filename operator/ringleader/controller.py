@@ -1,4 +1,4 @@
-"""A work queue of job keys, a cache of what the watches saw, and the workers that reconcile.
+"""A work queue of job keys and the workers that reconcile them, from what the watches saw.
 
 Events only say "look at this job again"; a reconcile always works from the latest cached state,
 so bursts of pod events for one job collapse into one reconcile, and one job is never
@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ringleader import gang, lostnodes
+from ringleader.cache import Cache, Key
+from ringleader.constants import Phase
 from ringleader.discovery import ServedApis
 from ringleader.kube import KubeApi, RetryableError
 from ringleader.metrics import (
@@ -25,49 +27,12 @@ from ringleader.metrics import (
     count_recovery,
 )
 from ringleader.nodecache import LostNodes
-from ringleader.reconcile import execute_plan, job_key_of_child, plan_reconcile
+from ringleader.reconcile import Plan, execute_plan, plan_reconcile
 
 Obj = dict[str, Any]
-Key = tuple[str, str]  # namespace, job name
 log = logging.getLogger("ringleader.controller")
 
 MAX_BACKOFF_SECONDS = 60.0
-ALL_PHASES = ("Pending", "Starting", "Running", "Restarting", "Suspended", "Succeeded", "Failed")
-
-
-class Cache:
-    """Latest bodies of jobs and of their children, as delivered by the watches."""
-
-    def __init__(self) -> None:
-        self.jobs: dict[Key, Obj] = {}
-        self.children: dict[Key, dict[tuple[str, str], Obj]] = defaultdict(dict)
-
-    def put_job(self, body: Obj) -> Key:
-        """Store (or replace) a job body; return its key."""
-        key = (body["metadata"]["namespace"], body["metadata"]["name"])
-        self.jobs[key] = body
-        return key
-
-    def forget_job(self, key: Key) -> None:
-        """The job is gone: drop it and its children."""
-        self.jobs.pop(key, None)
-        self.children.pop(key, None)
-
-    def put_child(
-        self, body: Obj, deleted: bool = False, only_if_absent: bool = False
-    ) -> Key | None:
-        """Store, replace or drop a child; return its job's key."""
-        key = job_key_of_child(body)
-        if key is None:
-            return None
-        child_id = (body["kind"], body["metadata"]["name"])
-        if deleted:
-            self.children[key].pop(child_id, None)
-        elif only_if_absent:
-            self.children[key].setdefault(child_id, body)
-        else:
-            self.children[key][child_id] = body
-        return key
 
 
 class Controller:
@@ -100,9 +65,8 @@ class Controller:
     def node_deleted(self, name: str) -> None:
         """A node was deleted: reconcile every job with a pod on it (they act on it at once)."""
         self.lost_nodes.note_deleted(name)
-        for key, children in list(self.cache.children.items()):
-            if name in lostnodes.bound_nodes(children.values()):
-                self.enqueue(key)
+        for key in self.cache.keys_with_pods_on(name):
+            self.enqueue(key)
 
     def enqueue_after(self, key: Key, seconds: float) -> None:
         """Reconcile this job again after a delay (replacing an earlier timer)."""
@@ -138,10 +102,10 @@ class Controller:
                     self.enqueue(key)
 
     def _reconcile(self, key: Key) -> None:
-        body = self.cache.jobs.get(key)
+        body = self.cache.job(key)
         if body is None:
             return
-        children = list(self.cache.children.get(key, {}).values())
+        children = self.cache.children(key)
         started = time.perf_counter()
         try:
             now = self.clock()
@@ -164,7 +128,7 @@ class Controller:
         # the next pass finishes the recovery without recording it anew: it goes uncounted,
         # never counted twice.
         count_recovery(body.get("status"), plan.status_patch)
-        self._remember_writes(key, body, plan.status_patch, created)
+        self._remember_writes(key, body, plan, created)
         if plan.requeue_after is not None:
             self._call_soon(self.enqueue_after, key, plan.requeue_after + 0.1)
 
@@ -174,19 +138,16 @@ class Controller:
         api = gang.pod_group_api(bool(scheduling.get("gang")), scheduling.get("schedulerName"))
         return api is None or self.served_apis.serves(api.api_version)
 
-    def _remember_writes(
-        self, key: Key, body: Obj, status_patch: Obj | None, created: list[Obj]
-    ) -> None:
+    def _remember_writes(self, key: Key, body: Obj, plan: Plan, created: list[Obj]) -> None:
         # The watch reports our own writes a moment later; until then a reconcile must not act
-        # on the state from before them (it would create twice, or restart twice). What the
-        # watch has already delivered is newer than what we wrote, so it is never replaced.
-        if status_patch and self.cache.jobs.get(key) is body:
-            self.cache.jobs[key] = {
-                **body,
-                "status": {**(body.get("status") or {}), **status_patch},
-            }
+        # on the state from before them (it would create twice, restart twice, or force-delete
+        # a pod on a deleted node twice, announcing it twice).
+        if plan.status_patch:
+            self.cache.record_status_write(key, body, plan.status_patch)
         for obj in created:
             self.cache.put_child(obj, only_if_absent=True)
+        for name in plan.force_delete_pods:
+            self.cache.forget_pod(key, name)
 
     def _retry_later(self, key: Key, error: BaseException) -> None:
         RECONCILE_ERRORS.inc()
@@ -201,9 +162,9 @@ class Controller:
         self.loop.call_soon_threadsafe(fn, *args)
 
     def update_phase_gauge(self) -> None:
-        """Recount jobs by phase for the ringleader_jobs metric."""
+        """Recount jobs by phase for the ringleader_jobs metric (every phase, zeros included)."""
         counts: dict[str, int] = defaultdict(int)
-        for body in self.cache.jobs.values():
-            counts[(body.get("status") or {}).get("phase") or "Pending"] += 1
-        for phase in ALL_PHASES:
-            JOBS_BY_PHASE.labels(phase=phase).set(counts.get(phase, 0))
+        for _, body in self.cache.jobs():
+            counts[(body.get("status") or {}).get("phase") or Phase.PENDING] += 1
+        for phase in Phase:
+            JOBS_BY_PHASE.labels(phase=phase.value).set(counts.get(phase, 0))

@@ -16,8 +16,9 @@ import yaml
 from pydantic import BaseModel
 
 from ringleader import constants as c
+from ringleader import modelbase, openapi, statusmodels
 from ringleader import models as m
-from ringleader import openapi
+from ringleader.modelbase import JsonDict, rule
 
 Schema = dict[str, Any]
 
@@ -35,6 +36,8 @@ MAX_ENV_PER_CONTAINER = 256
 MAX_ENV_NAME_LENGTH = 256
 MAX_VOLUMES = 256
 MAX_VOLUME_NAME_LENGTH = 63  # a volume name is a DNS label
+MAX_RESOURCE_NAMES = 64  # per limits or requests of a container
+MAX_QUANTITY_LENGTH = 64
 
 PRINTER_COLUMNS: list[Schema] = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
@@ -58,6 +61,56 @@ PRINTER_COLUMNS: list[Schema] = [
 ]
 
 
+# --- Rules that crdgen adds to the metadata and to the core PodTemplateSpec schema.
+
+NAME_LENGTH_RULE = rule(
+    f"size(self.metadata.name) <= {c.MAX_JOB_NAME_LENGTH}",
+    f"metadata.name must be at most {c.MAX_JOB_NAME_LENGTH} characters: it prefixes the host "
+    "names of the job's pods",
+)
+NAME_DNS_RULE = rule(
+    "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+    "metadata.name must start with a lowercase letter and contain only lowercase letters, digits "
+    "and '-': it names the job's Services",
+)
+RESERVED_ENV_RULE: JsonDict = {
+    "rule": "!(self.name in [" + ", ".join(f"'{n}'" for n in sorted(c.ENV_CONTRACT)) + "])",
+    "messageExpression": "'spec.template.spec.containers[].env: ' + self.name + ' is set by "
+    "Ringleader for every worker (the env contract) and cannot be set in the template'",
+    "message": "spec.template.spec.containers[].env: this name is set by Ringleader for every "
+    "worker (the env contract) and cannot be set in the template",
+    "fieldPath": ".name",
+}
+IMAGE_RULE = rule(
+    "has(self.image) && size(self.image) > 0",
+    "spec.template.spec.containers[].image: required (the image the container runs)",
+    ".image",
+)
+QUANTITIES_RULE: JsonDict = {
+    "rule": "self.all(k, isQuantity(string(self[k])))",
+    "messageExpression": "'spec.template.spec.containers[].resources: every amount must be a "
+    "quantity (e.g. 2, 500m, 4Gi), and ' + self.filter(k, !isQuantity(string(self[k])))[0] + "
+    "' is not'",
+    "message": "spec.template.spec.containers[].resources: every amount must be a quantity "
+    "(e.g. 2, 500m, 4Gi)",
+}
+WHOLE_GPUS_RULE = rule(
+    f"!('{c.GPU_RESOURCE}' in self) || string(self['{c.GPU_RESOURCE}']).matches('^[0-9]+$')",
+    f"spec.template.spec.containers[].resources: {c.GPU_RESOURCE} must be a whole number of GPUs",
+)
+RESTART_POLICY_RULE = rule(
+    "!has(self.restartPolicy) || self.restartPolicy == 'Never'",
+    "spec.template.spec.restartPolicy must be Never or unset: Ringleader restarts workers itself",
+    ".restartPolicy",
+)
+RESERVED_VOLUME_RULE = rule(
+    f"!self.name.startsWith('{c.RESERVED_VOLUME_PREFIX}')",
+    f"spec.template.spec.volumes: names starting with '{c.RESERVED_VOLUME_PREFIX}' are reserved "
+    "for the volumes Ringleader adds",
+    ".name",
+)
+
+
 def build_model_schema(model: type[BaseModel]) -> Schema:
     """A pydantic model's JSON schema as an inline CRD structural schema."""
     raw = model.model_json_schema(by_alias=True)
@@ -69,7 +122,7 @@ def _structural(node: Schema, defs: dict[str, Schema]) -> Schema:
     if "$ref" in node:
         target = defs[node["$ref"].rsplit("/", 1)[-1]]
         return _structural({**target, **{k: v for k, v in node.items() if k != "$ref"}}, defs)
-    if m.OPENAPI_REF_KEY in node:
+    if modelbase.OPENAPI_REF_KEY in node:
         return _with_description(build_pod_template_schema(), node)
     if "anyOf" in node and not node.get("x-kubernetes-int-or-string"):
         members = [x for x in node["anyOf"] if x != {"type": "null"}]
@@ -104,22 +157,33 @@ def _with_description(schema: Schema, node: Schema) -> Schema:
 
 def build_pod_template_schema() -> Schema:
     """The core/v1 PodTemplateSpec, bounded for CEL and guarded by Ringleader's rules."""
-    template = openapi.translate(openapi.load_vendored(), m.POD_TEMPLATE_SPEC)
+    template = openapi.translate(openapi.load_vendored(), modelbase.POD_TEMPLATE_SPEC)
     spec = template["properties"]["spec"]
     # Ephemeral containers cannot be set when a pod is created, so a template never has them.
     del spec["properties"]["ephemeralContainers"]
-    spec["x-kubernetes-validations"] = [m.RESTART_POLICY_RULE]
+    spec["x-kubernetes-validations"] = [RESTART_POLICY_RULE]
     containers = spec["properties"]["containers"]
     containers.update(minItems=1, maxItems=MAX_CONTAINERS)
+    containers["items"]["x-kubernetes-validations"] = [IMAGE_RULE]
+    _guard_resources(containers["items"]["properties"]["resources"])
     env = containers["items"]["properties"]["env"]
     env["maxItems"] = MAX_ENV_PER_CONTAINER
     env["items"]["properties"]["name"]["maxLength"] = MAX_ENV_NAME_LENGTH
-    env["items"]["x-kubernetes-validations"] = [m.RESERVED_ENV_RULE]
+    env["items"]["x-kubernetes-validations"] = [RESERVED_ENV_RULE]
     volumes = spec["properties"]["volumes"]
     volumes["maxItems"] = MAX_VOLUMES
     volumes["items"]["properties"]["name"]["maxLength"] = MAX_VOLUME_NAME_LENGTH
-    volumes["items"]["x-kubernetes-validations"] = [m.RESERVED_VOLUME_RULE]
+    volumes["items"]["x-kubernetes-validations"] = [RESERVED_VOLUME_RULE]
     return template
+
+
+def _guard_resources(resources: Schema) -> None:
+    """Limits and requests: quantities, whole GPUs; bounded so that CEL can price the rules."""
+    for section in ("limits", "requests"):
+        amounts = resources["properties"][section]
+        amounts["maxProperties"] = MAX_RESOURCE_NAMES
+        amounts["additionalProperties"]["maxLength"] = MAX_QUANTITY_LENGTH
+        amounts["x-kubernetes-validations"] = [QUANTITIES_RULE, WHOLE_GPUS_RULE]
 
 
 def build_root_schema() -> Schema:
@@ -133,9 +197,9 @@ def build_root_schema() -> Schema:
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
             "spec": build_model_schema(m.DistributedTrainingJobSpec),
-            "status": build_model_schema(m.DistributedTrainingJobStatus),
+            "status": build_model_schema(statusmodels.DistributedTrainingJobStatus),
         },
-        "x-kubernetes-validations": [m.NAME_LENGTH_RULE, m.NAME_DNS_RULE],
+        "x-kubernetes-validations": [NAME_LENGTH_RULE, NAME_DNS_RULE],
     }
 
 
@@ -195,7 +259,7 @@ def refresh_vendored_openapi(document: Path) -> None:
     doc = json.loads(document.read_text())
     payload = {
         "source": f"{openapi.KUBERNETES_MODULE}/{openapi.OPENAPI_IN_MODULE}",
-        "schemas": openapi.extract_reachable(doc, m.POD_TEMPLATE_SPEC),
+        "schemas": openapi.extract_reachable(doc, modelbase.POD_TEMPLATE_SPEC),
     }
     openapi.VENDORED.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
 

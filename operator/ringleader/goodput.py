@@ -14,16 +14,15 @@ after a step. The accounting lives in the operator's memory: an operator restart
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
-from ringleader.status import parse_time
+from ringleader.constants import FailureAction
+from ringleader.reports import ProgressReport
+from ringleader.statusmodels import JobStatus, LastFailure
 
-RESTART_ACTIONS = frozenset({"RestartWorker", "RestartGang"})
-# The trainer's state in a report written after a step. Any other state is a worker's last word
-# as it stops or finishes: the step it tells of belongs to the group that is going away.
-STEP_STATE = "Running"
+RESTART_ACTIONS = frozenset({FailureAction.RESTART_WORKER, FailureAction.RESTART_GANG})
 
 Recovered = tuple[str, float]  # (action, seconds from the failure to the first step after it)
 
@@ -41,15 +40,14 @@ class Outage:
 class TrainingClock:
     """What one job's time went on, as far as this operator process has seen."""
 
-    start_time: str  # status.startTime counted from; a new one (a resume) starts over
+    start_time: datetime  # status.startTime counted from; a new one (a resume) starts over
     counted_from: float  # that time, or when this process first saw the job already training
     failure_seen: tuple[Any, ...] | None  # identity of the status.lastFailure taken in
     lost: float = 0.0  # seconds of outages that have ended
     outage: Outage | None = None
 
 
-def _epoch(value: str | None) -> float | None:
-    moment = parse_time(value)
+def _epoch(moment: datetime | None) -> float | None:
     return moment.timestamp() if moment else None
 
 
@@ -59,30 +57,31 @@ def is_after(moment: float, status_time: float) -> bool:
     return moment >= status_time + 1.0
 
 
-def step_completed_at(report: Mapping[str, Any] | None) -> float | None:
-    """When the step a progress report tells of was completed; None if it tells of none."""
-    if not report or report.get("step") is None or report.get("updated_at") is None:
+def step_completed_at(report: ProgressReport | None) -> float | None:
+    """When the step a progress report tells of was completed; None if it tells of none.
+
+    A report in any state but training is a worker's last word as it stops or finishes: the
+    step it tells of belongs to the group that is going away."""
+    if report is None or report.updated_at is None or not report.training:
         return None
-    if report.get("state", STEP_STATE) != STEP_STATE:
-        return None
-    return float(report["updated_at"])
+    return report.updated_at
 
 
-def _failure_id(last: Mapping[str, Any]) -> tuple[Any, ...] | None:
+def _failure_id(last: LastFailure | None) -> tuple[Any, ...] | None:
     # Two failures can share a second; they never share a second and a pod.
-    if not last.get("time"):
+    if last is None or last.time is None:
         return None
-    return (last["time"], last.get("podUID") or last.get("pod"), last.get("action"))
+    return (last.time, last.pod_uid or last.pod, last.action)
 
 
-def start_clock(status: Mapping[str, Any], now: float) -> TrainingClock | None:
+def start_clock(status: JobStatus, now: float) -> TrainingClock | None:
     """A clock for a job seen for the first time (or started again); None before it starts."""
-    start_time = status.get("startTime")
+    start_time = status.start_time
     start = _epoch(start_time)
     if start_time is None or start is None:
         return None
-    last = status.get("lastFailure") or {}
-    stepped = _epoch((status.get("progress") or {}).get("updatedAt"))
+    last = status.last_failure
+    stepped = _epoch(status.progress.updated_at if status.progress else None)
     if stepped is None or not is_after(stepped, start):
         # No step since the start yet: everything since then is known to be an outage.
         clock = TrainingClock(start_time, start, None, outage=Outage(start, start))
@@ -90,22 +89,22 @@ def start_clock(status: Mapping[str, Any], now: float) -> TrainingClock | None:
     # It trained before this process saw it; what its time went on then is unknown, so count
     # from now. A failure with no step after it in status is a recovery still under way.
     clock = TrainingClock(start_time, now, _failure_id(last))
-    failed = _epoch(last.get("time"))
-    if failed is None or is_after(stepped, failed):
+    failed = _epoch(last.time if last else None)
+    if last is None or failed is None or is_after(stepped, failed):
         return clock
     return replace(clock, outage=Outage(now, failed, _restarts(last, failed)))
 
 
-def _restarts(last: Mapping[str, Any], failed: float) -> tuple[tuple[str, float], ...]:
-    action = last.get("action")
-    return ((action, failed),) if action in RESTART_ACTIONS else ()
+def _restarts(last: LastFailure, failed: float) -> tuple[tuple[str, float], ...]:
+    action = last.action
+    return ((str(action), failed),) if action in RESTART_ACTIONS else ()
 
 
-def _take_in_failure(clock: TrainingClock, last: Mapping[str, Any]) -> TrainingClock:
+def _take_in_failure(clock: TrainingClock, last: LastFailure | None) -> TrainingClock:
     """A new status.lastFailure: an outage starts at its time, or the current one goes on."""
     clock = replace(clock, failure_seen=_failure_id(last))
-    failed = _epoch(last.get("time"))
-    if failed is None or failed < clock.counted_from:
+    failed = _epoch(last.time if last else None)
+    if last is None or failed is None or failed < clock.counted_from:
         return clock  # from before the counting began (before a suspension, say)
     restarts = _restarts(last, failed)
     outage = clock.outage
@@ -129,20 +128,20 @@ def _end_outage(
 
 def advance(
     clock: TrainingClock | None,
-    status: Mapping[str, Any],
-    report: Mapping[str, Any] | None,
+    status: JobStatus,
+    report: ProgressReport | None,
     now: float,
 ) -> tuple[TrainingClock | None, list[Recovered]]:
     """The job's clock after its latest status and report, and the recoveries that ended."""
-    if clock is None or clock.start_time != status.get("startTime"):
+    if clock is None or clock.start_time != status.start_time:
         clock = start_clock(status, now)
         if clock is None:
             return None, []
-    last = status.get("lastFailure") or {}
+    last = status.last_failure
     step_at = step_completed_at(report)
-    if not last.get("time") or _failure_id(last) == clock.failure_seen:
+    if last is None or last.time is None or _failure_id(last) == clock.failure_seen:
         return _end_outage(clock, step_at)
-    failed = _epoch(last["time"])
+    failed = _epoch(last.time)
     if step_at is not None and failed is not None and step_at < failed:
         # A step the poller saw late, from before the failure: it ends the earlier outage.
         clock, recovered = _end_outage(clock, step_at)
@@ -150,9 +149,9 @@ def advance(
     return _end_outage(_take_in_failure(clock, last), step_at)
 
 
-def accounting_end(status: Mapping[str, Any], now: float) -> float:
+def accounting_end(status: JobStatus, now: float) -> float:
     """Now, or when the job finished: a finished job's goodput stays as it ended."""
-    finished = _epoch(status.get("completionTime"))
+    finished = _epoch(status.completion_time)
     return now if finished is None else finished
 
 

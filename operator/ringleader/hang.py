@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ringleader.models import HangDetection
+from ringleader.models import DistributedTrainingJob, FailurePolicy, HangDetection
+from ringleader.reports import STEP, ProgressReport
 
 SMOOTHING = 0.3  # weight of the newest measurement in the running time per step
-TRAINING = "Running"  # the trainer steps; else FINISHING, STOPPING, FINISHED, STOPPED_*
 
 
 @dataclass(frozen=True)
@@ -50,20 +50,18 @@ def observe_step(
 
 
 def watch_report(
-    watch: StepWatch | None, attempt: int, report: Mapping[str, Any] | None, now: float
+    watch: StepWatch | None, attempt: int, report: ProgressReport | None, now: float
 ) -> StepWatch | None:
     """The job's watch after a progress report; None when there is nothing to watch.
 
     A trainer that says it finished, or stopped for a group that re-forms, holds its step
     counter still on purpose: the watch starts afresh once it trains again.
     """
-    if not report or report.get("step") is None:
+    if report is None:
         return watch
-    if report.get("state", TRAINING) != TRAINING:
+    if not report.training:
         return None
-    pace = report.get("seconds_per_step")
-    reported = float(pace) if isinstance(pace, int | float) else None
-    return observe_step(watch, attempt, int(report["step"]), now, reported)
+    return observe_step(watch, attempt, report.step, now, report.seconds_per_step)
 
 
 def hang_threshold(watch: StepWatch, policy: HangDetection) -> float | None:
@@ -87,11 +85,9 @@ def stalled_seconds(
     return stalled if threshold is not None and stalled > threshold else None
 
 
-def read_policy(job: Mapping[str, Any]) -> HangDetection:
-    """spec.failurePolicy.hangDetection of a job body, with its defaults."""
-    spec = job.get("spec") or {}
-    raw = (spec.get("failurePolicy") or {}).get("hangDetection") or {}
-    return HangDetection.model_validate(raw)
+def read_policy(job: DistributedTrainingJob) -> HangDetection:
+    """spec.failurePolicy.hangDetection, with its defaults."""
+    return (job.spec.failure_policy or FailurePolicy()).hang_detection or HangDetection()
 
 
 def pick_stalled_pods(heartbeats: Mapping[str, Any], workers: list[str]) -> list[str]:
@@ -102,7 +98,7 @@ def pick_stalled_pods(heartbeats: Mapping[str, Any], workers: list[str]) -> list
     steps: dict[str, int] = {}
     for pod in workers:
         beat = heartbeats.get(pod)
-        step = beat.get("step") if isinstance(beat, Mapping) else None
+        step = beat.get(STEP) if isinstance(beat, Mapping) else None
         if isinstance(step, int):
             steps[pod] = step
     silent = sorted(pod for pod in workers if pod not in steps)

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from ringleader import constants as c
-from ringleader.status import parse_time
+from ringleader.apitime import parse_time
 
 Obj = Mapping[str, Any]
 

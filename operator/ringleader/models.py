@@ -1,64 +1,34 @@
 """The DistributedTrainingJob API as pydantic models: the single source of truth for the CRD.
 
 Field names are snake_case in Python and camelCase on the wire (aliases). The CEL rules live next
-to the fields they guard, so `crdgen` emits them and the tests can read them from one place.
+to the fields they guard, so `crdgen` emits them and the tests can read them from one place. The
+status models are in statusmodels.py, what all models share in modelbase.py.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
     WithJsonSchema,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
 from ringleader import constants as c
-
-JsonDict = dict[str, Any]  # a JSON object (pydantic accepts it in json_schema_extra)
-
-# Kubernetes' resource.Quantity syntax (the same pattern controller-gen emits).
-QUANTITY_PATTERN = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
-    r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+from ringleader.constants import FailureAction, FailureClass
+from ringleader.modelbase import (
+    ApiModel,
+    Name,
+    PodTemplate,
+    Quantity,
+    first_error,
+    rule,
 )
-# Where crdgen splices in a schema from the Kubernetes OpenAPI document instead of pydantic's.
-OPENAPI_REF_KEY = "x-ringleader-openapi-ref"
-POD_TEMPLATE_SPEC = "io.k8s.api.core.v1.PodTemplateSpec"
-
-
-def rule(expr: str, message: str, field_path: str | None = None) -> JsonDict:
-    """One CEL validation rule as the CRD's x-kubernetes-validations wants it."""
-    out: JsonDict = {"rule": expr, "message": message}
-    if field_path:
-        out["fieldPath"] = field_path
-    return out
-
-
-def _int_to_str(value: object) -> object:
-    # YAML turns `size: 10` into an int; the API server keeps it as one (int-or-string).
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
-Quantity = Annotated[
-    str,
-    BeforeValidator(_int_to_str),
-    StringConstraints(pattern=QUANTITY_PATTERN),
-    WithJsonSchema(
-        {
-            "x-kubernetes-int-or-string": True,
-            "anyOf": [{"type": "integer"}, {"type": "string"}],
-            "pattern": QUANTITY_PATTERN,
-        }
-    ),
-]
+from ringleader.statusmodels import DistributedTrainingJobStatus
 
 NPROC_RULE = rule(
     "type(self) == int ? self >= 1 : self == 'auto'",
@@ -79,22 +49,6 @@ NprocPerNode = Annotated[
     ),
 ]
 
-# `template` is typed as a plain dict here; crdgen replaces its schema with the real core/v1
-# PodTemplateSpec, so the API server (not this model) checks the pod fields.
-PodTemplate = Annotated[dict[str, Any], WithJsonSchema({OPENAPI_REF_KEY: POD_TEMPLATE_SPEC})]
-
-Name = Annotated[str, StringConstraints(min_length=1, max_length=253)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",  # mirrors the API server's strict field validation
-        use_attribute_docstrings=True,
-    )
-
-
 ELASTIC_RANGE_RULE = rule(
     "self.minReplicas <= self.maxReplicas",
     "spec.elastic.minReplicas must be less than or equal to spec.elastic.maxReplicas",
@@ -106,7 +60,7 @@ ELASTIC_IMMUTABLE_RULE = rule(
 )
 
 
-class ElasticPolicy(_Model):
+class ElasticPolicy(ApiModel):
     """Lets the job run with any number of workers between minReplicas and maxReplicas."""
 
     model_config = ConfigDict(
@@ -135,7 +89,7 @@ CHECKPOINT_IMMUTABLE_RULE = rule(
 )
 
 
-class CheckpointSpec(_Model):
+class CheckpointSpec(ApiModel):
     """The volume where workers keep checkpoints; a restarted worker resumes from the newest."""
 
     model_config = ConfigDict(
@@ -179,12 +133,7 @@ class CheckpointSpec(_Model):
         return self
 
 
-FailureClass = Literal[
-    "UserError", "OutOfMemory", "NodeLost", "Communication", "Preempted", "Hang", "Unknown"
-]
-
-
-class FailureRule(_Model):
+class FailureRule(ApiModel):
     """What to do when a worker fails in a given way; the first matching rule wins."""
 
     classes: Annotated[list[FailureClass], Field(max_length=7)] | None = None
@@ -193,13 +142,13 @@ class FailureRule(_Model):
         Annotated[list[Annotated[int, Field(ge=0, le=255)]], Field(max_length=64)] | None
     ) = None
     """Container exit codes this rule matches; a rule with no matcher matches every failure."""
-    action: Literal["RestartWorker", "RestartGang", "FailJob"]
+    action: FailureAction
     """RestartWorker replaces the failed pod only; RestartGang restarts every worker."""
     count_towards_max_restarts: bool = True
     """False for failures that are not the job's fault (preemption, lost nodes)."""
 
 
-class HangDetection(_Model):
+class HangDetection(ApiModel):
     """When a running job counts as hung: its step has not moved for
     max(minSeconds, stepTimeMultiple x the recent time per step)."""
 
@@ -210,7 +159,7 @@ class HangDetection(_Model):
     """How many recent step times without a new step make a hang."""
 
 
-class FailurePolicy(_Model):
+class FailurePolicy(ApiModel):
     """How many restarts a job gets, and per failure class, which kind."""
 
     max_restarts: int = Field(default=c.DEFAULT_MAX_RESTARTS, ge=0, le=10000)
@@ -227,7 +176,7 @@ class FailurePolicy(_Model):
     step before the whole gang restarts instead."""
 
 
-class NetworkingSpec(_Model):
+class NetworkingSpec(ApiModel):
     """How workers talk to each other."""
 
     shm_size: Quantity = c.DEFAULT_SHM_SIZE
@@ -245,7 +194,7 @@ QUEUE_RULE = rule(
 )
 
 
-class SchedulingSpec(_Model):
+class SchedulingSpec(ApiModel):
     """Where and how worker pods are scheduled."""
 
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [QUEUE_RULE]})
@@ -269,7 +218,7 @@ class SchedulingSpec(_Model):
         return self
 
 
-class RunPolicy(_Model):
+class RunPolicy(ApiModel):
     """The job's life cycle."""
 
     suspend: bool = False
@@ -323,7 +272,7 @@ GANG_IMMUTABLE_RULE = rule(
 )
 
 
-class DistributedTrainingJobSpec(_Model):
+class DistributedTrainingJobSpec(ApiModel):
     """The desired state of a distributed training job."""
 
     model_config = ConfigDict(
@@ -373,109 +322,7 @@ class DistributedTrainingJobSpec(_Model):
         return self
 
 
-class Condition(_Model):
-    """One aspect of the job's state, in the shape of metav1.Condition."""
-
-    type: Annotated[str, StringConstraints(max_length=316)]
-    status: Literal["True", "False", "Unknown"]
-    reason: Annotated[str, StringConstraints(max_length=1024)] | None = None
-    message: Annotated[str, StringConstraints(max_length=32768)] | None = None
-    last_transition_time: datetime | None = None
-    observed_generation: int | None = Field(default=None, ge=0)
-
-
-class Progress(_Model):
-    """Training progress as rank 0 last reported it."""
-
-    step: int | None = Field(default=None, ge=0)
-    epoch: int | None = Field(default=None, ge=0)
-    loss: float | None = None
-    samples_per_second: float | None = None
-    world_size: int | None = Field(default=None, ge=1)
-    """Processes that trained the reported step: the group's size as the trainer sees it."""
-    updated_at: datetime | None = None
-
-
-class CheckpointStatus(_Model):
-    """The newest valid checkpoint."""
-
-    step: int | None = Field(default=None, ge=0)
-    path: str | None = None
-    time: datetime | None = None
-
-
-class LastFailure(_Model):
-    """The newest worker failure the operator acted on."""
-
-    failure_class: FailureClass = Field(alias="class")
-    """Why the worker failed, as classified from what Kubernetes and the trainer report."""
-    pod: str
-    pod_uid: str | None = Field(default=None, alias="podUID")
-    """The failed pod's uid: a failure is acted on once, however often the loop runs."""
-    exit_code: int | None = None
-    reason: Annotated[str, StringConstraints(max_length=1024)] | None = None
-    message: Annotated[str, StringConstraints(max_length=4096)] | None = None
-    action: Literal["RestartWorker", "RestartGang", "FailJob"] | None = None
-    """What the failure policy decided."""
-    time: datetime | None = None
-    steps_lost: int | None = Field(default=None, ge=0)
-    """Steps trained after the newest checkpoint, to be trained again after the restart."""
-    in_a_row: int | None = Field(default=None, ge=1)
-    """Failures in a row with no checkpoint committed in between; gang restarts back off."""
-
-
-class HangReport(_Model):
-    """A hang the operator detected and the reconcile loop has yet to act on."""
-
-    step: int = Field(ge=0)
-    """The step the job is stuck after."""
-    stalled_seconds: int = Field(ge=0)
-    stalled_pods: Annotated[list[str], Field(max_length=64)] | None = None
-    """Workers whose own last step is the oldest (or that did not answer)."""
-    detected_at: datetime
-
-
-Phase = Literal[
-    "Pending", "Starting", "Running", "Resizing", "Restarting", "Suspended", "Succeeded", "Failed"
-]
-
-
-class DistributedTrainingJobStatus(_Model):
-    """The observed state of a distributed training job, written by the operator only."""
-
-    phase: Phase | None = None
-    replicas: int | None = Field(default=None, ge=0)
-    """Worker pods that exist and are not finished (the /scale subresource reads it)."""
-    ready_replicas: int | None = Field(default=None, ge=0)
-    world_size: int | None = Field(default=None, ge=0)
-    """Processes in the training group: ready workers times processes per worker."""
-    workers: str | None = None
-    """Ready over desired workers, e.g. "3/4" (the WORKERS column)."""
-    selector: str | None = None
-    """Label selector of the worker pods (the /scale subresource and HPAs read it)."""
-    restarts: int | None = Field(default=None, ge=0)
-    """Restarts so far that count towards failurePolicy.maxRestarts."""
-    restarts_by_class: (
-        Annotated[dict[str, Annotated[int, Field(ge=0)]], Field(max_length=7)] | None
-    ) = None
-    """Every restart so far, counted towards maxRestarts or not, by failure class."""
-    last_failure: LastFailure | None = None
-    hang: HangReport | None = None
-    """Set by the progress watcher when the step counter stalls; cleared by the restart."""
-    restart_attempt: int | None = Field(default=None, ge=0)
-    """Generation of the worker gang; every child carries it in a label."""
-    observed_generation: int | None = Field(default=None, ge=0)
-    progress: Progress | None = None
-    checkpoint: CheckpointStatus | None = None
-    conditions: Annotated[list[Condition], Field(max_length=16)] | None = Field(
-        default=None,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
-    start_time: datetime | None = None
-    completion_time: datetime | None = None
-
-
-class ObjectMeta(_Model):
+class ObjectMeta(ApiModel):
     """The parts of metadata the operator reads."""
 
     model_config = ConfigDict(extra="ignore")
@@ -486,7 +333,7 @@ class ObjectMeta(_Model):
     generation: int | None = None
 
 
-class DistributedTrainingJob(_Model):
+class DistributedTrainingJob(ApiModel):
     """A distributed PyTorch training job: a gang of workers, a rendezvous store, a volume."""
 
     api_version: Literal["ringleader.dev/v1alpha1"] = "ringleader.dev/v1alpha1"
@@ -496,34 +343,21 @@ class DistributedTrainingJob(_Model):
     status: DistributedTrainingJobStatus | None = None
 
 
-# --- Rules that crdgen adds to the metadata and to the core PodTemplateSpec schema.
+class InvalidJob(ValueError):
+    """A job body the models refuse: what a CRD from an older version, or an API server without
+    the CEL rules, let through. `field` is the first offending field, as in the manifest."""
 
-NAME_LENGTH_RULE = rule(
-    f"size(self.metadata.name) <= {c.MAX_JOB_NAME_LENGTH}",
-    f"metadata.name must be at most {c.MAX_JOB_NAME_LENGTH} characters: it prefixes the host "
-    "names of the job's pods",
-)
-NAME_DNS_RULE = rule(
-    "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
-    "metadata.name must start with a lowercase letter and contain only lowercase letters, digits "
-    "and '-': it names the job's Services",
-)
-RESERVED_ENV_RULE: JsonDict = {
-    "rule": "!(self.name in [" + ", ".join(f"'{n}'" for n in sorted(c.ENV_CONTRACT)) + "])",
-    "messageExpression": "'spec.template.spec.containers[].env: ' + self.name + ' is set by "
-    "Ringleader for every worker (the env contract) and cannot be set in the template'",
-    "message": "spec.template.spec.containers[].env: this name is set by Ringleader for every "
-    "worker (the env contract) and cannot be set in the template",
-    "fieldPath": ".name",
-}
-RESTART_POLICY_RULE = rule(
-    "!has(self.restartPolicy) || self.restartPolicy == 'Never'",
-    "spec.template.spec.restartPolicy must be Never or unset: Ringleader restarts workers itself",
-    ".restartPolicy",
-)
-RESERVED_VOLUME_RULE = rule(
-    f"!self.name.startsWith('{c.RESERVED_VOLUME_PREFIX}')",
-    f"spec.template.spec.volumes: names starting with '{c.RESERVED_VOLUME_PREFIX}' are reserved "
-    "for the volumes Ringleader adds",
-    ".name",
-)
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field, self.message = field, message
+
+
+def parse_job(body: dict[str, Any]) -> DistributedTrainingJob:
+    """The job (spec and status) as the models, parsed once per reconcile; InvalidJob naming
+    the field when the body does not fit them."""
+    fields = {k: v for k, v in body.items() if k in ("apiVersion", "kind", "metadata", "spec")}
+    fields["status"] = body.get("status") or None
+    try:
+        return DistributedTrainingJob.model_validate(fields)
+    except ValidationError as error:
+        raise InvalidJob(*first_error(error)) from error

@@ -25,15 +25,15 @@ def workers_service_name(job_name: str) -> str:
     return f"{job_name}-{c.WORKERS_SERVICE_SUFFIX}"
 
 
-def store_name(job_name: str) -> str:
-    """Name of the rendezvous store pod and of its Service."""
-    return f"{job_name}-{c.STORE_SUFFIX}"
+def rendezvous_name(job_name: str) -> str:
+    """Name of the rendezvous pod and of its Service."""
+    return f"{job_name}-{c.RENDEZVOUS_SUFFIX}"
 
 
-def store_address(job_name: str, namespace: str) -> str:
-    """DNS name of the rendezvous store (MASTER_ADDR)."""
+def rendezvous_address(job_name: str, namespace: str) -> str:
+    """DNS name of the rendezvous (MASTER_ADDR)."""
     # No cluster domain: resolv.conf's search list completes it, whatever the domain is.
-    return f"{store_name(job_name)}.{namespace}.svc"
+    return f"{rendezvous_name(job_name)}.{namespace}.svc"
 
 
 def pod_group_name(job_name: str) -> str:

@@ -10,27 +10,30 @@ import asyncio
 import json
 import logging
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 
 from ringleader import constants as c
-from ringleader import goodput, hang, metrics
-from ringleader.controller import Cache
+from ringleader import goodput, hang, metrics, pods, reports
+from ringleader.apitime import truncate_to_second
+from ringleader.cache import Cache, Key
 from ringleader.kube import KubeApi, RetryableError
+from ringleader.models import DistributedTrainingJob, InvalidJob, parse_job
 from ringleader.progress import (
-    ACTIVE_PHASES,
-    TRAINING_PHASES,
     describe_resize,
     detect_resize,
+    judge_reporting,
     pick_reporter,
     plan_progress_patch,
     read_final_report,
     resize_seconds,
-    worker_names,
 )
-from ringleader.status import format_time
+from ringleader.reports import ProgressReport
+from ringleader.statusmodels import HangReport, JobStatus
 
 log = logging.getLogger("ringleader.poller")
 REQUEST_TIMEOUT_SECONDS = 1.0
@@ -39,21 +42,36 @@ FIRST_RETRY_SECONDS, MAX_RETRY_SECONDS = 2.0, 60.0
 CONCURRENT_REQUESTS = 16
 
 
-def _get_json(pod_ip: str, path: str) -> dict[str, Any] | None:
-    url = f"http://{pod_ip}:{c.PROGRESS_PORT}{path}"
-    with urllib.request.urlopen(url, timeout=REQUEST_TIMEOUT_SECONDS) as response:
-        body = json.loads(response.read() or b"null")
+def get_json(pod_ip: str, path: str, port: int = c.PROGRESS_PORT) -> dict[str, Any] | None:
+    """The endpoint's JSON; {} when the launcher answered that it has nothing yet."""
+    url = f"http://{pod_ip}:{port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=REQUEST_TIMEOUT_SECONDS) as response:
+            body = json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        if error.code == HTTPStatus.NOT_FOUND and _says_not_yet(error.read()):
+            return {}  # a launcher whose workers have not reported yet: it is there
+        raise
     return body if isinstance(body, dict) else None
 
 
+def _says_not_yet(body: bytes) -> bool:
+    """Whether a 404's body is the endpoint's own "no progress yet" (not any server's 404)."""
+    try:
+        answer = json.loads(body or b"null")
+    except ValueError:
+        return False
+    return isinstance(answer, dict) and answer.get(reports.NOT_YET_KEY) == reports.NOT_YET
+
+
 def fetch_progress(pod_ip: str) -> dict[str, Any] | None:
-    """GET /progress from a worker's launcher; None when it has nothing to say yet."""
-    return _get_json(pod_ip, "/progress")
+    """GET the progress document from a worker's launcher; None when it has nothing to say."""
+    return get_json(pod_ip, reports.PROGRESS_PATH)
 
 
 def fetch_heartbeats(pod_ip: str) -> dict[str, Any] | None:
-    """GET /heartbeats: every pod's own last step, from the job's shared volume."""
-    return _get_json(pod_ip, "/heartbeats")
+    """GET every pod's own last step, from the job's shared volume."""
+    return get_json(pod_ip, reports.HEARTBEATS_PATH)
 
 
 def now() -> float:
@@ -69,36 +87,43 @@ class ProgressPoller:
         self.unreachable_until: dict[str, float] = {}  # pod uid -> monotonic time
         self.failures: dict[str, int] = {}  # pod uid -> consecutive failed requests
         self.limit = asyncio.Semaphore(CONCURRENT_REQUESTS)
-        self.watches: dict[tuple[str, str], hang.StepWatch] = {}  # job -> its step counter
+        self.watches: dict[Key, hang.StepWatch] = {}  # job -> its step counter
         # job -> where its time went; in memory, so an operator restart starts it again
-        self.clocks: dict[tuple[str, str], goodput.TrainingClock] = {}
+        self.clocks: dict[Key, goodput.TrainingClock] = {}
+        self.running_since: dict[Key, float] = {}  # job -> when a worker was first found running
 
     async def run(self) -> None:
         """Poll forever (cancelled when the operator stops)."""
         while True:
             started = time.monotonic()
-            jobs = list(self.cache.jobs.items())
-            active = [(key, body) for key, body in jobs if _active(body)]
-            reports = await asyncio.gather(*(self._poll(key, body) for key, body in active))
-            heard = {key: report for (key, _), report in zip(active, reports, strict=True)}
-            for key, body in jobs:
-                if (body.get("status") or {}).get("phase") in c.TERMINAL_PHASES:
-                    await self._mirror_final_report(key, body)
-                self._account(key, heard.get(key))
-            self._forget_the_gone()
+            await self.poll_once()
             await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 
-    async def _poll(self, key: tuple[str, str], body: dict[str, Any]) -> dict[str, Any] | None:
+    async def poll_once(self) -> None:
+        """One round: every active job asked, finished ones' last words mirrored, clocks on."""
+        jobs = [(key, job) for key, body in self.cache.jobs() if (job := _parse(body))]
+        active = [(key, job) for key, job in jobs if _status(job).phase in c.ACTIVE_PHASES]
+        heard = await asyncio.gather(*(self._poll(key, job) for key, job in active))
+        reports_by_job = {key: report for (key, _), report in zip(active, heard, strict=True)}
+        for key, job in jobs:
+            if _status(job).phase in c.TERMINAL_PHASES:
+                await self._mirror_final_report(key, job)
+            self._account(key, reports_by_job.get(key))
+        self._forget_the_gone()
+
+    async def _poll(self, key: Key, job: DistributedTrainingJob) -> ProgressReport | None:
         """Mirror one job's progress and look for a hang; return the report heard, if any."""
-        status = body.get("status") or {}
-        attempt = status.get("restartAttempt") or 0
-        children = list(self.cache.children.get(key, {}).values())
+        status = _status(job)
+        attempt = status.restart_attempt or 0
+        children = self.cache.children(key)
         unreachable = {uid for uid, until in self.unreachable_until.items() if until > now()}
         pod = pick_reporter(children, attempt, unreachable)
         if pod is None:
             return None
-        report = await self._ask(pod, fetch_progress)
+        answer = await self._ask(pod, fetch_progress)
+        report = reports.parse_progress(answer)
         patch = plan_progress_patch(status, report) or {}
+        patch.update(self._judge_reporting(key, status, answer is not None, report))
         watch = hang.watch_report(self.watches.get(key), attempt, report, now())
         if watch is None:
             self.watches.pop(key, None)
@@ -107,36 +132,50 @@ class ProgressPoller:
         resized = detect_resize(status, report)
         if resized and report:
             metrics.observe_resize(*resized, seconds=resize_seconds(status, report))
-            await self._announce_resize(body, *resized)
+            await self._announce_resize(job, *resized)
         # Judged only on an answer: a worker that just exited after its last step (its pod not
         # yet Succeeded in the cache) says nothing, and its silence is not a stalled step.
-        judged = report is not None and status.get("phase") in TRAINING_PHASES
-        if judged and not status.get("hang"):
-            report_of_hang = await self._detect_hang(key, body, pod, children)
-            if report_of_hang:
-                patch["hang"] = report_of_hang
+        judged = report is not None and status.phase in c.TRAINING_PHASES
+        if judged and status.hang is None:
+            found = await self._detect_hang(key, job, pod, children)
+            if found is not None:
+                patch["hang"] = found.model_dump(by_alias=True, mode="json", exclude_none=True)
         if patch:
             await self._write(key, patch)
         return report
 
-    async def _announce_resize(self, body: dict[str, Any], old: int, new: int) -> None:
+    def _judge_reporting(
+        self, key: Key, status: JobStatus, answered: bool, report: ProgressReport | None
+    ) -> dict[str, Any]:
+        """The status.reporting patch, when whether the workers report has changed."""
+        since = self.running_since.setdefault(key, now())
+        changed = judge_reporting(status.reporting, answered, report, now() - since, _utcnow())
+        if changed is None:
+            return {}
+        return {"reporting": changed.model_dump(by_alias=True, mode="json", exclude_none=True)}
+
+    async def _announce_resize(self, job: DistributedTrainingJob, old: int, new: int) -> None:
         """A Resized event, once per change the poller sees."""
+        body = {"metadata": job.metadata.model_dump(exclude_none=True)}
         try:
             await asyncio.to_thread(
                 self.api.post_event,
                 body,
                 "Normal",
                 c.REASON_RESIZED,
-                describe_resize(body, old, new),
+                describe_resize(job, old, new),
             )
         except RetryableError as error:  # an event is not worth a retry loop
-            log.warning("could not record a resize of %s: %s", body["metadata"]["name"], error)
+            log.warning("could not record a resize of %s: %s", job.metadata.name, error)
 
-    def _account(self, key: tuple[str, str], report: dict[str, Any] | None) -> None:
+    def _account(self, key: Key, report: ProgressReport | None) -> None:
         """Advance the job's training clock: observe recoveries that ended, set its goodput."""
         # The newest status, read after the report was fetched: a failure it shows was decided
         # before the report arrived, so a report written after the failure follows it for sure.
-        status = (self.cache.jobs.get(key) or {}).get("status") or {}
+        job = _parse(self.cache.job(key) or {})
+        if job is None:
+            return
+        status = _status(job)
         wall_now = time.time()
         clock, recovered = goodput.advance(self.clocks.get(key), status, report, wall_now)
         metrics.observe_recoveries(recovered)
@@ -152,14 +191,14 @@ class ProgressPoller:
         self, pod: Mapping[str, Any], fetch: Callable[[str], dict[str, Any] | None]
     ) -> dict[str, Any] | None:
         """One request to a worker's launcher; None when it did not answer (then back off)."""
-        uid = pod["metadata"].get("uid", pod["metadata"]["name"])
+        uid = pods.uid_of(pod) or pods.name_of(pod)
         if self.unreachable_until.get(uid, 0.0) > now():
             return None
         async with self.limit:
             try:
                 answer = await asyncio.to_thread(fetch, pod["status"]["podIP"])
             except (OSError, ValueError) as error:
-                log.debug("no answer from %s: %s", pod["metadata"]["name"], error)
+                log.debug("no answer from %s: %s", pods.name_of(pod), error)
                 self._back_off(uid)
                 return None
         self.unreachable_until.pop(uid, None)
@@ -168,47 +207,44 @@ class ProgressPoller:
 
     async def _detect_hang(
         self,
-        key: tuple[str, str],
-        body: dict[str, Any],
+        key: Key,
+        job: DistributedTrainingJob,
         reporter: Mapping[str, Any],
         children: list[dict[str, Any]],
-    ) -> dict[str, Any] | None:
+    ) -> HangReport | None:
         """status.hang when the step has stalled past the job's threshold, else None."""
         watch = self.watches.get(key)
         if watch is None:
             return None
-        attempt = (body.get("status") or {}).get("restartAttempt") or 0
-        stalled = hang.stalled_seconds(watch, hang.read_policy(body), now(), attempt)
+        attempt = _status(job).restart_attempt or 0
+        stalled = hang.stalled_seconds(watch, hang.read_policy(job), now(), attempt)
         if stalled is None:
             return None
         beats = await self._ask(reporter, fetch_heartbeats) or {}
-        workers = worker_names(children, watch.attempt)
-        return {
-            "step": watch.step,
-            "stalledSeconds": int(stalled),
-            "stalledPods": hang.pick_stalled_pods(beats, workers),
-            "detectedAt": format_time(datetime.now(UTC)),
-        }
+        workers = pods.worker_names(children, watch.attempt)
+        return HangReport(
+            step=watch.step,
+            stalled_seconds=int(stalled),
+            stalled_pods=hang.pick_stalled_pods(beats, workers),
+            detected_at=truncate_to_second(_utcnow()),
+        )
 
-    async def _mirror_final_report(self, key: tuple[str, str], body: dict[str, Any]) -> None:
-        status = body.get("status") or {}
-        children = list(self.cache.children.get(key, {}).values())
-        report = read_final_report(children, status.get("restartAttempt") or 0)
+    async def _mirror_final_report(self, key: Key, job: DistributedTrainingJob) -> None:
+        status = _status(job)
+        report = read_final_report(self.cache.children(key), status.restart_attempt or 0)
         patch = plan_progress_patch(status, report)
         if patch:
             await self._write(key, patch)
 
     def _forget_the_gone(self) -> None:
         """Drop what was kept about jobs and pods that no longer exist."""
-        self.watches = {k: w for k, w in self.watches.items() if k in self.cache.jobs}
-        for key in [k for k in self.clocks if k not in self.cache.jobs]:
+        known = {key for key, _ in self.cache.jobs()}
+        self.watches = {k: w for k, w in self.watches.items() if k in known}
+        self.running_since = {k: t for k, t in self.running_since.items() if k in known}
+        for key in [k for k in self.clocks if k not in known]:
             self.clocks.pop(key)
             metrics.forget_goodput(key)
-        live = {
-            child["metadata"].get("uid")
-            for children in list(self.cache.children.values())
-            for child in list(children.values())
-        }
+        live = self.cache.live_uids()
         for uid in [u for u in self.unreachable_until if u not in live]:
             self.unreachable_until.pop(uid, None)
             self.failures.pop(uid, None)
@@ -218,12 +254,24 @@ class ProgressPoller:
         delay = min(FIRST_RETRY_SECONDS * 2 ** (failures - 1), MAX_RETRY_SECONDS)
         self.unreachable_until[uid] = now() + delay
 
-    async def _write(self, key: tuple[str, str], patch: dict[str, Any]) -> None:
+    async def _write(self, key: Key, patch: dict[str, Any]) -> None:
         try:
             await asyncio.to_thread(self.api.patch_job_status, key[0], key[1], patch)
         except RetryableError as error:
             log.warning("progress of %s/%s not written: %s", *key, error)
 
 
-def _active(body: dict[str, Any]) -> bool:
-    return (body.get("status") or {}).get("phase") in ACTIVE_PHASES
+def _parse(body: dict[str, Any]) -> DistributedTrainingJob | None:
+    """The job as the models; None for one they refuse (the reconcile loop marks it Failed)."""
+    try:
+        return parse_job(body) if body else None
+    except InvalidJob:
+        return None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _status(job: DistributedTrainingJob) -> JobStatus:
+    return job.status or JobStatus()

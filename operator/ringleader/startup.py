@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ringleader import constants as c
+from ringleader import pods
 from ringleader.models import DistributedTrainingJob
 
 Pod = Mapping[str, Any]
@@ -57,16 +57,10 @@ def find_waiting(workers: Sequence[Pod], attempt: int) -> list[Waiting]:
     """The attempt's worker pods that exist, are not being deleted and do not run yet, oldest
     first."""
     out = []
-    for pod in workers:
-        meta = pod.get("metadata") or {}
-        labels = meta.get("labels") or {}
-        if labels.get(c.LABEL_RESTART_ATTEMPT) != str(attempt) or meta.get("deletionTimestamp"):
-            continue
-        if (pod.get("status") or {}).get("phase", "Pending") != "Pending":
-            continue
-        if meta.get("creationTimestamp"):
-            created = datetime.fromisoformat(str(meta["creationTimestamp"]).replace("Z", "+00:00"))
-            out.append(Waiting(str(meta.get("name")), created, explain_waiting(pod)))
+    for pod in pods.current_workers(workers, attempt):
+        created = pods.created_at(pod)
+        if pods.phase_of(pod) == "Pending" and created is not None:
+            out.append(Waiting(pods.name_of(pod), created, explain_waiting(pod)))
     return sorted(out, key=lambda w: (w.created, w.name))
 
 
@@ -107,10 +101,12 @@ def startup_timeout(
 
 
 def _running_in(pod: Pod, attempt: int) -> bool:
-    meta = pod.get("metadata") or {}
-    if (meta.get("labels") or {}).get(c.LABEL_RESTART_ATTEMPT) != str(attempt):
-        return False
-    return not meta.get("deletionTimestamp") and (pod.get("status") or {}).get("phase") in (
-        "Running",
-        "Succeeded",
+    return (
+        pods.in_attempt(pod, attempt)
+        and not pods.is_leaving(pod)
+        and pods.phase_of(pod)
+        in (
+            "Running",
+            "Succeeded",
+        )
     )

@@ -11,21 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from ringleader import constants as c
-from ringleader import naming, startup, workerenv
+from ringleader import naming, pods, startup, workerenv
+from ringleader.apitime import truncate_to_second
+from ringleader.constants import Phase
+from ringleader.decisions import JobFailure
 from ringleader.models import DistributedTrainingJob
+from ringleader.statusmodels import Condition, JobStatus, ProgressReporting
 
 Pod = Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Failure:
-    """The reconcile loop's verdict that the job has failed, e.g. DeadlineExceeded."""
-
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -45,28 +41,19 @@ class PodCounts:
         return self.pending + self.running
 
 
-def is_pod_ready(pod: Pod) -> bool:
-    """True when the pod runs and its Ready condition is True."""
-    status = pod.get("status") or {}
-    conditions = status.get("conditions") or []
-    ready = any(x.get("type") == "Ready" and x.get("status") == "True" for x in conditions)
-    return status.get("phase") == "Running" and ready
-
-
-def count_worker_pods(pods: Sequence[Pod], attempt: int) -> PodCounts:
+def count_worker_pods(workers: Sequence[Pod], attempt: int) -> PodCounts:
     """Count worker pods; terminating ones count only as stale (old attempt) or not at all."""
     counts = {"pending": 0, "running": 0, "ready": 0, "succeeded": 0, "failed": 0, "stale": 0}
-    for pod in pods:
-        meta = pod.get("metadata") or {}
-        if (meta.get("labels") or {}).get(c.LABEL_RESTART_ATTEMPT) != str(attempt):
+    for pod in workers:
+        if pods.attempt_of(pod) != attempt:
             counts["stale"] += 1
             continue
-        if meta.get("deletionTimestamp"):
+        if pods.is_leaving(pod):
             continue  # on its way out: neither capacity nor a result
-        phase = (pod.get("status") or {}).get("phase", "Pending")
+        phase = pods.phase_of(pod)
         key = {"Running": "running", "Succeeded": "succeeded", "Failed": "failed"}.get(phase)
         counts[key or "pending"] += 1
-        counts["ready"] += is_pod_ready(pod)
+        counts["ready"] += pods.is_ready(pod)
     return PodCounts(**counts)
 
 
@@ -78,8 +65,8 @@ class Observation:
     min_ready: int  # fewest ready workers that still count as Running
     suspended: bool
     counts: PodCounts
-    previous_phase: str | None
-    failure: Failure | None
+    previous_phase: Phase | None
+    failure: JobFailure | None
     elastic: bool = False
     nproc: int = 1  # processes per worker pod
     training: int | None = None  # processes in the group, as the trainer last reported
@@ -100,7 +87,7 @@ class Observation:
 class Decision:
     """A phase with the reason and message of its condition."""
 
-    phase: str
+    phase: Phase
     reason: str
     message: str
 
@@ -108,7 +95,7 @@ class Decision:
 Row = tuple[Callable[[Observation], bool], Callable[[Observation], Decision]]
 
 
-def _decide(phase: str, reason: str, message: str) -> Callable[[Observation], Decision]:
+def _decide(phase: Phase, reason: str, message: str) -> Callable[[Observation], Decision]:
     # The message is a template over the counts, so it says what the pods say.
     def decide(obs: Observation) -> Decision:
         return Decision(phase, reason, message.format(o=obs, n=obs.counts))
@@ -116,15 +103,15 @@ def _decide(phase: str, reason: str, message: str) -> Callable[[Observation], De
     return decide
 
 
-def _failed(failure: Failure | None) -> Decision:
+def _failed(failure: JobFailure | None) -> Decision:
     assert failure is not None  # guarded by the row's test
-    return Decision(c.PHASE_FAILED, failure.reason, failure.message)
+    return Decision(Phase.FAILED, failure.reason, failure.message)
 
 
 def _restarting(obs: Observation) -> bool:
     n = obs.counts
     # An elastic job may run on fewer workers: its restart is over once enough are ready.
-    unfinished_restart = obs.previous_phase == c.PHASE_RESTARTING and n.ready < obs.min_ready
+    unfinished_restart = obs.previous_phase == Phase.RESTARTING and n.ready < obs.min_ready
     return n.failed > 0 or n.stale > 0 or unfinished_restart
 
 
@@ -140,25 +127,27 @@ def _resizing(obs: Observation) -> bool:
 PHASE_TABLE: tuple[Row, ...] = (
     (
         lambda o: o.previous_phase in c.TERMINAL_PHASES,
-        lambda o: Decision(str(o.previous_phase), c.REASON_ALREADY_FINISHED, "the job finished"),
+        lambda o: Decision(
+            Phase(str(o.previous_phase)), c.REASON_ALREADY_FINISHED, "the job finished"
+        ),
     ),
     (lambda o: o.failure is not None, lambda o: _failed(o.failure)),
     (
         lambda o: o.suspended,
         _decide(
-            c.PHASE_SUSPENDED,
+            Phase.SUSPENDED,
             c.REASON_SUSPENDED,
             "suspended: worker pods removed ({n.active} still running), checkpoint volume kept",
         ),
     ),
     (
         lambda o: o.counts.succeeded > 0 and o.counts.active == 0 and o.counts.failed == 0,
-        _decide(c.PHASE_SUCCEEDED, c.REASON_SUCCEEDED, "{n.succeeded} workers exited with 0"),
+        _decide(Phase.SUCCEEDED, c.REASON_SUCCEEDED, "{n.succeeded} workers exited with 0"),
     ),
     (
         _restarting,
         _decide(
-            c.PHASE_RESTARTING,
+            Phase.RESTARTING,
             c.REASON_RESTART_IN_PROGRESS,
             "restarting: {n.failed} failed, {n.stale} of an older attempt, "
             "{n.ready}/{o.desired} ready{o.waiting}",
@@ -167,8 +156,8 @@ PHASE_TABLE: tuple[Row, ...] = (
     (
         _resizing,
         _decide(
-            c.PHASE_RESIZING,
-            c.REASON_REFORMING,
+            Phase.RESIZING,
+            c.REASON_RESIZING,
             "re-forming the group: {n.ready}/{o.desired} workers ready, the last step was "
             "trained by {o.training} processes{o.leaving_note}",
         ),
@@ -176,12 +165,12 @@ PHASE_TABLE: tuple[Row, ...] = (
     (
         # Workers that already exited 0 are finishing, not missing.
         lambda o: o.counts.ready + o.counts.succeeded >= o.desired,
-        _decide(c.PHASE_RUNNING, c.REASON_ALL_WORKERS_RUNNING, "{n.ready}/{o.desired} ready"),
+        _decide(Phase.RUNNING, c.REASON_ALL_WORKERS_RUNNING, "{n.ready}/{o.desired} ready"),
     ),
     (
         lambda o: o.counts.ready >= o.min_ready and o.counts.ready > 0,
         _decide(
-            c.PHASE_RUNNING,
+            Phase.RUNNING,
             c.REASON_RUNNING_BELOW_DESIRED,
             "{n.ready}/{o.desired} workers ready (elastic minimum {o.min_ready})"
             "{o.leaving_note}{o.waiting}",
@@ -190,14 +179,14 @@ PHASE_TABLE: tuple[Row, ...] = (
     (
         lambda o: o.counts.active > 0,
         _decide(
-            c.PHASE_STARTING,
+            Phase.STARTING,
             c.REASON_WORKERS_STARTING,
             "{n.ready}/{o.desired} ready{o.leaving_note}{o.waiting}",
         ),
     ),
     (
         lambda o: True,
-        _decide(c.PHASE_PENDING, c.REASON_WAITING_FOR_WORKERS, "no worker pod exists yet"),
+        _decide(Phase.PENDING, c.REASON_WAITING_FOR_WORKERS, "no worker pod exists yet"),
     ),
 )
 
@@ -210,117 +199,130 @@ def decide_phase(obs: Observation) -> Decision:
     raise AssertionError("the last row of PHASE_TABLE always applies")
 
 
-def parse_time(value: str | None) -> datetime | None:
-    """A status or metadata time (RFC 3339, e.g. 2026-01-02T03:04:05Z); None for none."""
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with second precision, as metav1.Time serializes."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def build_conditions(
-    decision: Decision, previous: Sequence[Mapping[str, Any]], generation: int, now: datetime
-) -> list[dict[str, Any]]:
+    decision: Decision, previous: Sequence[Condition], generation: int, now: datetime
+) -> list[Condition]:
     """One condition per type: True for the phase's own type, False (with the reason) otherwise."""
-    before = {x.get("type"): x for x in previous}
+    before = {x.type: x for x in previous}
     out = []
     for kind in c.CONDITION_TYPES:
-        status = "True" if kind == decision.phase else "False"
-        old = before.get(kind) or {}
+        status: Literal["True", "False"] = "True" if kind == decision.phase else "False"
+        old = before.get(kind)
         # The transition time moves only when the status flips: steady state writes nothing.
-        changed = old.get("status") != status or "lastTransitionTime" not in old
+        kept = old.last_transition_time if old is not None and old.status == status else None
         out.append(
-            {
-                "type": kind,
-                "status": status,
-                "reason": decision.reason,
-                "message": decision.message,
-                "lastTransitionTime": format_time(now) if changed else old["lastTransitionTime"],
-                "observedGeneration": generation,
-            }
+            Condition(
+                type=kind,
+                status=status,
+                reason=decision.reason,
+                message=decision.message,
+                last_transition_time=kept or truncate_to_second(now),
+                observed_generation=generation,
+            )
         )
     return out
 
 
 def observe(
-    job: DistributedTrainingJob, pods: Sequence[Pod], failure: Failure | None
+    job: DistributedTrainingJob,
+    workers: Sequence[Pod],
+    failure: JobFailure | None,
+    attempt: int | None = None,
 ) -> Observation:
-    """Summarize the job and its worker pods for the phase table."""
-    spec, status = job.spec, job.status
-    attempt = (status.restart_attempt if status else None) or 0
+    """Summarize the job and its worker pods for the phase table; attempt: the restart attempt
+    decided for this pass (status.restartAttempt when not given)."""
+    spec, status = job.spec, job.status or JobStatus()
+    if attempt is None:
+        attempt = status.restart_attempt or 0
     return Observation(
         desired=spec.replicas,
         min_ready=spec.fewest_workers(),
         suspended=bool(spec.run_policy and spec.run_policy.suspend),
-        counts=count_worker_pods(pods, attempt),
-        previous_phase=status.phase if status else None,
+        counts=count_worker_pods(workers, attempt),
+        previous_phase=status.phase,
         failure=failure,
         elastic=spec.elastic is not None,
         nproc=workerenv.compute_nproc_per_node(spec),
-        training=status.progress.world_size if status and status.progress else None,
-        leaving=_leaving(pods, attempt),
-        waiting=startup.waiting_note(pods, attempt),
+        training=status.progress.world_size if status.progress else None,
+        leaving=_leaving(workers, attempt),
+        waiting=startup.waiting_note(workers, attempt),
     )
 
 
-def _leaving(pods: Sequence[Pod], attempt: int) -> tuple[str, ...]:
-    names = []
-    for pod in pods:
-        meta = pod.get("metadata") or {}
-        labels = meta.get("labels") or {}
-        if meta.get("deletionTimestamp") and labels.get(c.LABEL_RESTART_ATTEMPT) == str(attempt):
-            names.append(str(meta.get("name")))
-    return tuple(sorted(names))
+def _leaving(workers: Sequence[Pod], attempt: int) -> tuple[str, ...]:
+    return tuple(
+        sorted(
+            pods.name_of(p) for p in workers if pods.is_leaving(p) and pods.in_attempt(p, attempt)
+        )
+    )
 
 
 def compute_status(
     job: DistributedTrainingJob,
-    pods: Sequence[Pod],
+    workers: Sequence[Pod],
     now: datetime,
-    failure: Failure | None = None,
-) -> dict[str, Any]:
-    """The status fields this module owns, as a merge patch (camelCase keys)."""
-    obs = observe(job, pods, failure)
+    failure: JobFailure | None = None,
+    attempt: int | None = None,
+) -> JobStatus:
+    """The job's status with the fields this module owns brought up to date: phase,
+    conditions, counters, start and completion times."""
+    obs = observe(job, workers, failure, attempt)
     decision = decide_phase(obs)
-    previous = job.status.model_dump(by_alias=True, mode="json") if job.status else {}
-    n, name = obs.counts, job.metadata.name
-    training = decision.phase in (c.PHASE_RUNNING, c.PHASE_RESIZING)
-    return {
-        "phase": decision.phase,
-        "replicas": n.active,
-        "readyReplicas": n.ready,
-        # The trainer's own count once it reported one; ready pods can run more processes
-        # than the group that trains, while an elastic group re-forms.
-        "worldSize": (obs.training or n.ready * obs.nproc) if training else 0,
-        "workers": f"{n.ready}/{obs.desired}",
-        "selector": naming.worker_selector_string(name),
-        "observedGeneration": job.metadata.generation or 0,
-        "conditions": _conditions(decision, previous, job.metadata.generation or 0, now),
-        "startTime": _start_time(decision, previous.get("startTime"), now),
-        "completionTime": _completion_time(decision, previous.get("completionTime"), now),
-    }
+    previous = job.status or JobStatus()
+    n, generation = obs.counts, job.metadata.generation or 0
+    training = decision.phase in (Phase.RUNNING, Phase.RESIZING)
+    return previous.model_copy(
+        update={
+            "phase": decision.phase,
+            "replicas": n.active,
+            "ready_replicas": n.ready,
+            # The trainer's own count once it reported one; ready pods can run more processes
+            # than the group that trains, while an elastic group re-forms.
+            "world_size": (obs.training or n.ready * obs.nproc) if training else 0,
+            "workers": f"{n.ready}/{obs.desired}",
+            "selector": naming.worker_selector_string(job.metadata.name),
+            "observed_generation": generation,
+            "conditions": _conditions(decision, previous, generation, now),
+            "start_time": _start_time(decision, previous.start_time, now),
+            "completion_time": _completion_time(decision, previous.completion_time, now),
+        }
+    )
 
 
 def _conditions(
-    decision: Decision, previous: Mapping[str, Any], generation: int, now: datetime
-) -> list[dict[str, Any]]:
-    old = previous.get("conditions") or []
+    decision: Decision, previous: JobStatus, generation: int, now: datetime
+) -> list[Condition]:
+    old = previous.conditions or []
     if decision.reason == c.REASON_ALREADY_FINISHED and old:
         return list(old)  # a finished job keeps the reason it finished for
-    return build_conditions(decision, old, generation, now)
+    phases = build_conditions(decision, old, generation, now)
+    reporting = previous.reporting
+    return phases if reporting is None else [*phases, _reporting_condition(reporting, generation)]
 
 
-def _start_time(decision: Decision, previous: str | None, now: datetime) -> str | None:
+def _reporting_condition(reporting: ProgressReporting, generation: int) -> Condition:
+    """ProgressReported: whether the workers report progress (status.reporting)."""
+    return Condition(
+        type=c.CONDITION_PROGRESS_REPORTED,
+        status="True" if reporting.reported else "False",
+        reason=c.REASON_REPORTED if reporting.reported else c.REASON_NOT_REPORTED,
+        message=reporting.message,
+        last_transition_time=reporting.since,
+        observed_generation=generation,
+    )
+
+
+def _start_time(decision: Decision, previous: datetime | None, now: datetime) -> datetime | None:
     # Like a Job's: cleared while suspended, so activeDeadlineSeconds counts from the resume.
-    if decision.phase in (c.PHASE_PENDING, c.PHASE_SUSPENDED):
-        return None if decision.phase == c.PHASE_SUSPENDED else previous
-    return previous or format_time(now)
+    if decision.phase in (Phase.PENDING, Phase.SUSPENDED):
+        return None if decision.phase == Phase.SUSPENDED else previous
+    return previous or truncate_to_second(now)
 
 
-def _completion_time(decision: Decision, previous: str | None, now: datetime) -> str | None:
+def _completion_time(
+    decision: Decision, previous: datetime | None, now: datetime
+) -> datetime | None:
     # Set for failure too: ttlSecondsAfterFinished counts from it.
     if decision.phase in c.TERMINAL_PHASES:
-        return previous or format_time(now)
+        return previous or truncate_to_second(now)
     return None

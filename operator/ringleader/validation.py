@@ -2,13 +2,16 @@
 
 They repeat the CRD's CEL rules on the template (an API server with CEL off, or an object stored
 before a rule existed, must still not produce broken pods) and add the ones CEL cannot express,
-each with a message that names the field.
+each with a message that names the field. A job that fails one fails with reason InvalidJob
+instead of being retried for ever.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+from kubernetes.utils import parse_quantity
 
 from ringleader import constants as c
 from ringleader.models import DistributedTrainingJob
@@ -27,6 +30,7 @@ def validate_job(job: DistributedTrainingJob) -> list[str]:
         *check_reserved_volumes(pod_spec),
         *check_mount_paths(job, pod_spec),
         *check_restart_policy(pod_spec),
+        *check_resources(pod_spec),
     ]
 
 
@@ -92,4 +96,26 @@ def check_restart_policy(pod_spec: dict[str, Any]) -> list[str]:
             f"{TEMPLATE}.restartPolicy: must be Never or unset (got {policy}): Ringleader "
             "restarts workers itself"
         ]
+    return []
+
+
+def check_resources(pod_spec: dict[str, Any]) -> list[str]:
+    """Every requested and limited amount is a quantity; GPUs come whole."""
+    problems = []
+    for i, container in enumerate(pod_spec.get("containers") or []):
+        resources = container.get("resources") or {}
+        for section in ("limits", "requests"):
+            for name, amount in (resources.get(section) or {}).items():
+                where = f"{TEMPLATE}.containers[{i}].resources.{section}.{name}"
+                problems += _check_amount(where, name, amount)
+    return problems
+
+
+def _check_amount(where: str, name: str, amount: object) -> list[str]:
+    try:
+        value = parse_quantity(amount)
+    except ValueError:
+        return [f"{where}: {amount!r} is not a quantity (e.g. 2, 500m, 4Gi)"]
+    if name == c.GPU_RESOURCE and value != value.to_integral_value():
+        return [f"{where}: {amount!r} must be a whole number of GPUs"]
     return []

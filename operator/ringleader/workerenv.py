@@ -25,13 +25,14 @@ NCCL_DEFAULTS: tuple[tuple[str, str], ...] = (
 
 
 def compute_gpus_per_pod(template: dict[str, Any]) -> int:
-    """nvidia.com/gpu limit (or request) of the template's first container; 0 without one."""
+    """nvidia.com/gpu limit (or request) of the template's first container; 0 without one, or
+    when it is not a whole number (validation.check_resources fails such a job)."""
     containers = template.get("spec", {}).get("containers") or [{}]
     resources = containers[0].get("resources") or {}
     for section in ("limits", "requests"):
         value = (resources.get(section) or {}).get(c.GPU_RESOURCE)
         if value is not None:
-            return int(str(value))
+            return int(str(value)) if str(value).isdigit() else 0
     return 0
 
 
@@ -58,7 +59,7 @@ def build_contract_env(job: DistributedTrainingJob, index: int, attempt: int) ->
     spec, name = job.spec, job.metadata.name
     namespace = job.metadata.namespace or "default"
     nproc = compute_nproc_per_node(spec)
-    address = naming.store_address(name, namespace)
+    address = naming.rendezvous_address(name, namespace)
     checkpoint_dir = spec.checkpoint.mount_path if spec.checkpoint else c.DEFAULT_CHECKPOINT_DIR
     keep = spec.checkpoint.keep if spec.checkpoint else c.DEFAULT_CHECKPOINT_KEEP
     # The elastic agent counts in-place process restarts; it gets the same budget as the job.

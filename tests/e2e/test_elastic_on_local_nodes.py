@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ringleader_trainer.progress import PROGRESS_FILE, read_json
+from ringleader_client.progressfiles import PROGRESS_FILE, read_json
 from tests.e2e.test_recovery_on_local_nodes import volume_of
 from tests.e2e.test_training_through_the_operator import (
     DIGITS_ARGS,
@@ -54,7 +54,7 @@ def reference_accuracy(kube: Kube, operator: OperatorProcess, local_nodes: Local
 
 def final_accuracy(kube: Kube, namespace: str, name: str) -> float:
     progress = read_json(volume_of(kube, namespace, name) / PROGRESS_FILE)
-    assert progress is not None and progress["state"] == "FINISHED", progress
+    assert progress is not None and progress["state"] == "Finished", progress
     return float(progress["eval"]["accuracy"])
 
 

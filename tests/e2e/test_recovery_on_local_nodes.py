@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from ringleader_trainer.progress import heartbeat_path, read_json
+from ringleader_client.progressfiles import heartbeat_path, read_json
 from ringleader_trainer.report import FINAL_MODEL
 from tests.e2e.test_training_through_the_operator import (
     DIGITS_ARGS,

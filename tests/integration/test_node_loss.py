@@ -90,18 +90,23 @@ def recovered(
     return wait_until(back, timeout=timeout, what="the job Running again without the lost pod")
 
 
-def start_and_pick_worker_1(kube: Kube, namespace: str, pool: str) -> Obj:
-    """Start the pool's job, wait until it runs, and return worker 1 (the one to lose)."""
+def start_and_pick_a_worker(kube: Kube, namespace: str, pool: str) -> Obj:
+    """Start the pool's job, wait until it runs, and return the worker to lose: one whose node
+    the rendezvous pod does not share, so that losing the node loses that worker alone (the
+    scheduler puts the rendezvous pod on any node of the pool)."""
     kube.apply(pool_job(pool), namespace)
     wait_for_phase(kube, namespace, "Running")
-    found = pod(kube, namespace, "train-worker-1-a0")
-    assert found is not None
+    rendezvous = node_of(kube, namespace, "train-rdzv")
+    workers = [pod(kube, namespace, f"train-worker-{i}-a0") for i in (1, 0)]
+    found = next(w for w in workers if w is not None and w["spec"]["nodeName"] != rendezvous)
     return found
 
 
-def assert_recovered_uncounted(status: Obj, failure_class: str, reasons: tuple[str, ...]) -> None:
+def assert_recovered_uncounted(
+    status: Obj, failure_class: str, reasons: tuple[str, ...], lost: str = "train-worker-1-a0"
+) -> None:
     last = status["lastFailure"]
-    assert (last["class"], last["pod"]) == (failure_class, "train-worker-1-a0")
+    assert (last["class"], last["pod"]) == (failure_class, lost)
     assert last["reason"] in reasons
     assert status["restartsByClass"] == {failure_class: 1}
     assert status.get("restarts", 0) == 0
@@ -110,7 +115,8 @@ def assert_recovered_uncounted(status: Obj, failure_class: str, reasons: tuple[s
 def test_a_node_gone_not_ready_loses_its_worker_within_the_short_toleration(
     kube: Kube, operator: OperatorProcess, namespace: str, pool: str
 ) -> None:
-    lost = start_and_pick_worker_1(kube, namespace, pool)
+    lost = start_and_pick_a_worker(kube, namespace, pool)
+    name = lost["metadata"]["name"]
     kube.run("label", "node", lost["spec"]["nodeName"], f"{NOT_READY_STAGE}=true")
     # The node lifecycle controller taints the node not-ready:NoExecute within seconds; the
     # worker's toleration (30 s, not the API server's default 300 s) then runs out.
@@ -118,25 +124,23 @@ def test_a_node_gone_not_ready_loses_its_worker_within_the_short_toleration(
     assert_recovered_uncounted(status, "NodeLost", ("DeletionByTaintManager",))
     (warning,) = events(kube, namespace, "WorkerFailed")
     assert warning["type"] == "Warning"
-    assert "train-worker-1-a0 failed (NodeLost" in warning["message"]
+    assert f"{name} failed (NodeLost" in warning["message"]
     assert "not counted" in warning["message"]
 
 
 def test_a_deleted_node_loses_its_worker_at_once_not_when_the_pod_gc_gets_to_it(
     kube: Kube, operator: OperatorProcess, namespace: str, pool: str
 ) -> None:
-    lost = start_and_pick_worker_1(kube, namespace, pool)
-    node = lost["spec"]["nodeName"]
+    lost = start_and_pick_a_worker(kube, namespace, pool)
+    name, node = lost["metadata"]["name"], lost["spec"]["nodeName"]
     kube.run("delete", "node", node)
     # The pod garbage collector would delete the pod, still Running and Ready on the deleted
     # node, after 40 s or more, with reason DeletionByPodGC: NodeDeleted says the operator did.
     status = recovered(kube, namespace, lost, timeout=90, node_lost=True)
-    assert_recovered_uncounted(status, "NodeLost", ("NodeDeleted",))
+    assert_recovered_uncounted(status, "NodeLost", ("NodeDeleted",), name)
     assert status["lastFailure"]["message"] == f"its node {node} was deleted"
     (forced,) = events(kube, namespace, "PodForceDeleted")
-    assert forced["message"] == (
-        f"pod train-worker-1-a0 was on node {node}, which was deleted: force-deleted"
-    )
+    assert forced["message"] == f"pod {name} was on node {node}, which was deleted: force-deleted"
 
 
 def stop_kubelet(kube: Kube, namespace: str, node: str) -> None:
@@ -234,8 +238,8 @@ def test_an_evicted_worker_is_preempted_and_recovered_without_using_up_a_restart
 def test_a_worker_preempted_by_a_higher_priority_pod_is_recovered_without_using_up_a_restart(
     kube: Kube, operator: OperatorProcess, namespace: str, pool: str
 ) -> None:
-    lost = start_and_pick_worker_1(kube, namespace, pool)
-    node = lost["spec"]["nodeName"]
+    lost = start_and_pick_a_worker(kube, namespace, pool)
+    name, node = lost["metadata"]["name"], lost["spec"]["nodeName"]
     urgent_class = f"{namespace}-urgent"
     priority = {
         "apiVersion": "scheduling.k8s.io/v1",
@@ -243,7 +247,7 @@ def test_a_worker_preempted_by_a_higher_priority_pod_is_recovered_without_using_
         "metadata": {"name": urgent_class},
         "value": 1000000,
     }
-    # It needs all the GPUs of the node that worker 1 runs on.
+    # It needs all the GPUs of the node that worker runs on.
     urgent = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -263,7 +267,7 @@ def test_a_worker_preempted_by_a_higher_priority_pod_is_recovered_without_using_
     finally:
         kube.run("delete", "priorityclass", urgent_class, "--wait=false", check=False)
     preempted_by = ("PreemptionByScheduler", "PreemptionByKubeScheduler")
-    assert_recovered_uncounted(status, "Preempted", preempted_by)
+    assert_recovered_uncounted(status, "Preempted", preempted_by, name)
 
     def urgent_placed() -> bool:
         placed: Obj = kube.get("pod", "urgent", namespace=namespace)

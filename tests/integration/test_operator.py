@@ -8,6 +8,7 @@ import pytest
 
 from ringleader import builders
 from ringleader.kube import FAULT_EXIT_CODE
+from ringleader.models import parse_job
 from tests.harness import OperatorProcess
 from tests.kube import Kube, KubectlError, wait_until
 
@@ -70,7 +71,8 @@ def test_an_applied_job_gets_exactly_its_children_with_the_contract_env(
     kube.apply(make_job(), namespace)
     wait_for_phase(kube, namespace, "Running")
     job = kube.get("dtj", "train", namespace=namespace)
-    expected = {p["metadata"]["name"]: p for p in builders.build_worker_pods(job, attempt=0)}
+    workers = builders.build_worker_pods(parse_job(job), attempt=0)
+    expected = {p["metadata"]["name"]: p for p in workers}
     pods = worker_pods(kube, namespace)
     assert [p["metadata"]["name"] for p in pods] == sorted(expected)
     for pod in pods:
@@ -162,7 +164,7 @@ def test_kubectl_scale_restarts_a_fixed_size_job_at_its_new_size(
     status = wait_for_phase(kube, namespace, "Running")
     assert (status["restartAttempt"], status.get("restarts", 0), status["workers"]) == (1, 0, "3/3")
     reasons = kube.run("get", "events", "-n", namespace, "-o", "jsonpath={.items[*].reason}")
-    assert "Rescaled" in reasons.split()
+    assert "RestartingAtNewSize" in reasons.split()
 
 
 def test_suspending_removes_the_pods_and_resuming_brings_them_back(
@@ -280,3 +282,23 @@ def test_the_operator_killed_after_any_of_its_writes_converges_with_no_duplicate
         f"pod/{n}-{suffix}" for n in jobs for suffix in ("rdzv", "worker-0-a0", "worker-1-a0")
     ]
     assert sorted(pods) == sorted(expected)
+
+
+def test_a_job_whose_workers_report_nothing_says_so_and_is_not_hung(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    # kwok's workers run nothing: no progress endpoint ever answers, as with a user's script
+    # that does not use the client library.
+    kube.apply(make_job(), namespace)
+    wait_for_phase(kube, namespace, "Running")
+
+    def said() -> dict[str, Any] | None:
+        status = job_status(kube, namespace)
+        conditions = {c["type"]: c for c in status.get("conditions") or []}
+        return conditions.get("ProgressReported")
+
+    condition = wait_until(said, timeout=150, what="status saying progress is not reported")
+    assert (condition["status"], condition["reason"]) == ("False", "NotReported")
+    assert "client library" in condition["message"]
+    status = job_status(kube, namespace)
+    assert status["phase"] == "Running" and not status.get("hang") and "progress" not in status

@@ -1,4 +1,4 @@
-"""Fixtures for trainer tests: free ports, a rendezvous store process, "pods" as local processes."""
+"""Fixtures for trainer tests: free ports, the rendezvous program, "pods" as local processes."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from ringleader_trainer.progress import heartbeat_path, read_json
+from ringleader import rendezvous
+from ringleader_client.progressfiles import heartbeat_path, read_json
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,17 +47,19 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def store_port(tmp_path: Path) -> Iterator[int]:
-    """Run a rendezvous store process (as the rendezvous pod would) and yield its port."""
+def rendezvous_port(tmp_path: Path) -> Iterator[int]:
+    """Run the rendezvous pod's own program (the operator's) and yield its port."""
     port = pick_free_port()
-    log = (tmp_path / "store.log").open("w")
+    log = (tmp_path / "rendezvous.log").open("w")
+    command = rendezvous.build_command(port)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ringleader_trainer.store", "--port", str(port)],
+        [sys.executable, *command[1:]],  # python3 of this environment
         env=child_env(),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    wait_until(lambda: "listening" in (tmp_path / "store.log").read_text(), 60, "the store")
+    listening = lambda: "listening" in (tmp_path / "rendezvous.log").read_text()  # noqa: E731
+    wait_until(listening, 60, "the rendezvous")
     yield port
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=30)
@@ -112,10 +115,10 @@ class Pod:
 
 @dataclass
 class Cluster:
-    """Starts pods of one job against one store, all sharing a checkpoint directory."""
+    """Starts pods of one job against one rendezvous, all sharing a checkpoint directory."""
 
     tmp: Path
-    store_port: int
+    rendezvous_port: int
     ckpt: Path
     pods: list[Pod] = field(default_factory=list)
 
@@ -134,7 +137,7 @@ class Cluster:
             PET_NNODES=nnodes,
             PET_NPROC_PER_NODE=str(nproc),
             PET_RDZV_BACKEND="c10d",
-            PET_RDZV_ENDPOINT=f"127.0.0.1:{self.store_port}",
+            PET_RDZV_ENDPOINT=f"127.0.0.1:{self.rendezvous_port}",
             PET_RDZV_ID=rdzv_id,
             PET_RDZV_CONF="is_host=false",
             PET_MAX_RESTARTS=str(max_restarts),
@@ -178,12 +181,12 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, store_port: int) -> Iterator[Cluster]:
-    """A store plus a shared checkpoint directory; leftover pods are killed at the end.
+def cluster(tmp_path: Path, rendezvous_port: int) -> Iterator[Cluster]:
+    """A rendezvous plus a shared checkpoint directory; leftover pods are killed at the end.
 
     A pod still running then is shown (a failed test's report includes it): when one pod hangs
     the test reports that one, but the cause is often in its peer."""
-    made = Cluster(tmp_path, store_port, tmp_path / "ckpt")
+    made = Cluster(tmp_path, rendezvous_port, tmp_path / "ckpt")
     yield made
     for pod in made.pods:
         if pod.proc.poll() is None:

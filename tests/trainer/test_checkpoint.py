@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from ringleader_trainer import rotation
-from ringleader_trainer.checkpoint import Checkpointer
+from ringleader_client.resume import rotation
+from ringleader_client.resume.checkpoint import Checkpointer
 
 
 @pytest.fixture

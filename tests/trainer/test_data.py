@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 import torch
 
-from ringleader_trainer import data
+from ringleader_client.resume import data
 
 
 def test_the_permutation_depends_only_on_seed_and_epoch() -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from ringleader_trainer import data
+from ringleader_client.resume import data
 from ringleader_trainer.feeder import BatchFeeder
 from ringleader_trainer.loop import Runtime, run_step
 from ringleader_trainer.options import parse_options

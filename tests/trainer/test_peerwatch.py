@@ -1,4 +1,4 @@
-"""The launcher's rendezvous handler against a real store process."""
+"""The launcher's rendezvous handler against the real rendezvous program."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ def keep_alive_threads() -> list[threading.Thread]:
 
 
 def test_stopping_heartbeats_ends_the_keep_alive_thread_and_leaves_the_rendezvous_open(
-    store_port: int,
+    rendezvous_port: int,
 ) -> None:
     params = RendezvousParameters(
         backend=peerwatch.register(),
-        endpoint=f"127.0.0.1:{store_port}",
+        endpoint=f"127.0.0.1:{rendezvous_port}",
         run_id="heartbeats",
         min_nodes=1,
         max_nodes=1,

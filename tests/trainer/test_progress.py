@@ -11,17 +11,19 @@ from typing import Any, cast
 import pytest
 import torch
 
-from ringleader_trainer import agent, data
-from ringleader_trainer.loop import Runtime
-from ringleader_trainer.options import parse_options
-from ringleader_trainer.progress import (
+from ringleader_client import termination
+from ringleader_client.contract import TrainerState
+from ringleader_client.endpoint import serve_progress
+from ringleader_client.progressfiles import (
     PROGRESS_FILE,
     Throttle,
     heartbeat_path,
     read_json,
-    serve_progress,
     write_json_atomic,
 )
+from ringleader_client.resume import data
+from ringleader_trainer.loop import Runtime
+from ringleader_trainer.options import parse_options
 from ringleader_trainer.report import Reporter
 
 from .conftest import pick_free_port
@@ -71,17 +73,17 @@ def test_progress_and_metrics_are_served_from_the_shared_files(tmp_path: Path) -
 
 
 def test_an_announced_state_is_written_at_once_whatever_the_interval(tmp_path: Path) -> None:
-    """The operator must see FINISHING before a long final checkpoint, not a minute later."""
+    """The operator must see Finishing before a long final checkpoint, not a minute later."""
     rt = Runtime(0, 1, 0, torch.device("cpu"), cast(Any, None), tmp_path, 2, "pod-0", "job")
     reporter = Reporter(rt, parse_options(["--progress-interval", "3600"]), num_samples=100)
     reporter.report(7, data.Position(0, 70), 0.5, samples=10, newest=None)  # the first is written
     reporter.report(8, data.Position(0, 80), 0.4, samples=10, newest=None)  # too soon: not written
     assert (read_json(tmp_path / PROGRESS_FILE) or {}).get("step") == 7
-    reporter.announce(8, data.Position(0, 80), None, "FINISHING")
+    reporter.announce(8, data.Position(0, 80), None, TrainerState.FINISHING)
     progress = read_json(tmp_path / PROGRESS_FILE) or {}
     beat = read_json(heartbeat_path(tmp_path, "pod-0")) or {}
-    assert (progress.get("step"), progress.get("state")) == (8, "FINISHING")
-    assert (beat.get("step"), beat.get("state")) == (8, "FINISHING")
+    assert (progress.get("step"), progress.get("state")) == (8, "Finishing")
+    assert (beat.get("step"), beat.get("state")) == (8, "Finishing")
 
 
 @pytest.mark.parametrize(("interval", "second_call"), [(0.0, True), (3600.0, False)])
@@ -97,14 +99,14 @@ def test_the_last_progress_report_becomes_the_termination_message(tmp_path: Path
     (tmp_path / "progress.json").write_text(json.dumps(progress))
     target = tmp_path / "termination-log"
     target.write_text("")
-    agent.write_termination_message(tmp_path, target=target)
+    termination.write_termination_message(tmp_path, target=target)
     message = json.loads(target.read_text())
     assert message == {"step": 345, "epoch": 14, "checkpoint": progress["checkpoint"]}
 
 
 def test_no_termination_message_where_kubernetes_provides_no_file(tmp_path: Path) -> None:
     (tmp_path / "progress.json").write_text(json.dumps({"step": 1}))
-    agent.write_termination_message(tmp_path, target=tmp_path / "absent")
+    termination.write_termination_message(tmp_path, target=tmp_path / "absent")
     assert not (tmp_path / "absent").exists()
 
 
@@ -115,5 +117,5 @@ def test_a_failure_the_launcher_can_name_goes_into_the_termination_message(
     target = tmp_path / "termination-log"
     target.write_text("")
     failure = {"failureClass": "Communication", "message": "lost the rendezvous store"}
-    agent.write_termination_message(tmp_path, failure, target)
+    termination.write_termination_message(tmp_path, failure, target)
     assert json.loads(target.read_text()) == {"step": 40, "epoch": 1, **failure}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ringleader_trainer import rotation
+from ringleader_client.resume import rotation
 
 
 def make_checkpoint(root: Path, step: int, files: dict[str, bytes]) -> Path:

@@ -8,13 +8,13 @@ import sys
 import textwrap
 import time
 
-from ringleader_trainer.stopping import EXIT_STOP_TIMEOUT, StopRequest
+from ringleader_client.stopping import EXIT_STOP_TIMEOUT, StopRequest
 
 # A stand-in worker: SIGTERM watched; the main thread then "trains" as the argument says.
 WORKER = textwrap.dedent(
     """
     import sys, time
-    from ringleader_trainer.stopping import StopRequest
+    from ringleader_client.stopping import StopRequest
     stop = StopRequest(floor_seconds=1.0)
     stop.watch()
     print("ready", flush=True)

@@ -1,4 +1,4 @@
-"""Real training: launchers as pods, c10d rendezvous against a store process, gloo on the CPU."""
+"""Real training: launchers as pods, c10d rendezvous in its own process, gloo on the CPU."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ringleader_trainer.progress import PROGRESS_FILE, read_json
+from ringleader_client.progressfiles import PROGRESS_FILE, read_json
 from ringleader_trainer.report import FINAL_MODEL
 
 from .conftest import Cluster, Pod, wait_until
@@ -41,7 +41,7 @@ def test_digits_reaches_95_percent_held_out_accuracy(
     progress = read_json(cluster.ckpt / PROGRESS_FILE)
     assert progress is not None
     assert progress["world_size"] == pods * nproc
-    assert progress["state"] == "FINISHED"
+    assert progress["state"] == "Finished"
     assert progress["eval"]["accuracy"] >= 0.95
     assert progress["checkpoint"]["step"] == progress["step"]
 
@@ -179,7 +179,7 @@ def test_a_corrupt_newest_checkpoint_is_skipped_for_the_previous_one(cluster: Cl
     assert "skipping checkpoint step 23" in out and "fails its CRC-32 check" in out
     assert "step_000000020 at step 20" in out
     progress = read_json(cluster.ckpt / PROGRESS_FILE)
-    assert progress is not None and progress["step"] == 46 and progress["state"] == "FINISHED"
+    assert progress is not None and progress["step"] == 46 and progress["state"] == "Finished"
 
 
 @pytest.mark.gpu
@@ -200,7 +200,7 @@ def test_a_gpu_job_resumes_from_its_checkpoint(cluster: Cluster) -> None:
     (pod,) = cluster.run_job(1, second, rdzv_id="second")
     assert "step_000000023 at step 23" in pod.output()
     progress = read_json(cluster.ckpt / PROGRESS_FILE)
-    assert progress is not None and progress["step"] == 46 and progress["state"] == "FINISHED"
+    assert progress is not None and progress["step"] == 46 and progress["state"] == "Finished"
 
 
 def test_a_checkpoint_that_does_not_fit_the_model_stops_the_job_with_a_user_error(

@@ -111,7 +111,7 @@ def test_the_trainer_image_installs_the_torch_the_tests_ran_with() -> None:
     dockerfile = (REPO_ROOT / "trainer-image" / "Dockerfile").read_text()
     pins = (REPO_ROOT / "requirements-dev.txt").read_text()
     assert re.search(r"^torch==\d+\.\d+\.\d+$", pins, re.MULTILINE), "torch is not pinned"
-    assert "pip install --constraint requirements-dev.txt ./trainer-image" in dockerfile
+    assert "pip install --constraint requirements-dev.txt ./client ./trainer-image" in dockerfile
     installs = re.findall(r"pip install (.*)", dockerfile)
     assert not any("torch" in line for line in installs), "torch installed past the pin"
     # python:3.11-slim unless the build names another base (the local cluster's Debian one).

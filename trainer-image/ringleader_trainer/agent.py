@@ -1,7 +1,7 @@
 """torch's elastic agent, configured from the env contract (started by ringleader_trainer.launch).
 
 The agent starts PET_NPROC_PER_NODE workers (ringleader_trainer.worker with the same options,
-forked from a preloaded server: see ringleader_trainer.entry), restarts them in place up to
+forked from a preloaded server: see ringleader_trainer.forkserver), restarts them in place up to
 PET_MAX_RESTARTS times, and re-forms the group through the c10d rendezvous store at
 PET_RDZV_ENDPOINT when pods come and go. This process also serves
 /progress and /metrics on RINGLEADER_PROGRESS_PORT, since it outlives its workers' restarts.
@@ -9,7 +9,6 @@ PET_RDZV_ENDPOINT when pods come and go. This process also serves
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -24,11 +23,20 @@ from torch.distributed.elastic.rendezvous.api import RendezvousError
 from torch.distributed.elastic.rendezvous.utils import _parse_rendezvous_config
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-from ringleader_trainer import contract, peerwatch
-from ringleader_trainer.entry import run_worker
-from ringleader_trainer.progress import PROGRESS_FILE, heartbeat_path, read_json, serve_progress
-from ringleader_trainer.stopping import PEER_LOST_FILE
-from ringleader_trainer.verdict import AgentEnd, WorkerDeath, judge, read_failure_message
+from ringleader_client import contract, termination
+from ringleader_client.contract import TrainerState
+from ringleader_client.endpoint import serve_progress
+from ringleader_client.progressfiles import heartbeat_path, read_json
+from ringleader_client.stopping import PEER_LOST_FILE
+from ringleader_trainer import peerwatch
+from ringleader_trainer.forkserver import run_worker
+from ringleader_trainer.verdict import (
+    AgentEnd,
+    WorkerDeath,
+    failure_verdict,
+    judge,
+    read_failure_message,
+)
 
 log = logging.getLogger("ringleader.agent")
 
@@ -67,7 +75,7 @@ def build_launch_config(env: contract.LaunchEnv) -> LaunchConfig:
         rdzv_configs=conf,
         max_restarts=env.max_restarts,
         monitor_interval=0.1,
-        start_method="forkserver",  # see ringleader_trainer.entry
+        start_method="forkserver",  # see ringleader_trainer.forkserver
     )
 
 
@@ -86,13 +94,13 @@ def run_agent(env: contract.LaunchEnv, argv: list[str]) -> AgentEnd:
         # The rendezvous pod was deleted or crashed: no fault of the training code.
         message = f"lost the rendezvous store at {env.rdzv_endpoint}: {type(exc).__name__}"
         log.error("ringleader: %s: %s", message, exc)
-        return AgentEnd(1, {"failureClass": "Communication", "message": message})
+        return AgentEnd(1, failure_verdict(contract.COMMUNICATION, message))
     except DistStoreError as exc:
         # A round that never completed: a member left between joining and taking its rank
         # (a pod deleted or lost meanwhile). The pod is replaced; the others re-form.
         message = f"the rendezvous round did not complete: {exc}"
         log.error("ringleader: %s", message)
-        return AgentEnd(1, {"failureClass": "Communication", "message": message[:300]})
+        return AgentEnd(1, failure_verdict(contract.COMMUNICATION, message[:300]))
     finally:
         peerwatch.stop_heartbeats()  # before the interpreter exits: see its docstring
     peerwatch.close_rendezvous()
@@ -102,7 +110,7 @@ def run_agent(env: contract.LaunchEnv, argv: list[str]) -> AgentEnd:
 def exit_code_after_signal(env: contract.LaunchEnv, sigval: int) -> int:
     """Exit 0 after a SIGTERM when this pod's workers stopped cleanly with a checkpoint."""
     beat = read_json(heartbeat_path(Path(env.checkpoint_dir), env.pod_name)) or {}
-    if beat.get("state") == "STOPPED_HERE":
+    if beat.get(contract.STATE) == TrainerState.STOPPED_HERE:
         print(
             f"ringleader: pod {env.pod_name} stopped on signal {sigval} after checkpointing "
             f"step {beat.get('step')}",
@@ -125,31 +133,6 @@ def main(argv: list[str]) -> int:
     end = run_agent(env, argv)
     if end.failure:  # what the operator will read in the termination message
         log.error("ringleader: pod fails with exit code %d: %s", end.code, json.dumps(end.failure))
-    write_termination_message(Path(env.checkpoint_dir), end.failure)
+    termination.write_termination_message(Path(env.checkpoint_dir), end.failure)
     Path(os.environ[PEER_LOST_FILE]).unlink(missing_ok=True)
     return end.code
-
-
-# Where Kubernetes collects a container's last words (the default terminationMessagePath).
-TERMINATION_LOG = Path("/dev/termination-log")
-TERMINATION_MESSAGE_LIMIT = 4096  # bytes the kubelet keeps
-TERMINATION_KEYS = ("step", "epoch", "loss", "samples_per_second", "updated_at", "checkpoint")
-
-
-def write_termination_message(
-    root: Path, failure: dict[str, str] | None = None, target: Path = TERMINATION_LOG
-) -> None:
-    """Leave the last progress report, and the failure's class when the launcher knows it,
-    where the operator can read them after the pod is gone.
-
-    The /progress endpoint dies with the pod, so the final step and checkpoint would otherwise
-    never reach the job's status.
-    """
-    progress = read_json(root / PROGRESS_FILE) or {}
-    if not (progress or failure) or not target.exists():
-        return
-    keep = {**{k: progress[k] for k in TERMINATION_KEYS if k in progress}, **(failure or {})}
-    text = json.dumps(keep, sort_keys=True, separators=(",", ":"))
-    if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT:
-        with contextlib.suppress(OSError):
-            target.write_text(text)

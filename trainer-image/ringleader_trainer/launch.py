@@ -2,8 +2,8 @@
 
 Usage: python -m ringleader_trainer.launch [trainer options]   (see ringleader_trainer.options)
 The agent (ringleader_trainer.agent) starts PET_NPROC_PER_NODE workers, restarts them in place,
-and re-forms the group through the rendezvous store when pods come and go. Workers are forked
-from a server that imports torch and the workload once (ringleader_trainer.entry). It is started
+and re-forms the group through the rendezvous when pods come and go. Workers are forked from a
+server that imports torch and the workload once (ringleader_trainer.forkserver). It is started
 here, before this process imports torch for the agent: the two imports overlap, and a pod that
 replaces a failed one trains a second or more sooner.
 """
@@ -15,10 +15,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ringleader_trainer import contract
-from ringleader_trainer.entry import start_forkserver
+from ringleader_client import contract
+from ringleader_client.stopping import PEER_LOST_FILE
+from ringleader_trainer.forkserver import start_forkserver
 from ringleader_trainer.options import parse_options
-from ringleader_trainer.stopping import PEER_LOST_FILE
 
 
 def prepare_worker_env() -> None:

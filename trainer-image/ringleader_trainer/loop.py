@@ -21,23 +21,26 @@ from torch import nn
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 from torch.nn.parallel import DistributedDataParallel
 
-from ringleader_trainer import contract, data
-from ringleader_trainer.checkpoint import Checkpointer, CheckpointError
+from ringleader_client import contract
+from ringleader_client.contract import TrainerState
+from ringleader_client.resume import data
+from ringleader_client.resume.checkpoint import Checkpointer, CheckpointError
+from ringleader_client.stopping import StopRequest
 from ringleader_trainer.feeder import BatchFeeder
 from ringleader_trainer.options import Options
 from ringleader_trainer.report import Reporter
-from ringleader_trainer.stopping import StopRequest
 from ringleader_trainer.workloads import Workload
 
 log = logging.getLogger("ringleader.loop")
 
 
 class Outcome(enum.Enum):
-    """How a worker's loop ended; the worker maps it to an exit code."""
+    """How a worker's loop ended (the state it reports last); the worker maps it to an exit
+    code."""
 
-    FINISHED = "finished"
-    STOPPED_HERE = "stopped on this worker's SIGTERM"
-    STOPPED_ELSEWHERE = "stopped on another worker's SIGTERM"
+    FINISHED = TrainerState.FINISHED
+    STOPPED_HERE = TrainerState.STOPPED_HERE  # on this worker's SIGTERM
+    STOPPED_ELSEWHERE = TrainerState.STOPPED_ELSEWHERE  # on another worker's SIGTERM
 
 
 @dataclass
@@ -221,11 +224,11 @@ def train(parts: Parts, opts: Options, rt: Runtime, stop: StopRequest) -> Outcom
         pos, step = following, step + 1
         if stopping:
             stop.agreed()  # every peer answered: the checkpoint below will complete
-            reporter.announce(step, pos, ckpt.newest_committed(), "STOPPING")
+            reporter.announce(step, pos, ckpt.newest_committed(), TrainerState.STOPPING)
             save_checkpoint(parts, ckpt, pos, step, block=True)
             outcome = Outcome.STOPPED_HERE if stop.is_set() else Outcome.STOPPED_ELSEWHERE
             break
-        if step % opts.checkpoint_every == 0:
+        if checkpoint_due(step, opts):
             save_checkpoint(parts, ckpt, pos, step, block=opts.sync_checkpoint)
         reporter.report(
             step,
@@ -237,11 +240,17 @@ def train(parts: Parts, opts: Options, rt: Runtime, stop: StopRequest) -> Outcom
         pace(started, opts.min_step_seconds)
         stop.note_step(time.perf_counter() - started)
     if outcome is Outcome.FINISHED:
-        reporter.announce(step, pos, ckpt.newest_committed(), "FINISHING")
-        finish(parts, ckpt, reporter, pos, step, saved=step % opts.checkpoint_every == 0)
+        reporter.announce(step, pos, ckpt.newest_committed(), TrainerState.FINISHING)
+        finish(parts, ckpt, reporter, pos, step, saved=checkpoint_due(step, opts))
     ckpt.close()
-    reporter.announce(step, pos, ckpt.newest_committed(), outcome.name)
+    reporter.announce(step, pos, ckpt.newest_committed(), outcome.value)
     return outcome
+
+
+def checkpoint_due(step: int, opts: Options) -> bool:
+    """Whether the loop saves a checkpoint after this step (decided from the step alone, so
+    every rank agrees)."""
+    return step % opts.checkpoint_every == 0
 
 
 def finish(
@@ -254,7 +263,7 @@ def finish(
     saved: bool,
 ) -> None:
     """Save the final checkpoint; rank 0 evaluates and writes the final weights."""
-    if not saved:  # decided from the step alone, so every rank agrees
+    if not saved:
         save_checkpoint(parts, ckpt, pos, step, block=True)
     ckpt.wait()
     if dist.get_rank() == 0:

@@ -33,7 +33,7 @@ from torch.distributed.elastic.rendezvous.dynamic_rendezvous import (
     create_handler,
 )
 
-from ringleader_trainer.stopping import PEER_LOST_FILE
+from ringleader_client.stopping import PEER_LOST_FILE
 
 log = logging.getLogger("ringleader.peerwatch")
 BACKEND = "ringleader-c10d"

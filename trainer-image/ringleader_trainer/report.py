@@ -1,4 +1,6 @@
-"""What a worker tells the outside: progress (global rank 0), heartbeat (per pod), debug traces."""
+"""What a worker of the built-in trainer tells the outside: progress and heartbeat through the
+client library's ProgressReporter (the one implementation, shared with users' scripts), plus
+debug traces and the final weights."""
 
 from __future__ import annotations
 
@@ -11,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ringleader_trainer import data
-from ringleader_trainer.progress import PROGRESS_FILE, Throttle, heartbeat_path, write_json_atomic
+from ringleader_client.contract import TrainerState
+from ringleader_client.reporting import Place, ProgressReporter, SavedCheckpoint
+from ringleader_client.resume import data
 
 if TYPE_CHECKING:
-    from ringleader_trainer.checkpoint import Committed
+    from ringleader_client.resume.checkpoint import Committed
     from ringleader_trainer.loop import Runtime
     from ringleader_trainer.options import Options
 
@@ -27,13 +30,9 @@ class Reporter:
 
     def __init__(self, rt: Runtime, opts: Options, num_samples: int) -> None:
         self.rt, self.num_samples = rt, num_samples
-        self._progress = Throttle(opts.progress_interval)
-        self._heartbeat = Throttle(opts.heartbeat_interval)
+        place = Place(rt.rank, rt.local_rank, rt.world_size, rt.pod_name, rt.job_name, rt.root)
+        self.progress = ProgressReporter(place, opts.progress_interval, opts.heartbeat_interval)
         self._trace = Path(opts.trace_dir) if opts.trace_dir else None
-        self._window_start, self._window_samples, self._window_steps = time.monotonic(), 0, 0
-        self._rate: float | None = None
-        self._step_seconds: float | None = None
-        self.final: dict[str, Any] = {}
 
     def report(
         self,
@@ -43,70 +42,22 @@ class Reporter:
         *,
         samples: int,
         newest: Committed | None,
-        state: str = "Running",
+        state: TrainerState = TrainerState.TRAINING,
         force: bool = False,
     ) -> None:
         """Record a finished step; write progress and heartbeat when their intervals allow."""
-        self._window_samples += samples
-        self._window_steps += samples > 0
-        if self.rt.local_rank == 0 and (force or self._heartbeat.ready()):
-            self._write_heartbeat(step, state)
-        if self.rt.rank == 0 and (force or self._progress.ready()):
-            self._write_progress(step, pos, loss, newest, state)
+        self.progress.newest = None if newest is None else SavedCheckpoint(*_fields(newest))
+        extra: dict[str, Any] = {"cursor": pos.cursor}
+        self.progress.report(
+            step, loss=loss, samples=samples, epoch=pos.epoch, extra=extra, state=state, force=force
+        )
 
-    def announce(self, step: int, pos: data.Position, newest: Committed | None, state: str) -> None:
-        """Write progress and heartbeat now: the step counter stands still from here on purpose.
-
-        The operator judges a hang only while the state is Running, so a final checkpoint and
-        evaluation, or a checkpoint before stopping, however long, is not taken for one.
-        """
-        self.report(step, pos, None, samples=0, newest=newest, state=state, force=True)
-
-    def _write_heartbeat(self, step: int, state: str) -> None:
-        body = {
-            "pod": self.rt.pod_name,
-            "step": step,
-            "time": time.time(),
-            "pid": os.getpid(),
-            "rank": self.rt.rank,
-            "world_size": self.rt.world_size,
-            "state": state,
-        }
-        write_json_atomic(heartbeat_path(self.rt.root, self.rt.pod_name), body)
-
-    def _write_progress(
-        self,
-        step: int,
-        pos: data.Position,
-        loss: float | None,
-        newest: Committed | None,
-        state: str,
+    def announce(
+        self, step: int, pos: data.Position, newest: Committed | None, state: TrainerState
     ) -> None:
-        now = time.monotonic()
-        if now > self._window_start and self._window_samples:
-            self._rate = self._window_samples / (now - self._window_start)
-            # The operator's hang detector judges a stall against this pace until it has
-            # measured one itself (it may have seen only one step before a hang).
-            self._step_seconds = (now - self._window_start) / self._window_steps
-        self._window_start, self._window_samples, self._window_steps = now, 0, 0
-        body: dict[str, Any] = {
-            "job": self.rt.job_name,
-            "state": state,
-            "step": step,
-            "epoch": pos.epoch,
-            "cursor": pos.cursor,
-            "samples_per_second": self._rate,
-            "seconds_per_step": self._step_seconds,
-            "world_size": self.rt.world_size,
-            "updated_at": time.time(),
-            "checkpoint": None
-            if newest is None
-            else {"step": newest.step, "path": newest.path, "time": newest.time},
-            **self.final,
-        }
-        if loss is not None:
-            body["loss"] = loss
-        write_json_atomic(self.rt.root / PROGRESS_FILE, body)
+        """Write progress and heartbeat now: the step counter stands still from here on purpose
+        (ProgressReporter.announce)."""
+        self.report(step, pos, None, samples=0, newest=newest, state=state, force=True)
 
     def trace(self, step: int, pos: data.Position, indices: torch.Tensor, loss: float) -> None:
         """Debug: append the samples this rank trained on at step (and, on rank 0, the loss)."""
@@ -131,5 +82,9 @@ class Reporter:
         """Write the final weights beside the checkpoints and keep the evaluation for progress."""
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         torch.save(state, self.rt.root / FINAL_MODEL)
-        self.final = {"eval": evaluation}
+        self.progress.final = {"eval": evaluation}
         print(f"ringleader: training finished; evaluation {json.dumps(evaluation)}", flush=True)
+
+
+def _fields(newest: Committed) -> tuple[int, str, float]:
+    return newest.step, newest.path, newest.time

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ringleader_trainer.stopping import EXIT_STOP_TIMEOUT
+from ringleader_client import contract
+from ringleader_client.stopping import EXIT_STOP_TIMEOUT
 
 # Exceptions and messages that come from the collectives or the rendezvous, not the user's code.
 COMMUNICATION_MARKERS = (
@@ -23,7 +24,7 @@ COMMUNICATION_MARKERS = (
     "Connection closed by peer",
     "Broken pipe",
 )
-EXIT_REJOIN = 75  # the worker left for a group that re-forms (worker.py)
+EXIT_REJOIN = contract.EXIT_REJOIN  # the worker left for a group that re-forms (worker.py)
 MESSAGE_LIMIT = 512
 
 
@@ -44,6 +45,11 @@ class WorkerDeath:
     message: str
 
 
+def failure_verdict(failure_class: str, message: str) -> dict[str, str]:
+    """The termination message's verdict: a failure class (contract.COMMUNICATION...) and why."""
+    return {contract.FAILURE_CLASS: failure_class, contract.FAILURE_MESSAGE: message}
+
+
 def read_failure_message(raw: object) -> str:
     """A worker's failure message as torch's elastic agent hands it over: the text itself, or,
     when the worker recorded an exception, {"message": text, "extraInfo": {traceback, time}}."""
@@ -62,7 +68,7 @@ def judge(deaths: list[WorkerDeath]) -> AgentEnd:
     summary = first.message.strip().splitlines()[0][:MESSAGE_LIMIT] if first.message.strip() else ""
     if first.exitcode in (EXIT_REJOIN, EXIT_STOP_TIMEOUT):
         why = "the group kept losing members" if first.exitcode == EXIT_REJOIN else "a peer died"
-        return AgentEnd(1, {"failureClass": "Communication", "message": why})
+        return AgentEnd(1, failure_verdict(contract.COMMUNICATION, why))
     if any(marker in first.message for marker in COMMUNICATION_MARKERS):
-        return AgentEnd(1, {"failureClass": "Communication", "message": summary})
-    return AgentEnd(1, {"failureClass": "UserError", "message": summary or "worker failed"})
+        return AgentEnd(1, failure_verdict(contract.COMMUNICATION, summary))
+    return AgentEnd(1, failure_verdict(contract.USER_ERROR, summary or "worker failed"))

@@ -1,4 +1,4 @@
-"""One training process, started by the elastic agent (forked: see ringleader_trainer.entry).
+"""One training process, started by the elastic agent (forked: see ringleader_trainer.forkserver).
 
 Exit codes: 0 when training finished; 75 (EX_TEMPFAIL) when the group stopped at a step
 boundary with its checkpoint committed, on this worker's SIGTERM or another's. On its own
@@ -22,11 +22,12 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from ringleader_trainer import contract, data
+from ringleader_client import contract
+from ringleader_client.resume import data
+from ringleader_client.stopping import StopRequest
 from ringleader_trainer.feeder import BatchFeeder
 from ringleader_trainer.loop import Outcome, Parts, Runtime, build_schedule, train
 from ringleader_trainer.options import Options, parse_options
-from ringleader_trainer.stopping import StopRequest
 from ringleader_trainer.verdict import EXIT_REJOIN
 from ringleader_trainer.workloads import parse_options as parse_workload_options
 from ringleader_trainer.workloads import resolve_workload

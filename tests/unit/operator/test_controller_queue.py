@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from ringleader.controller import Cache, Controller
+from ringleader.cache import Cache
+from ringleader.controller import Controller
 from ringleader.kube import KubeApi
 
 
@@ -33,7 +34,7 @@ def test_what_the_operator_created_never_replaces_what_the_watch_already_deliver
     cache = Cache()
     cache.put_child(pod("digits-worker-0-a0", "Running"))
     cache.put_child(pod("digits-worker-0-a0", "Pending"), only_if_absent=True)
-    cached = cache.children[("team-a", "digits")][("Pod", "digits-worker-0-a0")]
+    (cached,) = cache.children(("team-a", "digits"))
     assert cached["status"]["phase"] == "Running"
 
 
@@ -42,4 +43,16 @@ def test_a_deleted_child_leaves_the_cache() -> None:
     key = cache.put_child(pod("digits-rdzv", "Running"))
     cache.put_child(pod("digits-rdzv", "Running"), deleted=True)
     assert key == ("team-a", "digits")
-    assert cache.children[key] == {}
+    assert cache.children(key) == []
+
+
+def test_a_status_write_is_held_in_the_cache_until_the_watch_reports_a_newer_body() -> None:
+    cache = Cache()
+    read = {"metadata": {"namespace": "team-a", "name": "digits"}, "status": {"hang": {"step": 1}}}
+    key = cache.put_job(read)
+    cache.record_status_write(key, read, {"phase": "Running", "hang": None})
+    assert cache.job(key) == {**read, "status": {"phase": "Running"}}  # None removes the field
+    newer = {**read, "status": {"phase": "Restarting"}}
+    cache.put_job(newer)
+    cache.record_status_write(key, read, {"phase": "Failed"})  # written on an older body
+    assert cache.job(key) is newer

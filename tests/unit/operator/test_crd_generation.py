@@ -205,8 +205,8 @@ def rules_at(root: Schema, path: str) -> list[Schema]:
 @pytest.mark.parametrize(
     ("path", "rule", "field"),
     [
-        ("", m.NAME_LENGTH_RULE, "metadata.name"),
-        ("", m.NAME_DNS_RULE, "metadata.name"),
+        ("", crdgen.NAME_LENGTH_RULE, "metadata.name"),
+        ("", crdgen.NAME_DNS_RULE, "metadata.name"),
         ("spec", m.REPLICAS_IN_RANGE_RULE, "spec.replicas"),
         ("spec", m.ELASTIC_PRESENCE_RULE, "spec.elastic"),
         ("spec", m.CHECKPOINT_PRESENCE_RULE, "spec.checkpoint"),
@@ -218,9 +218,9 @@ def rules_at(root: Schema, path: str) -> list[Schema]:
         ("spec.checkpoint", m.CHECKPOINT_SOURCE_RULE, "spec.checkpoint"),
         ("spec.checkpoint", m.CHECKPOINT_CLAIM_OPTIONS_RULE, "spec.checkpoint.storageClassName"),
         ("spec.checkpoint", m.CHECKPOINT_IMMUTABLE_RULE, "spec.checkpoint"),
-        ("spec.template.spec", m.RESTART_POLICY_RULE, "spec.template.spec.restartPolicy"),
-        ("spec.template.spec.containers[].env[]", m.RESERVED_ENV_RULE, "containers[].env"),
-        ("spec.template.spec.volumes[]", m.RESERVED_VOLUME_RULE, "spec.template.spec.volumes"),
+        ("spec.template.spec", crdgen.RESTART_POLICY_RULE, "spec.template.spec.restartPolicy"),
+        ("spec.template.spec.containers[].env[]", crdgen.RESERVED_ENV_RULE, "containers[].env"),
+        ("spec.template.spec.volumes[]", crdgen.RESERVED_VOLUME_RULE, "spec.template.spec.volumes"),
     ],
 )
 def test_cel_rule_is_present_with_a_message_naming_the_field(
@@ -231,11 +231,11 @@ def test_cel_rule_is_present_with_a_message_naming_the_field(
 
 
 def test_reserved_env_rule_lists_exactly_the_env_contract() -> None:
-    expr = str(m.RESERVED_ENV_RULE["rule"])
+    expr = str(crdgen.RESERVED_ENV_RULE["rule"])
     inside = expr.split("[", 1)[1].split("]", 1)[0]
     listed = {name.strip(" '") for name in inside.split(",")}
     assert listed == set(c.ENV_CONTRACT)
-    assert "self.name" in str(m.RESERVED_ENV_RULE["messageExpression"])
+    assert "self.name" in str(crdgen.RESERVED_ENV_RULE["messageExpression"])
 
 
 def test_transition_rules_sit_only_where_old_values_can_be_correlated(root: Schema) -> None:

@@ -24,24 +24,24 @@ def gang_job(scheduling: dict[str, Any] | None = None, **spec: Any) -> dict[str,
 
 def test_a_coscheduling_gang_is_a_pod_group_with_every_worker_and_a_label_on_each() -> None:
     job = gang_job()
-    group = builders.build_pod_group(job)
+    group = builders.build_pod_group(parse(job))
     assert group is not None
     assert (group["apiVersion"], group["kind"]) == ("scheduling.x-k8s.io/v1alpha1", "PodGroup")
     assert group["metadata"]["name"] == "digits"
     assert group["metadata"]["ownerReferences"][0]["kind"] == "DistributedTrainingJob"
     assert group["spec"] == {"minMember": 2}
-    for pod in builders.build_worker_pods(job, 0):
+    for pod in builders.build_worker_pods(parse(job), 0):
         assert pod["metadata"]["labels"]["scheduling.x-k8s.io/pod-group"] == "digits"
 
 
 def test_a_volcano_gang_carries_the_queue_and_its_workers_the_group_annotation() -> None:
     job = gang_job(VOLCANO, **ELASTIC)
-    group = builders.build_pod_group(job)
+    group = builders.build_pod_group(parse(job))
     assert group is not None
     assert group["apiVersion"] == "scheduling.volcano.sh/v1beta1"
     # An elastic job trains from minReplicas on: the gang is its minimum, the rest join later.
     assert group["spec"] == {"minMember": 2, "queue": "research"}
-    pod = builders.build_worker_pods(job, 0)[0]
+    pod = builders.build_worker_pods(parse(job), 0)[0]
     assert pod["spec"]["schedulerName"] == "volcano"
     assert pod["metadata"]["annotations"] == {
         "scheduling.k8s.io/group-name": "digits",
@@ -52,8 +52,8 @@ def test_a_volcano_gang_carries_the_queue_and_its_workers_the_group_annotation()
 
 def test_a_job_without_gang_has_no_pod_group_and_its_workers_no_marks() -> None:
     job = make_job({"scheduling": {"schedulerName": "volcano", "queueName": "research"}})
-    assert builders.build_pod_group(job) is None
-    annotations = builders.build_worker_pods(job, 0)[0]["metadata"]["annotations"]
+    assert builders.build_pod_group(parse(job)) is None
+    annotations = builders.build_worker_pods(parse(job), 0)[0]["metadata"]["annotations"]
     assert annotations == {"scheduling.volcano.sh/queue-name": "research"}  # Volcano's own group
 
 
@@ -65,7 +65,7 @@ def test_a_queue_without_volcano_is_refused_naming_the_field() -> None:
 def test_the_pod_group_is_brought_up_to_date_whenever_workers_are_created() -> None:
     plan = plan_reconcile(gang_job(), [], NOW)
     assert plan.pod_group is not None and plan.pod_group["spec"] == {"minMember": 2}
-    workers = builders.build_worker_pods(gang_job(), 0)
+    workers = builders.build_worker_pods(parse(gang_job()), 0)
     assert plan_reconcile(gang_job(), workers, NOW).pod_group is None  # nothing to create
     assert plan_reconcile(make_job(), [], NOW).pod_group is None  # no gang
 
@@ -86,7 +86,7 @@ def test_a_gang_whose_pod_group_api_is_not_served_fails_before_creating_workers(
 def test_running_gang_workers_are_left_alone_when_the_api_goes_away() -> None:
     job = gang_job()
     job["status"] = {"phase": "Running", "restartAttempt": 0}
-    workers = builders.build_worker_pods(job, 0)
+    workers = builders.build_worker_pods(parse(job), 0)
     plan = plan_reconcile(job, workers, NOW, pod_groups_served=False)
     assert (plan.status_patch or {}).get("phase") != "Failed"
 

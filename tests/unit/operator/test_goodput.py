@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from ringleader.constants import Phase
 from ringleader.goodput import (
     TrainingClock,
     accounting_end,
@@ -16,6 +17,8 @@ from ringleader.goodput import (
     start_clock,
     step_completed_at,
 )
+from ringleader.reports import ProgressReport, parse_progress
+from ringleader.statusmodels import JobStatus
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z; the job starts here in every test
 Obj = dict[str, Any]
@@ -26,9 +29,11 @@ def at(seconds: float) -> str:
     return datetime.fromtimestamp(T0 + seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def report(seconds: float, step: int = 120, state: str = "Running") -> Obj:
-    """The trainer's /progress document, written `seconds` after the start."""
-    return {"step": step, "updated_at": T0 + seconds, "state": state}
+def report(seconds: float, step: int = 120, state: str = "Training") -> ProgressReport:
+    """The trainer's progress document, written `seconds` after the start."""
+    parsed = parse_progress({"step": step, "updated_at": T0 + seconds, "state": state})
+    assert parsed is not None
+    return parsed
 
 
 def status(
@@ -36,7 +41,7 @@ def status(
     progress_at: float | None = None,
     completion: float | None = None,
     pod: str = "digits-worker-1-a0",
-) -> Obj:
+) -> JobStatus:
     """A job's status: started at T0, with a failure (time, action) and mirrored progress."""
     out: Obj = {"startTime": at(0)}
     if failure is not None:
@@ -51,10 +56,10 @@ def status(
         out["progress"] = {"step": 120, "updatedAt": at(progress_at)}
     if completion is not None:
         out["completionTime"] = at(completion)
-    return out
+    return JobStatus.model_validate(out)
 
 
-def seen(*steps: tuple[Obj, Obj | None, float]) -> tuple[TrainingClock, list[Any]]:
+def seen(*steps: tuple[JobStatus, ProgressReport | None, float]) -> tuple[TrainingClock, list[Any]]:
     """The clock after (status, report, now) observations in order, and every recovery."""
     clock: TrainingClock | None = None
     recovered: list[Any] = []
@@ -76,15 +81,15 @@ def test_a_report_written_after_a_step_tells_when_the_step_was_completed() -> No
     assert step_completed_at(report(12.5)) == T0 + 12.5
 
 
-@pytest.mark.parametrize("state", ["STOPPED_HERE", "STOPPED_ELSEWHERE", "FINISHED"])
+@pytest.mark.parametrize("state", ["StoppedHere", "StoppedElsewhere", "Finished"])
 def test_a_workers_last_words_as_it_stops_or_finishes_tell_of_no_new_step(state: str) -> None:
     assert step_completed_at(report(12.5, state=state)) is None
 
 
 def test_a_report_without_a_step_or_a_time_tells_of_nothing() -> None:
     assert step_completed_at(None) is None
-    assert step_completed_at({"step": 3}) is None
-    assert step_completed_at({"updated_at": T0}) is None
+    assert step_completed_at(parse_progress({"step": 3})) is None
+    assert step_completed_at(parse_progress({"updated_at": T0})) is None
 
 
 def test_a_moment_in_the_same_second_as_a_status_time_may_precede_it() -> None:
@@ -122,7 +127,7 @@ def test_a_report_in_the_failures_own_second_ends_nothing() -> None:
 
 
 def test_the_stopping_groups_last_report_after_the_failure_is_no_recovery() -> None:
-    stopped = report(33, 121, state="STOPPED_HERE")
+    stopped = report(33, 121, state="StoppedHere")
     _, recovered = seen((RUNNING, report(5), 5), (FAILED, stopped, 34))
     assert recovered == []
 
@@ -189,8 +194,8 @@ def test_a_job_seen_before_its_first_step_counts_from_its_start() -> None:
 
 
 def test_a_job_not_started_has_no_clock() -> None:
-    assert start_clock({"phase": "Pending"}, T0) is None
-    assert advance(None, {"phase": "Suspended"}, report(5), T0 + 5) == (None, [])
+    assert start_clock(JobStatus(phase=Phase.PENDING), T0) is None
+    assert advance(None, JobStatus(phase=Phase.SUSPENDED), report(5), T0 + 5) == (None, [])
 
 
 # Goodput.
@@ -229,7 +234,9 @@ def test_a_finished_jobs_goodput_stays_as_it_ended() -> None:
 
 def test_a_resume_after_a_suspension_starts_the_accounting_again() -> None:
     clock, _ = seen((status(), report(10), 11))
-    resumed = {"startTime": at(500), "progress": {"step": 120, "updatedAt": at(10)}}
+    resumed = JobStatus.model_validate(
+        {"startTime": at(500), "progress": {"step": 120, "updatedAt": at(10)}}
+    )
     clock, _ = seen((status(), report(10), 11), (resumed, report(10), 501))
     assert clock.counted_from == T0 + 500
     assert goodput_at(clock, 600) == 0.0

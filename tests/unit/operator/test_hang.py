@@ -6,6 +6,8 @@ import pytest
 
 from ringleader import hang
 from ringleader.models import HangDetection
+from ringleader.reports import parse_progress
+from tests.unit.operator.jobs import make_job, parse
 
 POLICY = HangDetection(min_seconds=10, step_time_multiple=5)
 
@@ -81,10 +83,10 @@ def test_a_job_is_hung_only_past_its_threshold_and_never_when_disabled() -> None
 
 
 def test_the_policy_defaults_apply_when_a_job_sets_none() -> None:
-    policy = hang.read_policy({"spec": {"replicas": 2}})
+    policy = hang.read_policy(parse(make_job()))
     assert (policy.enabled, policy.min_seconds, policy.step_time_multiple) == (True, 120, 20)
-    set_one = {"spec": {"failurePolicy": {"hangDetection": {"minSeconds": 30}}}}
-    assert hang.read_policy(set_one).min_seconds == 30
+    set_one = make_job({"failurePolicy": {"hangDetection": {"minSeconds": 30}}})
+    assert hang.read_policy(parse(set_one)).min_seconds == 30
 
 
 @pytest.mark.parametrize(
@@ -110,16 +112,16 @@ def test_a_watch_of_an_earlier_attempt_never_makes_a_hang_of_the_next() -> None:
 
 
 @pytest.mark.parametrize(
-    "state", ["FINISHING", "STOPPING", "FINISHED", "STOPPED_HERE", "STOPPED_ELSEWHERE"]
+    "state", ["Finishing", "Stopping", "Finished", "StoppedHere", "StoppedElsewhere"]
 )
 def test_a_trainer_that_finished_or_stopped_is_not_watched(state: str) -> None:
     watch = watched((0, 0.0), (10, 5.0))
-    assert hang.watch_report(watch, 0, {"step": 10, "state": state}, 60.0) is None
+    assert hang.watch_report(watch, 0, parse_progress({"step": 10, "state": state}), 60.0) is None
 
 
 def test_a_training_report_feeds_the_watch_and_an_empty_one_leaves_it() -> None:
     watch = watched((0, 0.0), (10, 5.0))
-    moved = hang.watch_report(watch, 0, {"step": 20, "state": "Running"}, 10.0)
+    moved = hang.watch_report(watch, 0, parse_progress({"step": 20, "state": "Training"}), 10.0)
     assert moved is not None and (moved.step, moved.changed_at) == (20, 10.0)
     assert hang.watch_report(watch, 0, None, 10.0) is watch
-    assert hang.watch_report(watch, 0, {"state": "Running"}, 10.0) is watch
+    assert hang.watch_report(watch, 0, parse_progress({"state": "Training"}), 10.0) is watch

@@ -34,11 +34,13 @@ def expected_field(path: Path) -> str:
     return first.removeprefix("# expect-field: ")
 
 
-def test_the_three_examples_exist() -> None:
+def test_the_examples_exist() -> None:
     assert [p.name for p in EXAMPLE_FILES] == [
         "digits-job.yaml",
         "elastic-job.yaml",
         "gpu-job.yaml",
+        "hf-trainer-job.yaml",
+        "torchrun-script-job.yaml",
     ]
 
 
@@ -65,7 +67,7 @@ def test_elastic_example_ranges_from_two_to_four() -> None:
 
 
 def test_gpu_example_runs_eight_processes_per_pod() -> None:
-    pod = builders.build_worker_pod(load_yaml(EXAMPLES / "gpu-job.yaml"), 1, 0)
+    pod = builders.build_worker_pod(parse(load_yaml(EXAMPLES / "gpu-job.yaml")), 1, 0)
     env = {v["name"]: v.get("value") for v in pod["spec"]["containers"][0]["env"]}
     assert (env["PET_NPROC_PER_NODE"], env["RANK"], env["NCCL_DEBUG"]) == ("8", "8", "INFO")
 

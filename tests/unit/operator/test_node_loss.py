@@ -3,6 +3,7 @@ force-deleted once their grace period and a margin are over."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from datetime import timedelta
 from typing import Any, cast
@@ -12,12 +13,12 @@ from kubernetes.client.exceptions import ApiException
 
 from ringleader import builders, lostnodes
 from ringleader import constants as c
+from ringleader.apitime import format_time
 from ringleader.controller import Controller
 from ringleader.kube import KubeApi
 from ringleader.nodecache import LostNodes
 from ringleader.reconcile import plan_reconcile
-from ringleader.status import format_time
-from tests.unit.operator.jobs import make_job
+from tests.unit.operator.jobs import make_job, parse
 from tests.unit.operator.test_reconcile_plan import NOW, settle
 
 Obj = dict[str, Any]
@@ -42,36 +43,36 @@ def with_tolerations(tolerations: list[Obj]) -> Obj:
 
 def test_workers_and_the_store_tolerate_a_lost_node_briefly_not_for_five_minutes() -> None:
     job = make_job()
-    worker = builders.build_worker_pod(job, 0, 0)["spec"]
-    store = builders.build_store_pod(job)["spec"]
+    worker = builders.build_worker_pod(parse(job), 0, 0)["spec"]
+    store = builders.build_rendezvous_pod(parse(job))["spec"]
     assert worker["tolerations"] == store["tolerations"] == [short(NOT_READY), short(UNREACHABLE)]
     assert c.NODE_LOSS_TOLERATION_SECONDS < 300  # the API server's default
 
 
 def test_a_users_own_node_loss_toleration_wins_and_is_not_doubled() -> None:
     own = {"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 1}
-    spec = builders.build_worker_pod(with_tolerations([own]), 0, 0)["spec"]
+    spec = builders.build_worker_pod(parse(with_tolerations([own])), 0, 0)["spec"]
     assert spec["tolerations"] == [own, short(NOT_READY)]
 
 
 def test_a_no_schedule_toleration_of_the_key_does_not_cover_the_eviction() -> None:
     own = {"key": NOT_READY, "operator": "Exists", "effect": "NoSchedule"}
-    spec = builders.build_worker_pod(with_tolerations([own]), 0, 0)["spec"]
+    spec = builders.build_worker_pod(parse(with_tolerations([own])), 0, 0)["spec"]
     assert spec["tolerations"] == [own, short(NOT_READY), short(UNREACHABLE)]
 
 
 def test_a_toleration_of_every_taint_needs_nothing_added() -> None:
     everything = {"operator": "Exists"}
-    assert builders.build_store_pod(with_tolerations([everything]))["spec"]["tolerations"] == [
-        everything
-    ]
+    assert builders.build_rendezvous_pod(parse(with_tolerations([everything])))["spec"][
+        "tolerations"
+    ] == [everything]
 
 
 def test_the_template_is_not_changed_by_building_pods() -> None:
     job = with_tolerations([{"key": "gpu", "operator": "Exists"}])
     before = copy.deepcopy(job)
-    builders.build_worker_pod(job, 0, 0)
-    builders.build_store_pod(job)
+    builders.build_worker_pod(parse(job), 0, 0)
+    builders.build_rendezvous_pod(parse(job))
     assert job == before
 
 
@@ -325,3 +326,45 @@ def test_a_failed_worker_on_a_deleted_node_keeps_the_class_of_its_own_failure() 
     assert plan.status_patch is not None
     assert plan.status_patch["lastFailure"]["class"] == "OutOfMemory"
     assert plan.force_delete_pods == ["digits-worker-1-a0"]
+
+
+class NodeGoneApi(FakeApi):
+    """The deleted node stays gone; every write is accepted, events and deletions kept."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.events: list[str] = []
+        self.forced: list[str] = []
+
+    def patch_job_status(self, namespace: str, name: str, patch: Obj) -> None:
+        pass
+
+    def delete_pod(
+        self, namespace: str, name: str, grace_period_seconds: int | None = None
+    ) -> None:
+        if grace_period_seconds == 0:
+            self.forced.append(name)
+
+    def create(self, obj: Obj) -> bool:
+        return True
+
+    def post_event(self, body: Obj, event_type: str, reason: str, message: str) -> None:
+        self.events.append(reason)
+
+
+def test_a_pod_force_deleted_with_its_node_is_announced_once_before_the_watch_catches_up() -> None:
+    job, children = settled_on_nodes()
+    api = NodeGoneApi()
+    controller = Controller(cast(KubeApi, api), clock=lambda: NOW)
+    controller.loop = asyncio.new_event_loop()  # where a requeue timer would go; never run
+    key = controller.cache.put_job(copy.deepcopy(job))
+    for child in children:
+        controller.cache.put_child(child)
+    controller.lost_nodes.note_deleted("node-digits-worker-1-a0")
+    try:
+        for _ in range(3):  # e.g. woken by its own status write before the pod's DELETED event
+            controller._reconcile(key)
+    finally:
+        controller.loop.close()
+    assert api.forced == ["digits-worker-1-a0"]
+    assert api.events.count("PodForceDeleted") == 1

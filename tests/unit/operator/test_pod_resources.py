@@ -9,7 +9,7 @@ import pytest
 
 from ringleader import builders
 from ringleader.podresources import format_quantity, gang_requests, pod_requests
-from tests.unit.operator.jobs import TRAINER, make_job, with_container
+from tests.unit.operator.jobs import TRAINER, make_job, parse, with_container
 
 
 def container(name: str, requests: dict[str, str] | None = None, **more: Any) -> dict[str, Any]:
@@ -88,7 +88,7 @@ def test_the_pod_group_asks_for_what_its_fewest_workers_request() -> None:
         ),
         resources={"limits": {"nvidia.com/gpu": "8"}, "requests": {"cpu": "30", "memory": "200Gi"}},
     )
-    group = builders.build_pod_group(job)
+    group = builders.build_pod_group(parse(job))
     assert group is not None
     assert group["spec"] == {
         "minMember": 2,
@@ -99,5 +99,5 @@ def test_the_pod_group_asks_for_what_its_fewest_workers_request() -> None:
 def test_a_gang_of_workers_that_request_nothing_has_no_min_resources() -> None:
     job = make_job({"scheduling": {"gang": True}})
     assert job["spec"]["template"]["spec"]["containers"] == [TRAINER]
-    group = builders.build_pod_group(job)
+    group = builders.build_pod_group(parse(job))
     assert group is not None and "minResources" not in group["spec"]

@@ -12,6 +12,7 @@ from ringleader import poller as poller_module
 from ringleader.controller import Controller
 from ringleader.kube import KubeApi
 from ringleader.poller import ProgressPoller
+from tests.unit.operator.jobs import parse
 from tests.unit.operator.test_reconcile_recovery import settled
 
 Obj = dict[str, Any]
@@ -52,11 +53,11 @@ def poll_at(
     monkeypatch.setattr(poller_module, "now", lambda: moment)
     monkeypatch.setattr(poller_module, "fetch_progress", answer)
     monkeypatch.setattr(poller_module, "fetch_heartbeats", lambda ip: {})
-    asyncio.run(poller._poll(key, poller.cache.jobs[key]))
+    asyncio.run(poller._poll(key, parse(poller.cache.job(key) or {})))
 
 
 def at_step(step: int) -> Callable[[str], Obj]:
-    return lambda ip: {"step": step, "state": "Running", "seconds_per_step": 0.2}
+    return lambda ip: {"step": step, "state": "Training", "seconds_per_step": 0.2}
 
 
 def no_answer(ip: str) -> Obj:
@@ -91,3 +92,16 @@ def test_a_worker_that_answers_with_the_same_step_past_the_threshold_is_hung(
     poller, api, key = silent_after_step_11(monkeypatch)
     poll_at(monkeypatch, poller, key, 103.0, at_step(11))  # asked again after the backoff
     assert [(h["step"], h["stalledSeconds"]) for h in hangs(api)] == [(11, 102)]
+
+
+def test_workers_that_never_answer_are_said_to_report_nothing_after_a_minute(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    poller, api, key = running_job()
+    for moment in (0.0, 30.0, 59.0):
+        poll_at(monkeypatch, poller, key, moment, no_answer)
+    assert not [p for p in api.patches if "reporting" in p]
+    poll_at(monkeypatch, poller, key, 200.0, no_answer)  # past its backoff, asked again
+    (said,) = [p["reporting"] for p in api.patches if "reporting" in p]
+    assert said["reported"] is False and "client library" in said["message"]
+    assert hangs(api) == []

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ringleader import builders
+from ringleader.apitime import format_time
 from ringleader.reconcile import Plan, plan_reconcile
-from ringleader.status import format_time
-from tests.unit.operator.jobs import make_job
+from tests.unit.operator.jobs import make_job, parse
 
 NOW = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
 Obj = dict[str, Any]
@@ -140,7 +140,7 @@ def test_scaling_a_fixed_size_job_restarts_the_gang_at_the_new_size() -> None:
     assert names(plan.create) == ["Pod/digits-worker-0-a1", "Pod/digits-worker-1-a1"]
     assert plan.events[0] == (
         "Normal",
-        "Rescaled",
+        "RestartingAtNewSize",
         "scaled from 3 to 2 workers: the gang restarts from its newest checkpoint at the new "
         "size (a fixed-size job; spec.elastic resizes in place)",
     )
@@ -212,7 +212,7 @@ def with_last_words(pod: Obj, message: str) -> Obj:
 def test_a_job_being_deleted_is_left_to_the_garbage_collector() -> None:
     job = make_job()
     job["metadata"]["deletionTimestamp"] = format_time(NOW)
-    workers = builders.build_worker_pods(job, 0)
+    workers = builders.build_worker_pods(parse(job), 0)
     assert plan_reconcile(job, workers, NOW) == Plan()
 
 

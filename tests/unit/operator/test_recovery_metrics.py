@@ -13,6 +13,9 @@ from ringleader.controller import Controller
 from ringleader.kube import KubeApi
 from ringleader.metrics import count_recovery, new_recovery, observe_recoveries
 from ringleader.poller import ProgressPoller
+from ringleader.reports import ProgressReport
+from ringleader.statusmodels import JobStatus
+from tests.unit.operator.jobs import make_job
 from tests.unit.operator.test_reconcile_plan import NOW
 from tests.unit.operator.test_reconcile_recovery import OOM, fail, settled
 
@@ -117,12 +120,24 @@ def test_a_jobs_goodput_series_goes_with_the_job() -> None:
     poller = ProgressPoller(cast(KubeApi, None), controller.cache, interval=5.0)
     started = datetime.now(UTC).replace(microsecond=0).timestamp() - 100
     start_time = datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    job = {"metadata": {"namespace": "team-a", "name": "gp"}, "status": {"startTime": start_time}}
+    job = {**make_job(name="gp"), "status": {"startTime": start_time}}
     key = controller.cache.put_job(job)
-    poller._account(key, {"step": 1, "updated_at": started + 10, "state": "Running"})
+    poller._account(key, ProgressReport(step=1, updated_at=started + 10))
     goodput = sample("ringleader_job_goodput_ratio", namespace="team-a", job="gp")
     assert 0.85 < goodput < 0.95
     controller.cache.forget_job(key)
     poller._forget_the_gone()
     labels = {"namespace": "team-a", "job": "gp"}
     assert REGISTRY.get_sample_value("ringleader_job_goodput_ratio", labels) is None
+
+
+def test_every_phase_of_the_model_is_exported_even_with_no_job_in_it() -> None:
+    schema = JobStatus.model_json_schema()
+    phases = schema["$defs"]["Phase"]["enum"]
+    assert "Resizing" in phases
+    controller = Controller(cast(KubeApi, None))
+    controller.cache.put_job({**make_job(name="r"), "status": {"phase": "Resizing"}})
+    controller.update_phase_gauge()
+    for phase in phases:
+        expected = 1.0 if phase == "Resizing" else 0.0
+        assert REGISTRY.get_sample_value("ringleader_jobs", {"phase": phase}) == expected

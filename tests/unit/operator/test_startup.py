@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from ringleader import builders, startup
+from ringleader.apitime import format_time
 from ringleader.reconcile import plan_reconcile
-from ringleader.status import format_time
 from tests.unit.operator.jobs import make_job, parse
 
 NOW = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
@@ -55,7 +55,7 @@ def job_with(timeout: int | None = None, **spec: Any) -> Obj:
 
 
 def workers(job: Obj) -> list[Obj]:
-    return builders.build_worker_pods(job, 0)
+    return builders.build_worker_pods(parse(job), 0)
 
 
 def test_a_waiting_pod_is_explained_by_its_scheduler_or_its_kubelet() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ringleader import builders, naming
+from ringleader import builders, naming, rendezvous
 from tests.unit.operator.jobs import make_job, parse, with_container
 
 OWNER = {
@@ -31,7 +31,7 @@ def env_map(pod: dict[str, Any], container: int = 0) -> dict[str, Any]:
 
 
 def test_worker_gets_exactly_the_env_contract_then_the_defaults() -> None:
-    pod = builders.build_worker_pod(make_job(), index=1, attempt=2)
+    pod = builders.build_worker_pod(parse(make_job()), index=1, attempt=2)
     assert env_of(pod) == [
         {"name": "MASTER_ADDR", "value": STORE},
         {"name": "MASTER_PORT", "value": "29400"},
@@ -65,7 +65,7 @@ def test_worker_gets_exactly_the_env_contract_then_the_defaults() -> None:
 def test_worker_pod_has_deterministic_name_labels_and_owner() -> None:
     job = make_job(spec={"template": {"metadata": {"labels": {"team": "nlp"}}, "spec": {
         "containers": [{"name": "trainer", "image": "img"}]}}})  # fmt: skip
-    pod = builders.build_worker_pod(job, index=3, attempt=1)
+    pod = builders.build_worker_pod(parse(job), index=3, attempt=1)
     assert pod["metadata"] == {
         "name": "digits-worker-3-a1",
         "namespace": "team-a",
@@ -85,13 +85,13 @@ def test_user_labels_cannot_hide_a_worker_from_the_operator() -> None:
     labels = {"ringleader.dev/job-name": "other", "ringleader.dev/role": "store"}
     job = make_job(spec={"template": {"metadata": {"labels": labels}, "spec": {
         "containers": [{"name": "trainer", "image": "img"}]}}})  # fmt: skip
-    pod = builders.build_worker_pod(job, index=0, attempt=0)
+    pod = builders.build_worker_pod(parse(job), index=0, attempt=0)
     assert pod["metadata"]["labels"]["ringleader.dev/job-name"] == "digits"
     assert pod["metadata"]["labels"]["ringleader.dev/role"] == "worker"
 
 
 def test_worker_has_a_stable_dns_name_and_is_never_restarted_by_the_kubelet() -> None:
-    spec = builders.build_worker_pod(make_job(), index=1, attempt=5)["spec"]
+    spec = builders.build_worker_pod(parse(make_job()), index=1, attempt=5)["spec"]
     assert spec["hostname"] == "digits-worker-1"
     assert spec["subdomain"] == "digits-workers"
     assert spec["restartPolicy"] == "Never"
@@ -99,7 +99,7 @@ def test_worker_has_a_stable_dns_name_and_is_never_restarted_by_the_kubelet() ->
 
 
 def test_build_worker_pods_makes_one_pod_per_replica_in_index_order() -> None:
-    pods = builders.build_worker_pods(make_job(spec={"replicas": 3}), attempt=0)
+    pods = builders.build_worker_pods(parse(make_job(spec={"replicas": 3})), attempt=0)
     assert [p["metadata"]["name"] for p in pods] == [
         "digits-worker-0-a0",
         "digits-worker-1-a0",
@@ -122,7 +122,7 @@ def test_processes_per_pod_follow_the_gpu_limit_when_auto(
 ) -> None:
     job = with_container(make_job(spec={"replicas": 4, "nprocPerNode": nproc}),
                          resources={"limits": limits})  # fmt: skip
-    env = env_map(builders.build_worker_pod(job, index=2, attempt=0))
+    env = env_map(builders.build_worker_pod(parse(job), index=2, attempt=0))
     assert env["PET_NPROC_PER_NODE"] == str(expected_nproc)
     assert env["WORLD_SIZE"] == str(4 * expected_nproc)
     assert env["RANK"] == str(2 * expected_nproc)
@@ -130,12 +130,12 @@ def test_processes_per_pod_follow_the_gpu_limit_when_auto(
 
 def test_elastic_job_rendezvous_allows_min_to_max_nodes() -> None:
     job = make_job(spec={"replicas": 3, "elastic": {"minReplicas": 2, "maxReplicas": 4}})
-    assert env_map(builders.build_worker_pod(job, 0, 0))["PET_NNODES"] == "2:4"
+    assert env_map(builders.build_worker_pod(parse(job), 0, 0))["PET_NNODES"] == "2:4"
 
 
 def test_user_env_overrides_a_default_but_keeps_its_own_order_after_the_contract() -> None:
     user = [{"name": "NCCL_DEBUG", "value": "INFO"}, {"name": "X", "value": "$(RANK)"}]
-    env = env_of(builders.build_worker_pod(with_container(make_job(), env=user), 0, 0))
+    env = env_of(builders.build_worker_pod(parse(with_container(make_job(), env=user)), 0, 0))
     names = [var["name"] for var in env]
     assert names.count("NCCL_DEBUG") == 1
     assert env[-2:] == user
@@ -144,7 +144,7 @@ def test_user_env_overrides_a_default_but_keeps_its_own_order_after_the_contract
 
 def test_socket_interface_sets_nccl_and_gloo() -> None:
     job = make_job(spec={"networking": {"socketIfname": "eth0"}})
-    env = env_map(builders.build_worker_pod(job, 0, 0))
+    env = env_map(builders.build_worker_pod(parse(job), 0, 0))
     assert env["NCCL_SOCKET_IFNAME"] == env["GLOO_SOCKET_IFNAME"] == "eth0"
 
 
@@ -152,14 +152,14 @@ def test_every_container_gets_the_contract_but_init_containers_do_not() -> None:
     job = make_job()
     job["spec"]["template"]["spec"]["containers"].append({"name": "sidecar", "image": "s"})
     job["spec"]["template"]["spec"]["initContainers"] = [{"name": "init", "image": "i"}]
-    pod = builders.build_worker_pod(job, 0, 0)
+    pod = builders.build_worker_pod(parse(job), 0, 0)
     assert env_map(pod, 0) == env_map(pod, 1)
     assert "env" not in pod["spec"]["initContainers"][0]
 
 
 def test_shm_is_memory_backed_with_the_configured_size() -> None:
     job = make_job(spec={"networking": {"shmSize": "16Gi"}})
-    spec = builders.build_worker_pod(job, 0, 0)["spec"]
+    spec = builders.build_worker_pod(parse(job), 0, 0)["spec"]
     assert spec["volumes"][0] == {
         "name": "ringleader-shm",
         "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"},
@@ -171,7 +171,7 @@ def test_shm_is_memory_backed_with_the_configured_size() -> None:
 
 def test_a_user_mount_at_dev_shm_wins() -> None:
     mounts = [{"name": "myshm", "mountPath": "/dev/shm"}]
-    pod = builders.build_worker_pod(with_container(make_job(), volumeMounts=mounts), 0, 0)
+    pod = builders.build_worker_pod(parse(with_container(make_job(), volumeMounts=mounts)), 0, 0)
     paths = [mt["mountPath"] for mt in pod["spec"]["containers"][0]["volumeMounts"]]
     assert paths == ["/dev/shm", "/checkpoints"]
 
@@ -188,13 +188,13 @@ def test_checkpoint_volume_comes_from_the_claim_the_user_chose(
     checkpoint: dict[str, Any] | None, source: dict[str, Any]
 ) -> None:
     job = make_job(spec={"checkpoint": checkpoint} if checkpoint else {})
-    volumes = builders.build_worker_pod(job, 0, 0)["spec"]["volumes"]
+    volumes = builders.build_worker_pod(parse(job), 0, 0)["spec"]["volumes"]
     assert volumes[-1] == {"name": "ringleader-checkpoint", **source}
 
 
 def test_checkpoint_mount_path_reaches_both_the_mount_and_the_env() -> None:
     job = make_job(spec={"checkpoint": {"claimName": "c", "mountPath": "/ckpt", "keep": 5}})
-    pod = builders.build_worker_pod(job, 0, 0)
+    pod = builders.build_worker_pod(parse(job), 0, 0)
     assert {"name": "ringleader-checkpoint", "mountPath": "/ckpt"} in pod["spec"]["containers"][0][
         "volumeMounts"
     ]
@@ -203,9 +203,9 @@ def test_checkpoint_mount_path_reaches_both_the_mount_and_the_env() -> None:
 
 
 def test_host_network_switches_dns_policy_so_cluster_names_still_resolve() -> None:
-    spec = builders.build_worker_pod(make_job(spec={"networking": {"hostNetwork": True}}), 0, 0)[
-        "spec"
-    ]
+    spec = builders.build_worker_pod(
+        parse(make_job(spec={"networking": {"hostNetwork": True}})), 0, 0
+    )["spec"]
     assert spec["hostNetwork"] is True
     assert spec["dnsPolicy"] == "ClusterFirstWithHostNet"
 
@@ -213,25 +213,27 @@ def test_host_network_switches_dns_policy_so_cluster_names_still_resolve() -> No
 def test_scheduling_overrides_the_templates_scheduler_and_priority() -> None:
     job = make_job(spec={"scheduling": {"schedulerName": "volcano", "priorityClassName": "high"}})
     job["spec"]["template"]["spec"]["schedulerName"] = "default-scheduler"
-    spec = builders.build_worker_pod(job, 0, 0)["spec"]
+    spec = builders.build_worker_pod(parse(job), 0, 0)["spec"]
     assert (spec["schedulerName"], spec["priorityClassName"]) == ("volcano", "high")
 
 
 def test_building_does_not_mutate_the_job() -> None:
     job = with_container(make_job(), env=[{"name": "A", "value": "1"}])
     before = copy.deepcopy(job)
-    builders.build_worker_pods(job, 0)
-    builders.build_store_pod(job)
+    builders.build_worker_pods(parse(job), 0)
+    builders.build_rendezvous_pod(parse(job))
     assert job == before
 
 
 def test_dict_and_model_inputs_build_the_same_pod() -> None:
     job = make_job()
-    assert builders.build_worker_pod(job, 1, 0) == builders.build_worker_pod(parse(job), 1, 0)
+    assert builders.build_worker_pod(parse(job), 1, 0) == builders.build_worker_pod(
+        parse(job), 1, 0
+    )
 
 
 def test_workers_service_is_headless_and_selects_every_worker() -> None:
-    svc = builders.build_workers_service(make_job())
+    svc = builders.build_workers_service(parse(make_job()))
     assert svc["metadata"]["name"] == "digits-workers"
     assert svc["metadata"]["ownerReferences"] == [OWNER]
     assert svc["spec"]["clusterIP"] == "None"
@@ -242,48 +244,48 @@ def test_workers_service_is_headless_and_selects_every_worker() -> None:
     }
 
 
-def test_store_service_resolves_to_the_store_pod_on_the_rendezvous_port() -> None:
-    svc = builders.build_store_service(make_job())
-    pod = builders.build_store_pod(make_job())
+def test_the_rendezvous_service_resolves_to_the_rendezvous_pod_on_its_port() -> None:
+    svc = builders.build_rendezvous_service(parse(make_job()))
+    pod = builders.build_rendezvous_pod(parse(make_job()))
     assert svc["metadata"]["name"] == pod["metadata"]["name"] == "digits-rdzv"
     assert svc["spec"]["clusterIP"] == "None"
     assert svc["spec"]["ports"][0]["port"] == 29400
     selector = svc["spec"]["selector"].items()
     assert selector <= pod["metadata"]["labels"].items()
-    assert naming.store_address("digits", "team-a") == STORE
+    assert naming.rendezvous_address("digits", "team-a") == STORE
 
 
-def test_store_pod_runs_the_store_entry_point_in_the_workers_image() -> None:
+def test_the_rendezvous_pod_runs_its_program_in_the_workers_image_with_python3_and_torch() -> None:
     job = with_container(make_job(), imagePullPolicy="Never")
     job["spec"]["template"]["spec"]["imagePullSecrets"] = [{"name": "regcred"}]
-    pod = builders.build_store_pod(job)
+    pod = builders.build_rendezvous_pod(parse(job))
     (container,) = pod["spec"]["containers"]
     assert container["image"] == "ringleader-trainer:0.1.0"
     assert container["imagePullPolicy"] == "Never"
-    assert container["command"] == [
-        "python", "-m", "ringleader_trainer.store", "--port", "29400"
-    ]  # fmt: skip
+    assert container["command"] == ["python3", "-c", rendezvous.SERVER, "29400"]
+    assert "ringleader" not in rendezvous.SERVER.replace("ringleader:", "")  # nothing of ours
     assert pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
     assert pod["metadata"]["ownerReferences"] == [OWNER]
     assert pod["metadata"]["labels"]["ringleader.dev/role"] == "rendezvous"
 
 
-def test_store_pod_runs_on_the_nodes_the_workers_are_restricted_to() -> None:
+def test_the_rendezvous_pod_runs_on_the_nodes_the_workers_are_restricted_to() -> None:
     job = make_job()
     job["spec"]["template"]["spec"]["nodeSelector"] = {"pool": "a100"}
     job["spec"]["template"]["spec"]["tolerations"] = [{"key": "gpu", "operator": "Exists"}]
-    spec = builders.build_store_pod(job)["spec"]
+    spec = builders.build_rendezvous_pod(parse(job))["spec"]
     assert spec["nodeSelector"] == {"pool": "a100"}
     assert spec["tolerations"][0] == {"key": "gpu", "operator": "Exists"}
 
 
 def test_checkpoint_claim_is_built_only_for_a_size() -> None:
-    assert builders.build_checkpoint_claim(make_job()) is None
+    assert builders.build_checkpoint_claim(parse(make_job())) is None
     assert (
-        builders.build_checkpoint_claim(make_job(spec={"checkpoint": {"claimName": "c"}})) is None
+        builders.build_checkpoint_claim(parse(make_job(spec={"checkpoint": {"claimName": "c"}})))
+        is None
     )
     spec = {"checkpoint": {"size": "50Gi", "storageClassName": "nfs"}}
-    claim = builders.build_checkpoint_claim(make_job(spec=spec))
+    claim = builders.build_checkpoint_claim(parse(make_job(spec=spec)))
     assert claim is not None
     assert claim["metadata"]["name"] == "digits-checkpoint"
     assert claim["metadata"]["ownerReferences"] == [OWNER]
@@ -299,3 +301,17 @@ def test_worker_selector_string_matches_the_worker_labels() -> None:
     assert selector == "ringleader.dev/job-name=digits,ringleader.dev/role=worker"
     labels = naming.worker_labels("digits", 0, 0)
     assert all(labels[k] == v for k, v in (p.split("=") for p in selector.split(",")))
+
+
+def test_pods_get_no_service_account_token_unless_the_template_asks_for_one() -> None:
+    assert (
+        builders.build_worker_pod(parse(make_job()), 0, 0)["spec"]["automountServiceAccountToken"]
+        is False
+    )
+    assert (
+        builders.build_rendezvous_pod(parse(make_job()))["spec"]["automountServiceAccountToken"]
+        is False
+    )
+    asks = make_job()
+    asks["spec"]["template"]["spec"]["automountServiceAccountToken"] = True
+    assert builders.build_worker_pod(parse(asks), 0, 0)["spec"]["automountServiceAccountToken"]

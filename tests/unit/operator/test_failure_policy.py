@@ -6,16 +6,17 @@ from typing import Any
 
 import pytest
 
-from ringleader.models import FailurePolicy
-from ringleader.recovery import (
+from ringleader.constants import FailureAction, FailureClass
+from ringleader.failurepolicy import (
+    ACTION_HANDLERS,
     Action,
-    WorkerFailure,
-    classify_failure,
     decide_action,
-    describe,
     gang_backoff_seconds,
     stalled_in_place,
 )
+from ringleader.failures import WorkerFailure, classify_failure, describe
+from ringleader.models import FailurePolicy
+from ringleader.statusmodels import LastFailure
 
 Obj = dict[str, Any]
 
@@ -114,7 +115,7 @@ def test_the_cluster_disrupting_a_pod_outweighs_its_exit_code() -> None:
 
 
 def failure(klass: str, exit_code: int | None = 1) -> WorkerFailure:
-    return WorkerFailure(klass, "train-worker-1-a0", "u-1", exit_code)  # type: ignore[arg-type]
+    return WorkerFailure(FailureClass(klass), "train-worker-1-a0", "u-1", exit_code)
 
 
 RULES = FailurePolicy.model_validate(
@@ -133,19 +134,19 @@ RULES = FailurePolicy.model_validate(
 @pytest.mark.parametrize(
     ("policy", "given", "expected"),
     [
-        (None, failure("UserError"), Action("RestartWorker", True)),
-        (None, failure("OutOfMemory", 137), Action("RestartWorker", True)),
-        (None, failure("Unknown", None), Action("RestartWorker", True)),
-        (None, failure("Preempted"), Action("RestartWorker", False)),
-        (None, failure("NodeLost", None), Action("RestartWorker", False)),
-        (None, failure("Hang", None), Action("RestartGang", True)),
-        (RULES, failure("Communication", 42), Action("FailJob", True)),
-        (RULES, failure("UserError", 3), Action("RestartWorker", True)),
-        (RULES, failure("UserError", 1), Action("FailJob", True)),
-        (RULES, failure("OutOfMemory", 137), Action("RestartWorker", True)),
-        (RULES, failure("Preempted"), Action("RestartGang", True)),
-        (RULES, failure("NodeLost", None), Action("RestartWorker", False)),
-        (RULES, failure("Hang", None), Action("RestartGang", True)),
+        (None, failure("UserError"), Action(FailureAction.RESTART_WORKER, True)),
+        (None, failure("OutOfMemory", 137), Action(FailureAction.RESTART_WORKER, True)),
+        (None, failure("Unknown", None), Action(FailureAction.RESTART_WORKER, True)),
+        (None, failure("Preempted"), Action(FailureAction.RESTART_WORKER, False)),
+        (None, failure("NodeLost", None), Action(FailureAction.RESTART_WORKER, False)),
+        (None, failure("Hang", None), Action(FailureAction.RESTART_GANG, True)),
+        (RULES, failure("Communication", 42), Action(FailureAction.FAIL_JOB, True)),
+        (RULES, failure("UserError", 3), Action(FailureAction.RESTART_WORKER, True)),
+        (RULES, failure("UserError", 1), Action(FailureAction.FAIL_JOB, True)),
+        (RULES, failure("OutOfMemory", 137), Action(FailureAction.RESTART_WORKER, True)),
+        (RULES, failure("Preempted"), Action(FailureAction.RESTART_GANG, True)),
+        (RULES, failure("NodeLost", None), Action(FailureAction.RESTART_WORKER, False)),
+        (RULES, failure("Hang", None), Action(FailureAction.RESTART_GANG, True)),
     ],
     ids=[
         "default-user-error",
@@ -181,12 +182,16 @@ def test_a_rule_can_say_a_restart_does_not_count() -> None:
             ]
         }
     )
-    assert decide_action(policy, failure("Communication")) == Action("RestartWorker", False)
+    assert decide_action(policy, failure("Communication")) == Action(
+        FailureAction.RESTART_WORKER, False
+    )
 
 
 def test_an_exit_code_rule_does_not_match_a_failure_without_an_exit_code() -> None:
     policy = FailurePolicy.model_validate({"rules": [{"exitCodes": [0], "action": "FailJob"}]})
-    assert decide_action(policy, failure("NodeLost", None)) == Action("RestartWorker", False)
+    assert decide_action(policy, failure("NodeLost", None)) == Action(
+        FailureAction.RESTART_WORKER, False
+    )
 
 
 def test_describe_names_the_pod_the_class_and_the_exit_code() -> None:
@@ -199,14 +204,16 @@ def test_gang_backoff_starts_at_zero_and_doubles_up_to_a_minute() -> None:
     assert [gang_backoff_seconds(n) for n in range(1, 9)] == [0, 2, 4, 8, 16, 32, 60, 60]
 
 
-REPLACED = {
-    "class": "OutOfMemory",
-    "pod": "train-worker-1-a0",
-    "podUID": "u1",
-    "exitCode": 137,
-    "message": "out of memory",
-    "action": "RestartWorker",
-}
+REPLACED = LastFailure.model_validate(
+    {
+        "class": "OutOfMemory",
+        "pod": "train-worker-1-a0",
+        "podUID": "u1",
+        "exitCode": 137,
+        "message": "out of memory",
+        "action": "RestartWorker",
+    }
+)
 
 
 def test_an_in_place_recovery_without_a_step_escalates_once_its_time_is_up() -> None:
@@ -225,5 +232,9 @@ def test_an_in_place_recovery_without_a_step_escalates_once_its_time_is_up() -> 
 
 def test_an_in_place_recovery_that_stepped_or_a_gang_restart_never_escalates() -> None:
     assert stalled_in_place(REPLACED, 60, progressed=True, waited=600.0) is None
-    gang = {**REPLACED, "action": "RestartGang"}
+    gang = REPLACED.model_copy(update={"action": FailureAction.RESTART_GANG})
     assert stalled_in_place(gang, 60, progressed=False, waited=600.0) is None
+
+
+def test_every_failure_action_has_a_handler() -> None:
+    assert set(ACTION_HANDLERS) == set(FailureAction)

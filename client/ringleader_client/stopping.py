@@ -1,5 +1,7 @@
 """SIGTERM → checkpoint at the next step boundary, or exit at once if that boundary never comes.
 
+(The built-in trainer uses all of this; a user's script asks stop_requested() between steps.)
+
 A worker gets SIGTERM when its pod is deleted and when its elastic agent restarts the group
 (a pod left or joined). Normally the whole group agrees at the next step boundary to stop and
 checkpoints. But when a peer is already dead (killed, its node lost) the step's all-reduce never
@@ -57,6 +59,11 @@ class StopRequest:
         if flag and os.path.exists(flag):
             return 0.0  # a peer is gone: the group cannot agree on anything any more
         return max(self.floor_seconds, self.step_multiple * self._step_seconds)
+
+    def handle_sigterm(self) -> None:
+        """Be set by SIGTERM through a plain Python signal handler: what a user's script gets
+        from ringleader_client.stop_requested() (it checks between steps). Main thread only."""
+        signal.signal(signal.SIGTERM, lambda *_: self.request())
 
     def watch(self) -> None:
         """Block SIGTERM in this (main) thread and every thread it starts later; a watcher

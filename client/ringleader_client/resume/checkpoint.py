@@ -26,7 +26,7 @@ from torch.distributed.checkpoint.filesystem import FileSystemWriter
 from torch.distributed.checkpoint.state_dict_loader import load as dcp_load
 from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
 
-from ringleader_trainer import rotation
+from ringleader_client.resume import rotation
 
 log = logging.getLogger("ringleader.checkpoint")
 

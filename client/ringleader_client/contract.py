@@ -1,15 +1,21 @@
-"""The env contract as the trainer reads it: its own copy of the operator's names.
+"""The contract between a job's workers and the operator, workers' side: the env the operator
+sets (read here) and the reports the workers give back (defined here), for the built-in trainer
+and for users' own scripts alike.
 
-The trainer image does not ship the operator package, so the names are repeated here;
-tests/trainer/test_contract.py checks every name below against ringleader.constants.ENV_CONTRACT.
+Worker images do not ship the operator package, so the names are repeated on each side;
+tests/trainer/test_contract.py checks both sides agree.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from enum import Enum
 from typing import Final
 
+# Set by the operator for the pod at launch, and by torchrun's agent again per process.
+RANK: Final = "RANK"
+WORLD_SIZE_NAME: Final = "WORLD_SIZE"
 PET_NNODES: Final = "PET_NNODES"
 PET_NPROC_PER_NODE: Final = "PET_NPROC_PER_NODE"
 PET_RDZV_BACKEND: Final = "PET_RDZV_BACKEND"
@@ -28,6 +34,8 @@ PROGRESS_PORT: Final = "RINGLEADER_PROGRESS_PORT"
 
 # Every name the trainer reads from the operator's env (the contract test checks this tuple).
 READ_NAMES: Final = (
+    RANK,
+    WORLD_SIZE_NAME,
     PET_NNODES,
     PET_NPROC_PER_NODE,
     PET_RDZV_BACKEND,
@@ -103,3 +111,51 @@ def read_launch_env(env: dict[str, str] | None = None) -> LaunchEnv:
         checkpoint_keep=int(e.get(CHECKPOINT_KEEP, "3")),
         progress_port=int(e.get(PROGRESS_PORT, str(DEFAULT_PROGRESS_PORT))),
     )
+
+
+# --- What the trainer (or a script through this library) tells the operator: the progress
+# document (served at /progress, left as the pod's termination message when it ends) and the
+# failure verdict. The operator keeps its own copy (ringleader.reports); the contract tests check
+# both sides agree and feed the real output through the operator's readers.
+
+
+class TrainerState(str, Enum):  # noqa: UP042 - not StrEnum: scripts may run on Python 3.10
+    """Where the trainer is. Only while Training does the step move; in every other state it
+    stands still on purpose, which the operator must not take for a hang."""
+
+    TRAINING = "Training"
+    FINISHING = "Finishing"  # final checkpoint and evaluation
+    STOPPING = "Stopping"  # checkpoint before a stop (SIGTERM, a group that re-forms)
+    FINISHED = "Finished"
+    STOPPED_HERE = "StoppedHere"  # stopped on this pod's own SIGTERM, checkpoint committed
+    STOPPED_ELSEWHERE = "StoppedElsewhere"  # stopped because another pod was leaving
+
+
+PROGRESS_PATH: Final = "/progress"
+HEARTBEATS_PATH: Final = "/heartbeats"
+# What the endpoint answers (404) before the first report.
+NOT_YET_KEY: Final = "error"
+NOT_YET: Final = "no progress yet"
+# Keys of the progress document.
+STEP: Final = "step"
+STATE: Final = "state"
+EPOCH: Final = "epoch"
+LOSS: Final = "loss"
+SAMPLES_PER_SECOND: Final = "samples_per_second"
+SECONDS_PER_STEP: Final = "seconds_per_step"
+WORLD_SIZE: Final = "world_size"
+UPDATED_AT: Final = "updated_at"  # seconds since the epoch, right after the step
+CHECKPOINT: Final = "checkpoint"  # {step, path, time}: the newest committed checkpoint
+METRICS: Final = "metrics"  # a script's own figures by name, exported on /metrics (not read)
+PROGRESS_KEYS: Final = frozenset(
+    {STEP, STATE, EPOCH, LOSS, SAMPLES_PER_SECOND, SECONDS_PER_STEP, WORLD_SIZE, UPDATED_AT}
+    | {CHECKPOINT}
+)
+# The failure verdict in a termination message, and the classes the trainer may name there.
+FAILURE_CLASS: Final = "failureClass"
+FAILURE_MESSAGE: Final = "message"
+COMMUNICATION: Final = "Communication"  # the collectives or the rendezvous, not the user's code
+USER_ERROR: Final = "UserError"
+# A worker's exit code after a stop the group agreed on for another pod's sake (EX_TEMPFAIL):
+# not an end, so its elastic agent restarts it into the group that re-forms.
+EXIT_REJOIN: Final = 75

@@ -1,0 +1,121 @@
+"""The latest bodies of jobs and of their children, as the watches delivered them.
+
+Written from the event loop (the watches) and from the reconcile worker threads (what a reconcile
+has just written, until the watch reports it); read from both, and by the progress poller. Every
+method holds one lock, so a read never sees a half-made change and a compare-and-replace of a job
+body cannot interleave with the watch replacing that body.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+from ringleader import constants as c
+from ringleader import pods
+
+Obj = dict[str, Any]
+Key = tuple[str, str]  # namespace, job name
+
+
+def job_key_of_child(child: Mapping[str, Any]) -> Key | None:
+    """(namespace, job name) of the job a child belongs to, from its labels."""
+    job_name = pods.labels(child).get(c.LABEL_JOB_NAME)
+    namespace = (child.get("metadata") or {}).get("namespace")
+    return (str(namespace), job_name) if job_name and namespace else None
+
+
+class Cache:
+    """Job bodies by key, and each job's children by (kind, name)."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[Key, Obj] = {}
+        self._children: dict[Key, dict[tuple[str, str], Obj]] = defaultdict(dict)
+        self._lock = threading.Lock()
+
+    def put_job(self, body: Obj) -> Key:
+        """Store (or replace) a job body; return its key."""
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        with self._lock:
+            self._jobs[key] = body
+        return key
+
+    def forget_job(self, key: Key) -> None:
+        """The job is gone: drop it and its children."""
+        with self._lock:
+            self._jobs.pop(key, None)
+            self._children.pop(key, None)
+
+    def put_child(
+        self, body: Obj, deleted: bool = False, only_if_absent: bool = False
+    ) -> Key | None:
+        """Store, replace or drop a child; return its job's key."""
+        key = job_key_of_child(body)
+        if key is None:
+            return None
+        child_id = (body["kind"], body["metadata"]["name"])
+        with self._lock:
+            children = self._children[key]
+            if deleted:
+                children.pop(child_id, None)
+            elif only_if_absent:
+                children.setdefault(child_id, body)
+            else:
+                children[child_id] = body
+        return key
+
+    def forget_pod(self, key: Key, name: str) -> None:
+        """A pod force-deleted: gone at once, though the watch has yet to say so."""
+        with self._lock:
+            self._children.get(key, {}).pop(("Pod", name), None)
+
+    def job(self, key: Key) -> Obj | None:
+        """The job's latest body, if it exists."""
+        with self._lock:
+            return self._jobs.get(key)
+
+    def jobs(self) -> list[tuple[Key, Obj]]:
+        """Every job's key and latest body."""
+        with self._lock:
+            return list(self._jobs.items())
+
+    def children(self, key: Key) -> list[Obj]:
+        """The job's children."""
+        with self._lock:
+            return list(self._children.get(key, {}).values())
+
+    def keys_with_pods_on(self, node: str) -> list[Key]:
+        """The jobs with a pod bound to this node."""
+        with self._lock:
+            return [
+                key
+                for key, children in self._children.items()
+                if any(pods.node_of(child) == node for child in children.values())
+            ]
+
+    def live_uids(self) -> set[str]:
+        """The uids of every child: what per-pod memory may keep."""
+        with self._lock:
+            return {
+                uid
+                for children in self._children.values()
+                for child in children.values()
+                if (uid := pods.uid_of(child))
+            }
+
+    def record_status_write(self, key: Key, read: Obj, patch: Obj) -> None:
+        """A status patch written on the body `read`: until the watch reports it, the cache
+        holds the body with the patch applied. A newer body the watch delivered meanwhile is
+        newer than what was written, so it is never replaced."""
+        with self._lock:
+            if self._jobs.get(key) is not read:
+                return
+            status = dict(read.get("status") or {})
+            for field, value in patch.items():  # a merge patch of top-level fields
+                if value is None:
+                    status.pop(field, None)
+                else:
+                    status[field] = value
+            self._jobs[key] = {**read, "status": status}

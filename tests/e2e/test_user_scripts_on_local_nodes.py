@@ -1,0 +1,174 @@
+"""Users' own scripts through the operator on local nodes: real torch.distributed processes run
+by torchrun, or by plain python, from a ConfigMap; the client library's reports reach status."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.test_training_through_the_operator import job_status, status_when, wait_finished
+from tests.harness import LocalNodes, OperatorProcess
+from tests.kube import Kube
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TRAIN = REPO_ROOT / "examples" / "scripts" / "train.py"
+STALL = Path(__file__).parent / "scripts" / "stall_once.py"
+
+
+def script_job(name: str, command: list[str], replicas: int = 2, **spec: Any) -> dict[str, Any]:
+    """A job that runs /scripts/<script> from the ConfigMap `scripts`, on the local nodes."""
+    env = [
+        {"name": "TRAIN_STEPS", "value": "150"},
+        {"name": "CHECKPOINT_EVERY", "value": "10"},
+        {"name": "STEP_SECONDS", "value": "0.1"},
+    ]
+    trainer = {
+        "name": "trainer",
+        "image": "torch-user:2.13.0",  # the local nodes run no images; see the real-node tests
+        "command": command,
+        "env": env,
+        "volumeMounts": [{"name": "scripts", "mountPath": "/scripts", "readOnly": True}],
+        "resources": {"requests": {"cpu": "500m"}},
+    }
+    template = {
+        "spec": {
+            "nodeSelector": {"ringleader.dev/node-pool": "local"},
+            "terminationGracePeriodSeconds": 20,
+            "containers": [trainer],
+            "volumes": [{"name": "scripts", "configMap": {"name": "scripts"}}],
+        }
+    }
+    return {
+        "apiVersion": "ringleader.dev/v1alpha1",
+        "kind": "DistributedTrainingJob",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "checkpoint": {"size": "1Gi"},
+            "template": template,
+            **spec,
+        },
+    }
+
+
+def add_scripts(kube: Kube, namespace: str) -> None:
+    kube.run(
+        "create", "configmap", "scripts", f"--from-file={TRAIN}", f"--from-file={STALL}",
+        "-n", namespace,
+    )  # fmt: skip
+
+
+def step_of(status: dict[str, Any]) -> int:
+    return int((status.get("progress") or {}).get("step") or 0)
+
+
+def resumed_from(local_nodes: LocalNodes, namespace: str, pod: str) -> list[int]:
+    """The steps the pod's trainer said it trained from, in every incarnation of that name."""
+    log = local_nodes.state.log_file(namespace, pod, "trainer").read_text()
+    return [int(s) for s in re.findall(r"training from step (\d+)", log)]
+
+
+def test_a_torchrun_script_reports_and_resumes_from_its_checkpoint_after_a_pod_is_deleted(
+    kube: Kube, operator: OperatorProcess, local_nodes: LocalNodes, namespace: str
+) -> None:
+    add_scripts(kube, namespace)
+    kube.apply(script_job("script", ["torchrun", "/scripts/train.py"]), namespace)
+    running = status_when(
+        kube, namespace, "script",
+        lambda s: step_of(s) >= 30 and s.get("checkpoint") and "loss" in s.get("progress", {}),
+        timeout=240, what="STEP, LOSS and LAST-CKPT from the script",
+    )  # fmt: skip
+    assert running["phase"] == "Running" and running["worldSize"] == 2
+    kube.run("delete", "pod", "script-worker-1-a0", "-n", namespace, "--wait=false")
+    final = wait_finished(kube, namespace, "script", timeout=300)
+    assert final["phase"] == "Succeeded", final
+    assert step_of(final) == 150 and final["checkpoint"]["step"] == 150
+    assert final.get("restarts", 0) == 0  # a deleted pod is no failure
+    # The replacement resumed where the group stopped, not from scratch.
+    starts = resumed_from(local_nodes, namespace, "script-worker-1-a0")
+    assert len(starts) >= 2 and starts[-1] >= step_of(running), starts
+
+
+def test_a_plain_python_script_with_env_rendezvous_runs_with_three_workers(
+    kube: Kube, operator: OperatorProcess, local_nodes: LocalNodes, namespace: str
+) -> None:
+    add_scripts(kube, namespace)
+    job = script_job("plain", ["python3", "/scripts/train.py"], replicas=3)
+    job["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"] = "40"
+    kube.apply(job, namespace)
+    final = wait_finished(kube, namespace, "plain", timeout=300)
+    assert final["phase"] == "Succeeded", final
+    assert step_of(final) == 40 and final["progress"]["worldSize"] == 3
+    for index in range(3):
+        assert resumed_from(local_nodes, namespace, f"plain-worker-{index}-a0") == [0]
+
+
+def test_an_elastic_script_job_scaled_from_two_to_three_trains_at_the_new_size(
+    kube: Kube, operator: OperatorProcess, local_nodes: LocalNodes, namespace: str
+) -> None:
+    add_scripts(kube, namespace)
+    job = script_job(
+        "grow", ["torchrun", "/scripts/train.py"], elastic={"minReplicas": 2, "maxReplicas": 3}
+    )
+    kube.apply(job, namespace)
+    status_when(
+        kube, namespace, "grow", lambda s: step_of(s) >= 20, timeout=240, what="training at 2"
+    )
+    kube.run("scale", "dtj", "grow", "--replicas=3", "-n", namespace)
+    grown = status_when(
+        kube, namespace, "grow",
+        lambda s: (s.get("progress") or {}).get("worldSize") == 3,
+        timeout=240, what="the group training at 3",
+    )  # fmt: skip
+    assert grown["phase"] in ("Running", "Resizing")
+    final = wait_finished(kube, namespace, "grow", timeout=300)
+    assert final["phase"] == "Succeeded" and step_of(final) == 150, final
+    events = kube.get("events", namespace=namespace)["items"]
+    resized = [e for e in events if e.get("reason") == "Resized"]
+    assert any("from 2 to 3 processes" in str(e.get("message") or e.get("note")) for e in resized)
+
+
+def test_a_script_that_stalls_is_found_hung_and_its_gang_restarted(
+    kube: Kube, operator: OperatorProcess, local_nodes: LocalNodes, namespace: str
+) -> None:
+    add_scripts(kube, namespace)
+    policy = {"hangDetection": {"minSeconds": 8, "stepTimeMultiple": 5}}
+    kube.apply(
+        script_job("stall", ["torchrun", "/scripts/stall_once.py"], failurePolicy=policy),
+        namespace,
+    )
+    final = wait_finished(kube, namespace, "stall", timeout=300)
+    assert final["phase"] == "Succeeded", final
+    assert final["lastFailure"]["class"] == "Hang"
+    assert final["lastFailure"]["action"] == "RestartGang"
+    assert final["restartAttempt"] == 1 and step_of(final) == 60
+    assert "no step for" in final["lastFailure"]["message"]
+    assert not job_status(kube, namespace, "stall").get("hang")
+
+
+HF = REPO_ROOT / "examples" / "scripts" / "hf_train.py"
+
+
+def test_a_hugging_face_job_reports_and_resumes_from_its_own_checkpoint(
+    kube: Kube, operator: OperatorProcess, local_nodes: LocalNodes, namespace: str
+) -> None:
+    kube.run("create", "configmap", "scripts", f"--from-file={HF}", "-n", namespace)
+    job = script_job("hf", ["torchrun", "/scripts/hf_train.py"])
+    kube.apply(job, namespace)
+    running = status_when(
+        kube, namespace, "hf",
+        lambda s: (s.get("checkpoint") or {}).get("step", 0) >= 20
+        and "loss" in (s.get("progress") or {}),
+        timeout=300, what="steps, loss and a checkpoint-20 from the Trainer",
+    )  # fmt: skip
+    saved = running["checkpoint"]
+    assert saved["path"].endswith(f"/hf/checkpoint-{saved['step']}")
+    kube.run("delete", "pod", "hf-worker-1-a0", "-n", namespace, "--wait=false")
+    final = wait_finished(kube, namespace, "hf", timeout=400)
+    assert final["phase"] == "Succeeded", final
+    assert step_of(final) == 150 and final["checkpoint"]["step"] == 150
+    log = local_nodes.state.log_file(namespace, "hf-worker-1-a0", "trainer").read_text()
+    resumed = re.findall(r"resuming from (\S+)", log)
+    assert resumed[0] == "None" and len(resumed) >= 2, log[-2000:]
+    assert "/hf/checkpoint-" in resumed[-1]  # its own checkpoint, not a fresh start
