@@ -14,7 +14,12 @@ from pathlib import Path
 from .store import Store, run
 
 # Every file whose change can change what the images install.
-INPUTS = ("requirements-dev.txt", "operator/pyproject.toml", "trainer-image/pyproject.toml")
+INPUTS = (
+    "requirements-dev.txt",
+    "operator/pyproject.toml",
+    "client/pyproject.toml",
+    "trainer-image/pyproject.toml",
+)
 # The projects' build backend, needed inside the image to install them from source.
 BUILD_REQUIREMENTS = ("setuptools>=68",)
 MOUNT_POINT = "/mnt"  # exists, empty, in Debian and python:3.11-slim: the build leaves no trace
@@ -39,7 +44,9 @@ def ensure_wheelhouse(store: Store, repo: Path) -> Path:
     argv = [
         sys.executable, "-m", "pip", "download", "--quiet", f"--dest={partial}",
         f"--constraint={repo / 'requirements-dev.txt'}",
-        str(repo / "trainer-image"), str(repo / "operator"), *BUILD_REQUIREMENTS,
+        # The client first: the trainer requires it, and only this checkout has it.
+        str(repo / "client"), str(repo / "trainer-image"), str(repo / "operator"),
+        *BUILD_REQUIREMENTS,
     ]  # fmt: skip
     run(argv, quiet=False)
     (partial / ".complete").touch()
