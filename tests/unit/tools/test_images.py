@@ -111,8 +111,9 @@ def test_the_key_changes_with_the_base_image_and_the_recipe(repo: Path) -> None:
 
 
 def test_the_wheelhouse_is_keyed_by_the_pins(repo: Path) -> None:
-    (repo / "operator").mkdir()
-    (repo / "operator" / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    for project in ("operator", "client"):
+        (repo / project).mkdir()
+        (repo / project / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     before = wheelhouse_key(repo)
     with (repo / "requirements-dev.txt").open("a") as requirements:
         requirements.write("extra==1.0\n")
