@@ -23,10 +23,10 @@ class OperatorProcess:
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, exit_after_writes: int | None = None) -> None:
+    def start(self, exit_after_writes: int | None = None, args: tuple[str, ...] = ()) -> None:
         """Start it (again), appending to the same log; optionally dying after N writes."""
-        argv = [sys.executable, "-m", "ringleader", f"--kubeconfig={self.kubeconfig}"]
-        env = dict(os.environ)
+        argv = [sys.executable, "-m", "ringleader", f"--kubeconfig={self.kubeconfig}", *args]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # its log as it happens
         if exit_after_writes is not None:
             env["RINGLEADER_FAULT_EXIT_AFTER_WRITES"] = str(exit_after_writes)
         with open(self.log_path, "ab") as log:

@@ -43,6 +43,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "identical replicas (a Deployment) differ, so exactly one of them is active",
     )
     parser.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=60,
+        metavar="SECONDS",
+        help="how long a replica's peering record lives without renewal: a standby takes over "
+        "this long after the active replica died (renewed about every half of it)",
+    )
+    parser.add_argument(
         "--liveness",
         default=None,
         metavar="URL",
@@ -74,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         workers=args.workers,
         metrics_port=args.metrics_port,
         progress_interval=args.progress_interval,
+        peering_lifetime=args.peering_lifetime,
     )
     kopf.run(
         registry=kopf.get_default_registry(),

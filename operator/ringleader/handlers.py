@@ -53,6 +53,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     """Create the controller and its workers; serve metrics."""
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
+    settings.peering.lifetime = memo.get("peering_lifetime", 60)
     port = memo.get("metrics_port")
     if port:
         try:
