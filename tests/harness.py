@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,12 @@ class OperatorProcess:
             return self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             return None
+
+    def dump_stacks(self) -> None:
+        """Have it print every thread's stack into its log (SIGUSR1), e.g. when it seems stuck."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGUSR1)
+            time.sleep(1)
 
     def kill(self) -> None:
         """SIGKILL: no chance to finish what it was doing."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
 import random
+import signal
 
 import kopf
 
@@ -70,6 +72,8 @@ def _priority(value: str) -> int:
 def main(argv: list[str] | None = None) -> None:
     """Run the operator until interrupted."""
     args = parse_args(argv)
+    # SIGUSR1 prints every thread's stack: where a stuck operator waits, without a debugger.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
     # kopf's own root handler formats every logger, ours too (a second handler doubled each line).

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -62,6 +63,21 @@ def _status_message(error: ApiException) -> str:
     return str(body.get("message") or error.reason or error.status)
 
 
+# Seconds to connect, and to wait for an answer: without them a request lost in a restarting API
+# server or a broken connection would hold a reconcile worker for good.
+REQUEST_TIMEOUT = (5.0, 30.0)
+
+
+class TimedApiClient(client.ApiClient):  # type: ignore[misc]
+    """The official client, with a timeout on every request that sets none."""
+
+    def call_api(self, *args: Any, **kwargs: Any) -> Any:
+        """As ApiClient.call_api, with REQUEST_TIMEOUT unless the call gives one."""
+        if kwargs.get("_request_timeout") is None:
+            kwargs["_request_timeout"] = REQUEST_TIMEOUT
+        return super().call_api(*args, **kwargs)
+
+
 def load_client_config(kubeconfig: str | None = None) -> client.ApiClient:
     """An API client from a kubeconfig path, $KUBECONFIG, or the in-cluster service account."""
     configuration = client.Configuration()
@@ -71,20 +87,27 @@ def load_client_config(kubeconfig: str | None = None) -> client.ApiClient:
         config.load_kube_config(config_file=path, client_configuration=configuration)
     except config.ConfigException:
         config.load_incluster_config(client_configuration=configuration)
-    return client.ApiClient(configuration)
+    return TimedApiClient(configuration)
 
 
 def _call(verb: str, kind: str, fn: Callable[[], T], benign: int | None = None) -> T | None:
     """Run one API call; None when it failed with the benign status (404 or 409)."""
     try:
         result = fn()
+    except urllib3.exceptions.HTTPError as error:
+        # No answer at all (refused, reset, timed out): the API server restarting, a network
+        # fault. Like a 5xx, worth trying again later; nothing to say it failed for good.
+        API_ERRORS.labels(status="none").inc()
+        raise RetryableError(f"{verb} {kind}: no answer: {type(error).__name__}") from error
     except ApiException as error:
         API_ERRORS.labels(status=str(error.status)).inc()
         if benign is not None and error.status == benign:
             return None
         if error.status == 403 and "NamespaceTerminating" in (error.body or ""):
             return None  # the namespace and everything in it, the job too, are going away
-        if error.status == 429 or error.status >= 500:
+        # Throttled, failing, or a write that lost a race (409): the next pass, from what the
+        # watches show by then, decides again.
+        if error.status in (409, 429) or error.status >= 500:
             raise RetryableError(f"{verb} {kind}: {error.status} {error.reason}") from error
         raise
     if verb != "get":
@@ -266,6 +289,6 @@ class KubeApi:
                 "Event",
                 lambda: self.events.create_namespaced_event(meta["namespace"], event),
             )
-        except ApiException as error:
+        except (ApiException, RetryableError) as error:
             # Events are best effort: a lost event must not undo or repeat a reconcile.
-            log.warning("event %s on %s not recorded: %s", reason, meta["name"], error.reason)
+            log.warning("event %s on %s not recorded: %s", reason, meta["name"], error)

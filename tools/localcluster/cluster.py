@@ -164,6 +164,15 @@ class LocalCluster:
         pki = ensure_pki(self.layout.pki_dir, SERVICE_IP)
         return components.control_plane(self.layout, pki)
 
+    def restart(self, *names: str) -> None:
+        """Stop the named control-plane components (etcd, kube-apiserver...), then start them
+        again in start order and wait until they are healthy: what an upgrade or a crash does."""
+        chosen = [c for c in self._components() if c.name in names]
+        for component in reversed(chosen):
+            processes.stop(self.layout.run_dir, component.name, component.binary)
+        for component in chosen:
+            self._start(component)
+
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         """Run kubectl against this cluster as admin; return stdout."""
         argv = [kubectl_binary(), f"--kubeconfig={self.layout.kubeconfig}", *args]
