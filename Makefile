@@ -10,7 +10,7 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 PYTEST_FLAGS ?=
 
-.PHONY: help venv binaries addon-binaries demo cluster-up cluster-down cluster-status crds crds-check openapi run lint format unit integration trainer-test bench-trainer gpu-checks bench-recovery bench-elastic e2e test clean
+.PHONY: help venv binaries addon-binaries node-binaries host-packages images realnodes demo cluster-up cluster-down cluster-status crds crds-check openapi run lint format unit integration trainer-test bench-trainer gpu-checks bench-recovery bench-elastic e2e test clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -29,10 +29,22 @@ binaries: ## build the pinned Kubernetes, etcd, kwok and helm binaries (cached i
 addon-binaries: ## build the optional schedulers: Kueue, Volcano, coscheduling (cached in ~/.cache/ringleader)
 	tools/build-addons.sh kueue volcano coscheduling
 
+node-binaries: ## build kubelet, containerd and CoreDNS for real local nodes (cached in ~/.cache/ringleader)
+	tools/build-binaries.sh node
+
+host-packages: ## install the Debian packages real nodes and image builds need (root; only those missing)
+	tools/install-host-packages.sh
+
+images: venv host-packages ## build the real nodes' images (cached by content in ~/.cache/ringleader/images)
+	$(PY) -m tools.images
+
 LOCAL_NODES ?= 0
+# agent: the node agent runs pods as host processes; kubelet: real nodes (kubelet, containerd).
+LOCAL_NODE_KIND ?= agent
+NODE_PREREQS := $(if $(filter kubelet,$(LOCAL_NODE_KIND)),node-binaries host-packages)
 ADDONS ?=
-cluster-up: venv binaries ## start the local cluster (LOCAL_NODES=2: nodes that run pods, root; ADDONS=kueue,volcano,coscheduling)
-	$(PY) -m tools.localcluster up --local-nodes $(LOCAL_NODES) --addons "$(ADDONS)"
+cluster-up: venv binaries $(NODE_PREREQS) ## start the local cluster (LOCAL_NODES=2 adds local nodes, LOCAL_NODE_KIND=kubelet real ones, root; ADDONS=kueue,volcano,coscheduling)
+	$(PY) -m tools.localcluster up --local-nodes $(LOCAL_NODES) --node-kind $(LOCAL_NODE_KIND) --addons "$(ADDONS)"
 
 cluster-down: venv ## stop the local cluster (its data stays in .cluster/ until `make clean`)
 	$(PY) -m tools.localcluster down
@@ -89,8 +101,13 @@ bench-elastic: venv binaries ## time to train at a new size, in place vs gang re
 e2e: venv binaries ## end-to-end: real training through the operator on local nodes (root)
 	$(BIN)/pytest tests/e2e $(PYTEST_FLAGS)
 
-test: lint unit trainer-test integration e2e ## everything CI runs: lint, unit, trainer, integration, e2e
+# Without root the tests skip themselves, so nothing is installed or built for them.
+realnodes: venv binaries ## real nodes: kubelet, containerd, DNS, locally built images (root; skipped otherwise)
+	[ "$$(id -u)" -ne 0 ] || { tools/install-host-packages.sh && tools/build-binaries.sh node; }
+	$(BIN)/pytest tests/realnodes $(PYTEST_FLAGS)
+
+test: lint unit trainer-test integration e2e realnodes ## everything CI runs: lint, unit, trainer, integration, e2e, real nodes
 
 clean: ## stop the local cluster and remove its state and the virtual environment
 	if [ -x $(PY) ]; then $(PY) -m tools.localcluster down; fi
-	rm -rf .cluster .cluster-test .cluster-test-* .cluster-bench $(VENV)
+	rm -rf .cluster .cluster-test .cluster-test-* .cluster-bench .cluster-bench-* $(VENV)

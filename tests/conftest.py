@@ -28,17 +28,23 @@ TEST_PORT_BASE = int(os.environ.get("RINGLEADER_TEST_PORT_BASE", "17400"))
 TEST_CLUSTER_DIR = ".cluster-test" if TEST_PORT_BASE == 17400 else f".cluster-test-{TEST_PORT_BASE}"
 
 
-def _use_existing_cluster() -> bool:
+def use_existing_cluster() -> bool:
+    """True when the tests run against $KUBECONFIG's cluster instead of starting their own."""
     return os.environ.get("RINGLEADER_USE_EXISTING_CLUSTER") == "1"
+
+
+def session_layout() -> Layout:
+    """The test session's own cluster: its state directory, binaries and ports."""
+    return Layout(REPO_ROOT / TEST_CLUSTER_DIR, cached_bin_dir(), TEST_PORT_BASE)
 
 
 @pytest.fixture(scope="session")
 def local_cluster() -> Iterator[LocalCluster | None]:
     """The test session's own cluster, started here; None when the tests use an existing one."""
-    if _use_existing_cluster():
+    if use_existing_cluster():
         yield None
         return
-    layout = Layout(REPO_ROOT / TEST_CLUSTER_DIR, cached_bin_dir(), TEST_PORT_BASE)
+    layout = session_layout()
     cluster = LocalCluster(layout)
     cluster.destroy()  # leftovers of an interrupted session
     cluster.up()

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +24,10 @@ class OperatorProcess:
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, exit_after_writes: int | None = None) -> None:
+    def start(self, exit_after_writes: int | None = None, args: tuple[str, ...] = ()) -> None:
         """Start it (again), appending to the same log; optionally dying after N writes."""
-        argv = [sys.executable, "-m", "ringleader", f"--kubeconfig={self.kubeconfig}"]
-        env = dict(os.environ)
+        argv = [sys.executable, "-m", "ringleader", f"--kubeconfig={self.kubeconfig}", *args]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # its log as it happens
         if exit_after_writes is not None:
             env["RINGLEADER_FAULT_EXIT_AFTER_WRITES"] = str(exit_after_writes)
         with open(self.log_path, "ab") as log:
@@ -41,6 +42,12 @@ class OperatorProcess:
             return self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             return None
+
+    def dump_stacks(self) -> None:
+        """Have it print every thread's stack into its log (SIGUSR1), e.g. when it seems stuck."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGUSR1)
+            time.sleep(1)
 
     def kill(self) -> None:
         """SIGKILL: no chance to finish what it was doing."""

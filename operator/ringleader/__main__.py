@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
 import random
+import signal
 
 import kopf
 
@@ -43,6 +45,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "identical replicas (a Deployment) differ, so exactly one of them is active",
     )
     parser.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=60,
+        metavar="SECONDS",
+        help="how long a replica's peering record lives without renewal: a standby takes over "
+        "this long after the active replica died (renewed about every half of it)",
+    )
+    parser.add_argument(
         "--liveness",
         default=None,
         metavar="URL",
@@ -62,6 +72,8 @@ def _priority(value: str) -> int:
 def main(argv: list[str] | None = None) -> None:
     """Run the operator until interrupted."""
     args = parse_args(argv)
+    # SIGUSR1 prints every thread's stack: where a stuck operator waits, without a debugger.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
     # kopf's own root handler formats every logger, ours too (a second handler doubled each line).
@@ -75,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         workers=args.workers,
         metrics_port=args.metrics_port,
         progress_interval=args.progress_interval,
+        peering_lifetime=args.peering_lifetime,
     )
     kopf.run(
         registry=kopf.get_default_registry(),

@@ -178,6 +178,7 @@ REASON_FAILED_BY_POLICY: Final = "FailedByPolicy"
 REASON_STARTUP_TIMEOUT: Final = "StartupTimeout"
 REASON_GANG_UNAVAILABLE: Final = "GangSchedulingUnavailable"
 REASON_INVALID_JOB: Final = "InvalidJob"
+REASON_CREATION_REFUSED: Final = "CreationRefused"
 REASON_POD_FORCE_DELETED: Final = "PodForceDeleted"
 # Resizing, one word for one concept: a fixed-size job resizes by a gang restart at the new size
 # (RestartingAtNewSize); an elastic group resizes in place (phase Resizing while it re-forms,

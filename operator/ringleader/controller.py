@@ -19,7 +19,7 @@ from ringleader import gang, lostnodes
 from ringleader.cache import Cache, Key
 from ringleader.constants import Phase
 from ringleader.discovery import ServedApis
-from ringleader.kube import KubeApi, RetryableError
+from ringleader.kube import CreationRefused, KubeApi, RetryableError
 from ringleader.metrics import (
     JOBS_BY_PHASE,
     RECONCILE_ERRORS,
@@ -27,7 +27,7 @@ from ringleader.metrics import (
     count_recovery,
 )
 from ringleader.nodecache import LostNodes
-from ringleader.reconcile import Plan, execute_plan, plan_reconcile
+from ringleader.reconcile import Plan, execute_plan, plan_reconcile, plan_refusal
 
 Obj = dict[str, Any]
 log = logging.getLogger("ringleader.controller")
@@ -117,6 +117,12 @@ class Controller:
         except RetryableError as error:
             self._retry_later(key, error)
             return
+        except CreationRefused as refused:
+            # What was written before the refused create (status first) holds: remembered,
+            # so that the refusal is recorded on top of it.
+            self._remember_writes(key, body, plan, refused.created)
+            self._record_refusal(key, self.cache.job(key) or body, refused)
+            return
         except Exception as error:
             log.exception("reconcile of %s/%s failed", *key)
             self._retry_later(key, error)
@@ -131,6 +137,20 @@ class Controller:
         self._remember_writes(key, body, plan, created)
         if plan.requeue_after is not None:
             self._call_soon(self.enqueue_after, key, plan.requeue_after + 0.1)
+
+    def _record_refusal(self, key: Key, body: Obj, refused: CreationRefused) -> None:
+        """Say in status why a child could not be made; try again later unless it is lasting
+        (then the next pass, woken by this write, fails the job)."""
+        log.warning("%s/%s: %s", *key, refused)
+        try:
+            plan = plan_refusal(body, refused, self.clock())
+            execute_plan(self.api, body, plan)
+            self._remember_writes(key, body, plan, [])
+        except RetryableError as error:
+            self._retry_later(key, error)
+            return
+        if not refused.lasting:
+            self._retry_later(key, refused, quietly=True)
 
     def _pod_groups_served(self, body: Obj) -> bool:
         """Whether a gang job's scheduler's PodGroup API is served (True for other jobs)."""
@@ -149,11 +169,12 @@ class Controller:
         for name in plan.force_delete_pods:
             self.cache.forget_pod(key, name)
 
-    def _retry_later(self, key: Key, error: BaseException) -> None:
+    def _retry_later(self, key: Key, error: BaseException, quietly: bool = False) -> None:
         RECONCILE_ERRORS.inc()
         self.failures[key] += 1
         delay = min(0.5 * 2 ** (self.failures[key] - 1), MAX_BACKOFF_SECONDS)
-        log.warning("retrying %s/%s in %.1fs: %s", *key, delay, error)
+        if not quietly:
+            log.warning("retrying %s/%s in %.1fs: %s", *key, delay, error)
         self._call_soon(self.enqueue_after, key, delay)
 
     def _call_soon(self, fn: Callable[..., None], *args: Any) -> None:

@@ -55,6 +55,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     """Create the controller and its workers; serve metrics."""
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
+    # A watch stream that goes silent without closing (a connection lost behind a proxy or a
+    # NAT) would otherwise be waited on for ever: no event of that kind would come again.
+    settings.watching.client_timeout = 360
+    settings.watching.connect_timeout = 30
+    settings.peering.lifetime = memo.get("peering_lifetime", 60)
     port = memo.get("metrics_port")
     if port:
         try:

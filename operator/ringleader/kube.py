@@ -7,11 +7,13 @@ wanted; 429 and 5xx become RetryableError so the caller requeues with backoff.
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -27,6 +29,55 @@ class RetryableError(RuntimeError):
     """The API server is overloaded or failing; try the reconcile again later."""
 
 
+class CreationRefused(RuntimeError):
+    """The API server refused to create a child: admission (a quota, PodSecurity, a LimitRange,
+    a webhook), validation, or a name another object already holds. `lasting` when trying again
+    cannot help; a quota may free up."""
+
+    def __init__(self, kind: str, name: str, reason: str, message: str, lasting: bool) -> None:
+        super().__init__(f"create {kind} {name}: {reason}: {message}")
+        self.kind, self.name, self.reason, self.message = kind, name, reason, message
+        self.lasting = lasting
+        self.created: list[Obj] = []  # what the same plan made before (execute_plan fills it)
+
+
+QUOTA_MARKER = "exceeded quota"  # in a 403 from the ResourceQuota admission plugin
+
+
+def refusal_of(error: ApiException, kind: str, name: str) -> CreationRefused | None:
+    """The refusal an API error on create stands for; None for other errors."""
+    if error.status not in (400, 403, 422):
+        return None
+    message = _status_message(error)
+    quota = error.status == 403 and QUOTA_MARKER in message
+    reason = "QuotaExceeded" if quota else "Forbidden" if error.status == 403 else "Invalid"
+    return CreationRefused(kind, name, reason, message, lasting=not quota)
+
+
+def _status_message(error: ApiException) -> str:
+    """The message of the API server's Status body (else its HTTP reason)."""
+    try:
+        body = json.loads(error.body or "{}")
+    except ValueError:
+        body = {}
+    return str(body.get("message") or error.reason or error.status)
+
+
+# Seconds to connect, and to wait for an answer: without them a request lost in a restarting API
+# server or a broken connection would hold a reconcile worker for good.
+REQUEST_TIMEOUT = (5.0, 30.0)
+
+
+class TimedApiClient(client.ApiClient):  # type: ignore[misc]
+    """The official client, with a timeout on every request that sets none."""
+
+    def call_api(self, *args: Any, **kwargs: Any) -> Any:
+        """As ApiClient.call_api, with REQUEST_TIMEOUT unless the call gives one."""
+        if kwargs.get("_request_timeout") is None:
+            kwargs["_request_timeout"] = REQUEST_TIMEOUT
+        return super().call_api(*args, **kwargs)
+
+
 def load_client_config(kubeconfig: str | None = None) -> client.ApiClient:
     """An API client from a kubeconfig path, $KUBECONFIG, or the in-cluster service account."""
     configuration = client.Configuration()
@@ -36,20 +87,27 @@ def load_client_config(kubeconfig: str | None = None) -> client.ApiClient:
         config.load_kube_config(config_file=path, client_configuration=configuration)
     except config.ConfigException:
         config.load_incluster_config(client_configuration=configuration)
-    return client.ApiClient(configuration)
+    return TimedApiClient(configuration)
 
 
 def _call(verb: str, kind: str, fn: Callable[[], T], benign: int | None = None) -> T | None:
     """Run one API call; None when it failed with the benign status (404 or 409)."""
     try:
         result = fn()
+    except urllib3.exceptions.HTTPError as error:
+        # No answer at all (refused, reset, timed out): the API server restarting, a network
+        # fault. Like a 5xx, worth trying again later; nothing to say it failed for good.
+        API_ERRORS.labels(status="none").inc()
+        raise RetryableError(f"{verb} {kind}: no answer: {type(error).__name__}") from error
     except ApiException as error:
         API_ERRORS.labels(status=str(error.status)).inc()
         if benign is not None and error.status == benign:
             return None
         if error.status == 403 and "NamespaceTerminating" in (error.body or ""):
             return None  # the namespace and everything in it, the job too, are going away
-        if error.status == 429 or error.status >= 500:
+        # Throttled, failing, or a write that lost a race (409): the next pass, from what the
+        # watches show by then, decides again.
+        if error.status in (409, 429) or error.status >= 500:
             raise RetryableError(f"{verb} {kind}: {error.status} {error.reason}") from error
         raise
     if verb != "get":
@@ -86,15 +144,44 @@ class KubeApi:
         self.events = client.EventsV1Api(api_client)
 
     def create(self, obj: Obj) -> bool:
-        """Create a Pod, Service or PersistentVolumeClaim; False if it already existed."""
-        namespace, kind = obj["metadata"]["namespace"], obj["kind"]
+        """Create a Pod, Service or PersistentVolumeClaim; False if it already existed (as the
+        job's own child). CreationRefused when admission or validation refuses it, or another
+        object holds its name."""
+        meta, kind = obj["metadata"], obj["kind"]
+        namespace, name = meta["namespace"], meta["name"]
         creators: dict[str, Callable[[str, Obj], Any]] = {
             "Pod": self.core.create_namespaced_pod,
             "Service": self.core.create_namespaced_service,
             "PersistentVolumeClaim": self.core.create_namespaced_persistent_volume_claim,
         }
         create = creators[kind]
-        return _call("create", kind, lambda: create(namespace, obj), benign=409) is not None
+        try:
+            made = _call("create", kind, lambda: create(namespace, obj), benign=409)
+        except ApiException as error:
+            refused = refusal_of(error, kind, name)
+            if refused is None:
+                raise
+            raise refused from error
+        if made is None:
+            self._check_owner(obj)
+        return made is not None
+
+    def _check_owner(self, obj: Obj) -> None:
+        """After a 409: the object of that name must be this job's, not another's."""
+        meta, kind = obj["metadata"], obj["kind"]
+        readers: dict[str, Callable[[str, str], Any]] = {
+            "Pod": self.core.read_namespaced_pod,
+            "Service": self.core.read_namespaced_service,
+            "PersistentVolumeClaim": self.core.read_namespaced_persistent_volume_claim,
+        }
+        found = _call("get", kind, lambda: readers[kind](meta["name"], meta["namespace"]), 404)
+        if found is None:
+            return  # gone meanwhile: the next pass creates it
+        owners = [o.uid for o in (found.metadata.owner_references or [])]
+        ours = meta["ownerReferences"][0]["uid"]
+        if ours not in owners:
+            message = f"a {kind} named {meta['name']} exists and is not this job's"
+            raise CreationRefused(kind, meta["name"], "NameClash", message, lasting=True)
 
     def apply_pod_group(self, group: Obj) -> None:
         """Create a gang scheduler's PodGroup, or bring an existing one's spec up to date."""
@@ -202,6 +289,6 @@ class KubeApi:
                 "Event",
                 lambda: self.events.create_namespaced_event(meta["namespace"], event),
             )
-        except ApiException as error:
+        except (ApiException, RetryableError) as error:
             # Events are best effort: a lost event must not undo or repeat a reconcile.
-            log.warning("event %s on %s not recorded: %s", reason, meta["name"], error.reason)
+            log.warning("event %s on %s not recorded: %s", reason, meta["name"], error)

@@ -16,13 +16,14 @@ from typing import Any
 
 from ringleader import builders, failurepolicy, gang, lifecycle, lostnodes, pods, status, validation
 from ringleader import constants as c
+from ringleader.apitime import truncate_to_second
 from ringleader.constants import Phase
 from ringleader.decisions import Event, JobFailure, sooner
 from ringleader.failurepolicy import RestartDecision
-from ringleader.kube import KubeApi
+from ringleader.kube import CreationRefused, KubeApi
 from ringleader.models import DistributedTrainingJob, InvalidJob, parse_job
 from ringleader.progress import apply_report, read_final_report
-from ringleader.statusmodels import JobStatus, plan_status_patch
+from ringleader.statusmodels import CreationRefusal, JobStatus, plan_status_patch
 
 Obj = dict[str, Any]
 
@@ -64,6 +65,8 @@ def plan_reconcile(
     workers = [x for x in children if pods.is_worker(x)]
     on_deleted = lostnodes.on_deleted_nodes(children, deleted_nodes)
     decided = decide(job, workers, now, on_deleted=on_deleted, served=pod_groups_served)
+    if _refusal_over(job, decided.attempt, children):
+        job = job.model_copy(update={"status": old.model_copy(update={"refusal": None})})
     new = status_after(job, workers, now, decided, gang.find_pod_group(children))
     create, delete = plan_children(job, decided.attempt, new.phase, children)
     delete_job, expires_in = lifecycle.plan_expiry(job, new, now)
@@ -100,6 +103,8 @@ def decide(
     problems = validation.validate_job(job)
     if problems:
         return replace(kept, failure=JobFailure(c.REASON_INVALID_JOB, "; ".join(problems)))
+    if old.refusal is not None and old.refusal.lasting:
+        return replace(kept, failure=JobFailure(c.REASON_CREATION_REFUSED, old.refusal.message))
     decided = failurepolicy.decide_restart(job, old, workers, now, on_deleted)
     if decided.failure is None:
         decided = first_limit_reached(job, workers, now, decided, served=served)
@@ -162,6 +167,34 @@ def status_after(
         # dtj` would show an older step.
         new = apply_report(new, read_final_report(workers, decided.attempt))
     return new
+
+
+def _refusal_over(job: DistributedTrainingJob, attempt: int, children: Sequence[Obj]) -> bool:
+    """A refusal that could pass (a quota) is over once every child the job needs exists."""
+    refusal = job.status.refusal if job.status else None
+    if refusal is None or refusal.lasting:
+        return False
+    missing, _ = plan_children(job, attempt, Phase.RUNNING, children)
+    return not missing
+
+
+def plan_refusal(body: Obj, refused: CreationRefused, now: datetime) -> Plan:
+    """Status and event when the API server refused a child: quoted, once; the next pass fails
+    the job if the refusal is lasting. Nothing when status already says the same."""
+    old = JobStatus.model_validate(body.get("status") or {})
+    what = f"creating {refused.kind} {refused.name} was refused ({refused.reason}): "
+    message = (what + refused.message)[:1024]
+    current = old.refusal
+    if current is not None and (current.message, current.lasting) == (message, refused.lasting):
+        return Plan()
+    refusal = CreationRefusal(
+        reason=refused.reason,
+        message=message,
+        lasting=refused.lasting,
+        since=truncate_to_second(now),
+    )
+    patch = plan_status_patch(old, old.model_copy(update={"refusal": refusal}))
+    return Plan(status_patch=patch, events=[Event("Warning", c.REASON_CREATION_REFUSED, message)])
 
 
 def plan_children(
@@ -274,7 +307,14 @@ def execute_plan(api: KubeApi, body: Obj, plan: Plan) -> list[Obj]:
         api.delete_pod(namespace, pod, grace_period_seconds=0)
     if plan.pod_group:
         api.apply_pod_group(plan.pod_group)
-    created = [obj for obj in plan.create if api.create(obj)]
+    created: list[Obj] = []
+    for obj in plan.create:
+        try:
+            if api.create(obj):
+                created.append(obj)
+        except CreationRefused as refused:
+            refused.created = created  # made before it: the cache must know them
+            raise
     if plan.delete_job:
         api.delete_job(namespace, name)
     return created

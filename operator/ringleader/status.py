@@ -72,6 +72,12 @@ class Observation:
     training: int | None = None  # processes in the group, as the trainer last reported
     leaving: tuple[str, ...] = ()  # worker pods of this attempt being deleted
     waiting: str = ""  # why the first waiting worker waits (startup.waiting_note), or ""
+    refused: str = ""  # what the API server refused to create and why (a quota), or ""
+
+    @property
+    def refused_note(self) -> str:
+        """What the API server refuses to create (a quota), as a note to a message, or "" ."""
+        return f"; {self.refused}" if self.refused else ""
 
     @property
     def leaving_note(self) -> str:
@@ -173,7 +179,15 @@ PHASE_TABLE: tuple[Row, ...] = (
             Phase.RUNNING,
             c.REASON_RUNNING_BELOW_DESIRED,
             "{n.ready}/{o.desired} workers ready (elastic minimum {o.min_ready})"
-            "{o.leaving_note}{o.waiting}",
+            "{o.leaving_note}{o.waiting}{o.refused_note}",
+        ),
+    ),
+    (
+        lambda o: bool(o.refused),
+        lambda o: Decision(
+            Phase.STARTING if o.counts.active else Phase.PENDING,
+            c.REASON_CREATION_REFUSED,
+            f"{o.counts.ready}/{o.desired} ready; {o.refused}",
         ),
     ),
     (
@@ -248,6 +262,7 @@ def observe(
         training=status.progress.world_size if status.progress else None,
         leaving=_leaving(workers, attempt),
         waiting=startup.waiting_note(workers, attempt, gang.explain_unplaced(pod_group)),
+        refused=status.refusal.message if status.refusal and not status.refusal.lasting else "",
     )
 
 

@@ -87,6 +87,18 @@ class ProgressReporting(ApiModel):
     since: datetime | None = None
 
 
+class CreationRefusal(ApiModel):
+    """The API server refused to create one of the job's children (admission, validation, a
+    name held by another object): quoted here, the job Pending while it may pass (a quota),
+    Failed when it cannot."""
+
+    reason: Annotated[str, StringConstraints(max_length=128)]
+    message: Annotated[str, StringConstraints(max_length=1024)]
+    lasting: bool
+    """Trying again cannot help: the job fails."""
+    since: datetime | None = None
+
+
 class DistributedTrainingJobStatus(ApiModel):
     """The observed state of a distributed training job, written by the operator only."""
 
@@ -114,6 +126,8 @@ class DistributedTrainingJobStatus(ApiModel):
     observed_generation: int | None = Field(default=None, ge=0)
     progress: Progress | None = None
     checkpoint: CheckpointStatus | None = None
+    refusal: CreationRefusal | None = None
+    """Set by the operator when the API server refused a child; cleared once all exist."""
     reporting: ProgressReporting | None = None
     """Set by the progress poller: reports seen, or none for a while after the workers started."""
     conditions: Annotated[list[Condition], Field(max_length=16)] | None = Field(

@@ -113,9 +113,10 @@ def check_resources(pod_spec: dict[str, Any]) -> list[str]:
 
 def _check_amount(where: str, name: str, amount: object) -> list[str]:
     try:
-        value = parse_quantity(amount)
+        parse_quantity(amount)
     except ValueError:
         return [f"{where}: {amount!r} is not a quantity (e.g. 2, 500m, 4Gi)"]
-    if name == c.GPU_RESOURCE and value != value.to_integral_value():
+    if name == c.GPU_RESOURCE and not str(amount).isdigit():
+        # As the CRD's rule says it (and workerenv reads it): digits only, e.g. 8, not 8.0.
         return [f"{where}: {amount!r} must be a whole number of GPUs"]
     return []

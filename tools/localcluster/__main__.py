@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
 from . import schedulers
-from .cluster import ClusterError, LocalCluster
+from .cluster import NODE_AGENT, NODE_KINDS, ClusterError, LocalCluster
 from .layout import default_layout
 
 
@@ -31,7 +32,10 @@ def _print_status(cluster: LocalCluster) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="python -m tools.localcluster")
-    parser.add_argument("command", choices=["up", "down", "status", "destroy"])
+    parser.add_argument("command", choices=["up", "down", "status", "destroy", "images"])
+    parser.add_argument(
+        "images", nargs="*", help="`images`: build these and import them into the real nodes"
+    )
     parser.add_argument(
         "--local-nodes", type=int, default=0, help="also run N local nodes (root; `up` only)"
     )
@@ -40,13 +44,24 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="also start these schedulers (`up` only): " + ",".join(schedulers.NAMES),
     )
+    parser.add_argument(
+        "--node-kind",
+        choices=NODE_KINDS,
+        default=os.environ.get("RINGLEADER_LOCAL_NODE_KIND", NODE_AGENT),
+        help="agent: pods as host processes (default); kubelet: real nodes, containerd, images",
+    )
     args = parser.parse_args(argv)
     try:
         names = schedulers.parse_names(args.addons)
     except ValueError as error:
         parser.error(str(error))
     layout = default_layout(build=args.command == "up")
-    cluster = LocalCluster(layout, local_nodes=args.local_nodes, scheduler_names=names)
+    cluster = LocalCluster(
+        layout,
+        local_nodes=args.local_nodes,
+        node_kind=args.node_kind,
+        scheduler_names=names,
+    )
     try:
         if args.command == "up":
             started = time.monotonic()
@@ -56,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "down":
             stopped = cluster.down()
             print("Stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        elif args.command == "images":
+            for image in cluster.import_images(args.images):
+                print(f"{image.ref}  (in every real node)")
         elif args.command == "destroy":
             cluster.destroy()
             print(f"Removed {cluster.layout.root}")

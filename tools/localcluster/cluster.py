@@ -6,22 +6,28 @@ import contextlib
 import json
 import os
 import shutil
-import ssl
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.images.build import Image
+from tools.images.store import BuildError
+from tools.realnodes.hostnet import HostNetError
+from tools.realnodes.node import NodeError
+from tools.realnodes.nodeset import open_real_nodes
+
 from . import addons, components, crds, processes, schedulers
+from .health import answers_ok
 from .kubeconfig import write_kubeconfigs
 from .layout import SERVICE_IP, Layout
 from .nodes import NODE_POOL_LABEL, build_fake_gpu_nodes
 from .pki import ensure_pki
 
 STARTUP_TIMEOUT_SECONDS = 90.0
+NODE_AGENT, NODE_KUBELET = "agent", "kubelet"
+NODE_KINDS = (NODE_AGENT, NODE_KUBELET)
 
 
 class ClusterError(RuntimeError):
@@ -37,18 +43,6 @@ def kubectl_binary() -> str:
     if found is None:
         raise ClusterError("kubectl not found: run `make venv` first")
     return found
-
-
-def _answers_ok(url: str) -> bool:
-    context = ssl.create_default_context()
-    # The components serve self-signed or local-CA certificates; this only asks "are you up?".
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    try:
-        with urllib.request.urlopen(url, timeout=2, context=context) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def _log_tail(layout: Layout, name: str, lines: int = 20) -> str:
@@ -76,13 +70,17 @@ class LocalCluster:
         layout: Layout,
         local_nodes: int = 0,
         provisioner: bool = True,
+        node_kind: str = NODE_AGENT,
         scheduler_names: list[str] | None = None,
     ) -> None:
-        """local_nodes > 0 also starts the local node agent (root only) with that many nodes;
+        """local_nodes > 0 also starts that many local nodes (root only) of node_kind:
+        `agent` (the node agent: pods as host processes) or `kubelet` (real nodes);
         scheduler_names the optional schedulers (schedulers.NAMES) `up` starts."""
+        if node_kind not in NODE_KINDS:
+            raise ClusterError(f"unknown node kind {node_kind!r}: one of {', '.join(NODE_KINDS)}")
         self.layout = layout
         self.fake_nodes = build_fake_gpu_nodes()
-        self.local_nodes, self.provisioner = local_nodes, provisioner
+        self.local_nodes, self.provisioner, self.node_kind = local_nodes, provisioner, node_kind
         self.scheduler_names = list(scheduler_names or [])
 
     def _addons(self) -> list[addons.Addon]:
@@ -104,17 +102,49 @@ class LocalCluster:
         self._wait_for("StorageClass ringleader-local", "get", "storageclass", "ringleader-local")
 
     def start_local_nodes(self, count: int) -> None:
-        """Start the local node agent with `count` nodes and wait until they are Ready."""
+        """Start `count` local nodes of this cluster's node kind and wait until they are Ready."""
         if os.geteuid() != 0:
             raise ClusterError("local nodes need root (network namespaces, mounts)")
         self.local_nodes = count
         agent = addons.node_agent(self.layout, count)
-        self._start_addon(agent)
+        agent_running = processes.running_pid(self.layout.run_dir, agent.name, agent.binary)
+        if self.node_kind == NODE_KUBELET:
+            if agent_running:  # both would register local-0 ...
+                raise ClusterError("the node agent runs local nodes here: cluster-down first")
+            self._start_real_nodes(count)
+        else:
+            if open_real_nodes(self.layout, build=False).processes_running():
+                raise ClusterError("real nodes run here: cluster-down first")
+            self._start_addon(agent)
         for name in addons.local_node_names(count):
             self._wait_for(
                 f"local node {name} Ready",
                 "wait", "--for=condition=Ready", f"node/{name}", "--timeout=5s",
             )  # fmt: skip
+
+    def _start_real_nodes(self, count: int) -> None:
+        pki = ensure_pki(self.layout.pki_dir, SERVICE_IP)
+        try:
+            open_real_nodes(self.layout).up(addons.local_node_names(count), pki)
+        except (NodeError, BuildError, HostNetError) as error:
+            raise ClusterError(f"real nodes: {error}") from error
+
+    def import_images(self, names: list[str], node_names: list[str] | None = None) -> list[Image]:
+        """Build the named images (tools/images) and import them into the real nodes."""
+        try:
+            return open_real_nodes(self.layout).ensure_images(names, node_names)
+        except (NodeError, BuildError, KeyError) as error:
+            raise ClusterError(f"images: {error}") from error
+
+    def stop_real_nodes(self) -> list[str]:
+        """Stop the real nodes (if any ran) and delete their Node objects."""
+        if not self.layout.nodes_dir.exists():
+            return []
+        return open_real_nodes(self.layout, build=False).down(self._delete_nodes)
+
+    def _delete_nodes(self, names: list[str]) -> None:
+        if answers_ok(f"{self.layout.server}/readyz"):
+            self.kubectl("delete", "node", "--ignore-not-found", "--wait=false", *names)
 
     def start_operator(self, crds: Path) -> None:
         """Install the CRDs from `crds` and run the operator in the background."""
@@ -215,6 +245,15 @@ class LocalCluster:
         pki = ensure_pki(self.layout.pki_dir, SERVICE_IP)
         return components.control_plane(self.layout, pki)
 
+    def restart(self, *names: str) -> None:
+        """Stop the named control-plane components (etcd, kube-apiserver...), then start them
+        again in start order and wait until they are healthy: what an upgrade or a crash does."""
+        chosen = [c for c in self._components() if c.name in names]
+        for component in reversed(chosen):
+            processes.stop(self.layout.run_dir, component.name, component.binary)
+        for component in chosen:
+            self._start(component)
+
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         """Run kubectl against this cluster as admin; return stdout."""
         argv = [kubectl_binary(), f"--kubeconfig={self.layout.kubeconfig}", *args]
@@ -238,7 +277,7 @@ class LocalCluster:
     def _start(self, component: components.Component) -> None:
         layout = self.layout
         if not self._is_running(component):
-            if _answers_ok(component.health_url):
+            if answers_ok(component.health_url):
                 raise ClusterError(
                     f"something else already answers at {component.health_url}: another local "
                     "cluster on the same ports? (RINGLEADER_CLUSTER_PORT_BASE moves them)"
@@ -247,7 +286,7 @@ class LocalCluster:
                 self._release_fake_node_leases()
             processes.start(layout.run_dir, layout.log_dir, component.name, component.argv)
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-        while not _answers_ok(component.health_url):
+        while not answers_ok(component.health_url):
             if not self._is_running(component):
                 raise ClusterError(
                     f"{component.name} exited during start-up:\n{_log_tail(layout, component.name)}"
@@ -303,6 +342,7 @@ class LocalCluster:
         """Stop every component, last started first; return the names that were running."""
         stopped = self.stop_addons()
         stopped += self.stop_schedulers()
+        stopped += self.stop_real_nodes()
         for component in reversed(self._components()):
             if processes.stop(self.layout.run_dir, component.name, component.binary):
                 stopped.append(component.name)
@@ -319,17 +359,20 @@ class LocalCluster:
         for component in self._components():
             pid = processes.running_pid(self.layout.run_dir, component.name, component.binary)
             rss = processes.resident_memory_bytes(pid) if pid else 0
-            healthy = pid is not None and _answers_ok(component.health_url)
+            healthy = pid is not None and answers_ok(component.health_url)
             states.append(ComponentState(component.name, pid, healthy, rss))
-        for addon in self._addons():  # optional: listed only while running
-            pid = processes.running_pid(self.layout.run_dir, addon.name, addon.binary)
+        optional = [(addon.name, addon.binary) for addon in self._addons()]
+        if self.layout.nodes_dir.exists():
+            optional += open_real_nodes(self.layout, build=False).processes()
+        for name, binary in optional:  # listed only while running
+            pid = processes.running_pid(self.layout.run_dir, name, binary)
             if pid is not None:
                 rss = processes.resident_memory_bytes(pid)
-                states.append(ComponentState(addon.name, pid, True, rss))
+                states.append(ComponentState(name, pid, True, rss))
         for component in self._scheduler_components():  # optional too
             pid = processes.running_pid(self.layout.run_dir, component.name, component.binary)
             if pid is not None:
-                healthy = _answers_ok(component.health_url)
+                healthy = answers_ok(component.health_url)
                 rss = processes.resident_memory_bytes(pid)
                 states.append(ComponentState(component.name, pid, healthy, rss))
         return states

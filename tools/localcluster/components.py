@@ -52,7 +52,13 @@ def kube_apiserver(layout: Layout, pki: Pki) -> Component:
         f"--tls-private-key-file={pki.serving_key}",
         f"--client-ca-file={pki.ca_cert}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
-        "--authorization-mode=RBAC",
+        # Node: a kubelet (system:node:NAME) may touch only its own node and its pods' objects.
+        "--authorization-mode=Node,RBAC",
+        "--enable-admission-plugins=NodeRestriction",
+        # Real nodes: how the API server reaches their kubelets for logs, exec and port-forward.
+        f"--kubelet-client-certificate={pki.path('apiserver-kubelet-client.crt')}",
+        f"--kubelet-client-key={pki.path('apiserver-kubelet-client.key')}",
+        "--kubelet-preferred-address-types=InternalIP",
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         f"--service-account-key-file={pki.service_account_pub}",
         f"--service-account-signing-key-file={pki.service_account_key}",

@@ -56,6 +56,10 @@ class Layout:
         return self.port_base + 47
 
     @property
+    def coredns_ready_port(self) -> int:
+        return self.port_base + 53
+
+    @property
     def server(self) -> str:
         return f"https://127.0.0.1:{self.apiserver_port}"
 
@@ -80,6 +84,11 @@ class Layout:
         return self.root / "etcd"
 
     @property
+    def nodes_dir(self) -> Path:
+        """Real nodes' state: one directory per node (tools/realnodes)."""
+        return self.root / "nodes"
+
+    @property
     def tools_dir(self) -> Path:
         """Links to kubectl and helm for the user's PATH."""
         return self.root / "bin"
@@ -93,9 +102,13 @@ class Layout:
         return self.root / "kubeconfigs" / f"{identity}.kubeconfig"
 
 
-def cached_bin_dir(build: bool = True) -> Path:
-    """The pinned binaries' directory (tools/build-binaries.sh), built first unless build=False."""
-    argv = [str(REPO_ROOT / "tools" / "build-binaries.sh"), *([] if build else ["--print-dir"])]
+def cached_bin_dir(build: bool = True, binary_set: str = "control-plane") -> Path:
+    """The pinned binaries' directory (tools/build-binaries.sh), built first unless build=False.
+
+    binary_set: "control-plane" (API server, etcd, kwok, ...) or "node" (kubelet, containerd).
+    """
+    script = str(REPO_ROOT / "tools" / "build-binaries.sh")
+    argv = [script, *([] if build else ["--print-dir"]), binary_set]
     result = subprocess.run(argv, check=True, stdout=subprocess.PIPE, text=True)
     return Path(result.stdout.strip().splitlines()[-1])
 

@@ -20,6 +20,10 @@ CLIENT_IDENTITIES = (
     ("controller-manager", "system:kube-controller-manager", None),
     ("scheduler", "system:kube-scheduler", None),
     ("kwok", "kwok-controller", "system:masters"),
+    # The API server's identity towards kubelets (logs, exec, port-forward).
+    ("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"),
+    # CoreDNS on real nodes: a throwaway cluster's host process, so no RBAC of its own.
+    ("coredns", "coredns", "system:masters"),
 )
 
 
@@ -110,12 +114,13 @@ def _serving_sans(service_ip: str) -> list[x509.GeneralName]:
     return [x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
 
 
-def ensure_pki(directory: Path, service_ip: str) -> Pki:
-    """Create the CA, serving, client and service-account keys once; reuse them afterwards."""
-    pki = Pki(directory)
-    if pki.ca_cert.exists() and pki.service_account_pub.exists():
-        return pki
-    directory.mkdir(parents=True, exist_ok=True)
+def _load_ca(pki: Pki) -> tuple[ec.EllipticCurvePrivateKey, x509.Name]:
+    key = serialization.load_pem_private_key(pki.path("ca.key").read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key, x509.load_pem_x509_certificate(pki.ca_cert.read_bytes()).subject
+
+
+def _create_ca(pki: Pki) -> None:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("ringleader-local-ca")
     ca_cert = (
@@ -130,22 +135,47 @@ def ensure_pki(directory: Path, service_ip: str) -> Pki:
     _write_key(pki.path("ca.key"), ca_key)
     _write_cert(pki.ca_cert, ca_cert)
 
-    server = ExtendedKeyUsageOID.SERVER_AUTH
-    key, cert = _issue(ca_key, ca_name, _name("kube-apiserver"), server, _serving_sans(service_ip))
-    _write_key(pki.serving_key, key)
-    _write_cert(pki.serving_cert, cert)
-    for stem, common_name, organization in CLIENT_IDENTITIES:
-        subject = _name(common_name, organization)
-        key, cert = _issue(ca_key, ca_name, subject, ExtendedKeyUsageOID.CLIENT_AUTH)
-        _write_key(pki.path(f"{stem}.key"), key)
-        _write_cert(pki.path(f"{stem}.crt"), cert)
 
+def _create_service_account_key(pki: Pki) -> None:
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     _write_key(pki.service_account_key, sa_key)
     pub = sa_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     pki.service_account_pub.write_bytes(pub)
+
+
+def ensure_client_cert(pki: Pki, stem: str, common_name: str, organization: str | None) -> None:
+    """Issue STEM.crt/.key for a client identity from the CA, unless it exists already."""
+    if pki.path(f"{stem}.crt").exists():
+        return
+    ca_key, ca_name = _load_ca(pki)
+    subject = _name(common_name, organization)
+    key, cert = _issue(ca_key, ca_name, subject, ExtendedKeyUsageOID.CLIENT_AUTH)
+    _write_key(pki.path(f"{stem}.key"), key)
+    _write_cert(pki.path(f"{stem}.crt"), cert)
+
+
+def ensure_pki(directory: Path, service_ip: str) -> Pki:
+    """Create the CA, serving, client and service-account keys once; reuse them afterwards.
+
+    An older state directory gets the identities added since it was made, from the same CA.
+    """
+    pki = Pki(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if not pki.ca_cert.exists():
+        _create_ca(pki)
+    if not pki.serving_cert.exists():
+        ca_key, ca_name = _load_ca(pki)
+        server = ExtendedKeyUsageOID.SERVER_AUTH
+        sans = _serving_sans(service_ip)
+        key, cert = _issue(ca_key, ca_name, _name("kube-apiserver"), server, sans)
+        _write_key(pki.serving_key, key)
+        _write_cert(pki.serving_cert, cert)
+    for stem, common_name, organization in CLIENT_IDENTITIES:
+        ensure_client_cert(pki, stem, common_name, organization)
+    if not pki.service_account_pub.exists():
+        _create_service_account_key(pki)
     return pki
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -23,6 +24,11 @@ def _is_alive(pid: int, binary: str) -> bool:
     except OSError:
         return False
     return Path(exe).name == binary
+
+
+def recorded_pid(run_dir: Path, name: str) -> int | None:
+    """The pid in a component's pid file (it may have exited since)."""
+    return _read_pid(run_dir / f"{name}.pid")
 
 
 def running_pid(run_dir: Path, name: str, binary: str) -> int | None:
@@ -71,3 +77,9 @@ def resident_memory_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def kill(pid: int) -> None:
+    """SIGKILL one process, if it still exists."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)

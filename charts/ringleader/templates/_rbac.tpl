@@ -19,14 +19,16 @@ the chart's integration test runs the operator with exactly these and checks wha
 - apiGroups: ["ringleader.dev"]
   resources: ["distributedtrainingjobs/finalizers"]
   verbs: ["update"]
-# Worker and rendezvous pods: created, replaced on failure, removed on scale-down.
+# Worker and rendezvous pods: created, replaced on failure, removed on scale-down; read when a
+# create finds the name taken, to tell the job's own pod from another's.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list", "watch", "create", "delete"]
-# The headless Service and checkpoint claims: created once, removed by garbage collection.
+  verbs: ["get", "list", "watch", "create", "delete"]
+# The headless Services and checkpoint claims: created once, removed by garbage collection; read
+# as pods are.
 - apiGroups: [""]
   resources: ["services", "persistentvolumeclaims"]
-  verbs: ["list", "watch", "create"]
+  verbs: ["get", "list", "watch", "create"]
 # Gang jobs (spec.scheduling.gang): the job's PodGroup for Volcano or the coscheduling plugin,
 # created and kept up to date, watched for why its gang waits; removed by garbage collection.
 - apiGroups: ["scheduling.volcano.sh", "scheduling.x-k8s.io"]

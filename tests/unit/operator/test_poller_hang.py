@@ -105,3 +105,32 @@ def test_workers_that_never_answer_are_said_to_report_nothing_after_a_minute(
     (said,) = [p["reporting"] for p in api.patches if "reporting" in p]
     assert said["reported"] is False and "client library" in said["message"]
     assert hangs(api) == []
+
+
+class KeyedRecorder(PatchRecorder):
+    """Status patches with the job each is written to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.targets: list[tuple[str, str]] = []
+
+    def patch_job_status(self, namespace: str, name: str, patch: Obj) -> None:
+        self.targets.append((namespace, name))
+        super().patch_job_status(namespace, name, patch)
+
+
+def test_a_worker_can_write_only_its_own_jobs_status_whatever_it_claims(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    job, children = settled(HANG_POLICY)
+    job["status"]["phase"] = "Running"
+    api = KeyedRecorder()
+    controller = Controller(cast(KubeApi, api))
+    key = controller.cache.put_job(job)
+    for child in children:
+        child.setdefault("status", {})["podIP"] = "10.0.0.9"
+        controller.cache.put_child(child)
+    poller = ProgressPoller(cast(KubeApi, api), controller.cache, interval=1.0)
+    lying = {"step": 99, "state": "Training", "job": "someone-else", "namespace": "team-b"}
+    poll_at(monkeypatch, poller, key, 0.0, lambda ip: lying)
+    assert api.targets and set(api.targets) == {key}

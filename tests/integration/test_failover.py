@@ -1,0 +1,76 @@
+"""Two replicas of the operator under kopf peering (the chart's HA mode): the active one is
+SIGKILLed, the standby takes over within the peering lifetime and carries on from what the
+cluster says: a failure is acted on once, nothing is created twice."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import OperatorProcess
+from tests.integration.test_operator import job_status, make_job, wait_for_phase, worker_pods
+from tests.integration.test_recovery import fail_worker
+from tests.kube import Kube, wait_until
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PEERING = "rl-failover-test"
+LIFETIME = 10  # seconds: the standby takes over about this long after the active one died
+
+
+@pytest.fixture
+def replicas(
+    kube: Kube, operator: OperatorProcess, tmp_path: Path
+) -> Iterator[tuple[OperatorProcess, OperatorProcess]]:
+    """An active replica (priority 200) and a standby (100); the session's operator is paused."""
+    kube.run("apply", "--server-side", "-f", str(REPO_ROOT / "charts/ringleader/crds"))
+    kube.run("wait", "--for=condition=Established", "crd/clusterkopfpeerings.kopf.dev")
+    peering = {
+        "apiVersion": "kopf.dev/v1",
+        "kind": "ClusterKopfPeering",
+        "metadata": {"name": PEERING},
+    }
+    kube.apply(peering, "default")
+    operator.stop()
+    pair = tuple(OperatorProcess(kube.kubeconfig, tmp_path / f"{n}.log") for n in ("a", "b"))
+    for process, priority in zip(pair, (200, 100), strict=True):
+        args = (f"--peering={PEERING}", f"--priority={priority}", f"--peering-lifetime={LIFETIME}")
+        process.start(args=args)
+    try:
+        yield pair[0], pair[1]
+    finally:
+        for process in pair:
+            process.stop()
+        operator.start()
+
+
+def test_the_standby_takes_over_and_acts_on_a_failure_once(
+    kube: Kube, replicas: tuple[OperatorProcess, OperatorProcess], namespace: str
+) -> None:
+    active, standby = replicas
+    kube.apply(make_job(), namespace)
+    wait_for_phase(kube, namespace, "Running", timeout=90)
+    assert "train" in active.log_path.read_text() and "train" not in standby.log_path.read_text()
+    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in worker_pods(kube, namespace)}
+    active.kill()
+    died = time.monotonic()
+    fail_worker(kube, namespace, "train-worker-1-a0", 137, "OOMKilled")
+
+    def replaced() -> bool:
+        pods = worker_pods(kube, namespace)
+        uids = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods}
+        new = uids.get("train-worker-1-a0") not in (None, before["train-worker-1-a0"])
+        return new and job_status(kube, namespace).get("phase") == "Running"
+
+    wait_until(replaced, timeout=LIFETIME * 6, what="the standby replacing the failed worker")
+    took = time.monotonic() - died
+    status = job_status(kube, namespace)
+    assert (status["restarts"], status["restartsByClass"]) == (1, {"OutOfMemory": 1})
+    assert sorted(p["metadata"]["name"] for p in worker_pods(kube, namespace)) == [
+        "train-worker-0-a0",
+        "train-worker-1-a0",
+    ]
+    assert "OutOfMemory" in standby.log_path.read_text()
+    assert took < LIFETIME * 4, took

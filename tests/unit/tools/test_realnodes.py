@@ -1,0 +1,200 @@
+"""Pure pieces of real nodes: names, configuration files, command lines, mounts, host registry."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tools.realnodes import cni, containerd, coredns, kubelet, mounts
+from tools.realnodes.hostshare import SYSCTLS, HostShare, missing_ancestors
+from tools.realnodes.naming import ClusterNaming, NamingError
+from tools.realnodes.nodedirs import NodeDirs, check_socket_path
+from tools.realnodes.toml import dumps
+
+DEV, TEST = ClusterNaming(16400), ClusterNaming(17400)
+
+
+def _dirs(tmp_path: Path) -> NodeDirs:
+    return NodeDirs(tmp_path / "nodes" / "local-0")
+
+
+def test_the_developer_and_test_clusters_get_names_and_ranges_apart() -> None:
+    dev, test = DEV.node(0, "local-0"), TEST.node(0, "local-0")
+    assert (dev.bridge, test.bridge) == ("rn164-b0", "rn174-b0")
+    assert dev.cgroup_root != test.cgroup_root
+    assert not DEV.network.overlaps(TEST.network)
+    assert DEV.host_interface != TEST.host_interface
+
+
+def test_names_keep_clear_of_the_node_agents_and_fit_an_interface_name() -> None:
+    node = ClusterNaming(25500).node(199, "local-199")
+    for name in (node.bridge, node.cluster.host_interface):
+        assert len(name) <= 15
+        assert not name.startswith(("rlbr", "rl-"))
+
+
+def test_each_node_gets_its_own_pod_range_and_a_node_ip_outside_every_pod_range() -> None:
+    nodes = [DEV.node(index, f"local-{index}") for index in range(3)]
+    ranges = [ipaddress.IPv4Network(node.pod_cidr) for node in nodes]
+    assert all(not a.overlaps(b) for a in ranges for b in ranges if a is not b)
+    for node in nodes:
+        assert ipaddress.IPv4Address(node.gateway) in ipaddress.IPv4Network(node.pod_cidr)
+        assert all(ipaddress.IPv4Address(node.node_ip) not in r for r in ranges)
+        assert ipaddress.IPv4Address(node.node_ip) in DEV.network
+    assert ipaddress.IPv4Address(DEV.dns_ip) in DEV.network
+
+
+@pytest.mark.parametrize("port_base", [16450, 0, 25600])
+def test_a_port_base_that_cannot_name_a_cluster_apart_is_refused(port_base: int) -> None:
+    with pytest.raises(NamingError):
+        ClusterNaming(port_base)
+
+
+def test_the_toml_writer_round_trips_containerds_kinds_of_values() -> None:
+    document = {
+        "version": 3,
+        "root": '/a b/"quoted"',
+        "list": ["x", "y"],
+        "plugins": {"io.containerd.cri.v1.runtime": {"flag": True, "cni": {"dirs": ["/c"]}}},
+    }
+    assert tomllib.loads(dumps(document)) == document
+
+
+def test_containerd_keeps_everything_under_the_node_and_pins_the_local_pause_image(
+    tmp_path: Path,
+) -> None:
+    dirs = _dirs(tmp_path)
+    config = tomllib.loads(containerd.render_config(dirs, "localhost/ringleader/pause:k"))
+    assert config["root"] == str(dirs.containerd_root)
+    assert config["state"] == str(dirs.containerd_state)
+    assert config["grpc"]["address"] == str(dirs.containerd_socket)
+    assert config["imports"] == []
+    assert "io.containerd.nri.v1.nri" in config["disabled_plugins"]
+    images = config["plugins"]["io.containerd.cri.v1.images"]
+    assert images["pinned_images"]["sandbox"] == "localhost/ringleader/pause:k"
+    runtime = config["plugins"]["io.containerd.cri.v1.runtime"]
+    assert runtime["restrict_oom_score_adj"] is True  # root here lacks CAP_SYS_RESOURCE
+    assert runtime["netns_mounts_under_state_dir"] is True
+    assert runtime["cni"]["conf_dir"] == str(dirs.cni_conf_dir)
+    options = runtime["containerd"]["runtimes"]["runc"]["options"]
+    assert (options["BinaryName"], options["SystemdCgroup"]) == (containerd.RUNC, False)
+
+
+def test_the_kubelet_binds_its_node_ip_uses_its_cgroup_root_and_the_cluster_dns(
+    tmp_path: Path,
+) -> None:
+    node, dirs = DEV.node(1, "local-1"), _dirs(tmp_path)
+    config = yaml.safe_load(kubelet.render_config(node, dirs, tmp_path / "ca.crt"))
+    assert config["kind"] == "KubeletConfiguration"
+    assert config["failCgroupV1"] is False
+    assert (config["address"], config["healthzBindAddress"]) == (node.node_ip, node.node_ip)
+    assert config["cgroupRoot"] == node.cgroup_root
+    assert config["clusterDNS"] == [DEV.dns_ip]
+    assert config["makeIPTablesUtilChains"] is False
+    assert config["containerRuntimeEndpoint"] == f"unix://{dirs.containerd_socket}"
+    assert config["authentication"]["anonymous"]["enabled"] is False
+    argv = kubelet.argv("/bin/kubelet", node, dirs)
+    assert f"--node-ip={node.node_ip}" in argv
+    assert "--node-labels=ringleader.dev/node-pool=local" in argv
+
+
+def test_the_cni_network_is_a_bridge_of_the_nodes_own_without_masquerading() -> None:
+    node = DEV.node(2, "local-2")
+    conflist = json.loads(cni.render_conflist(node))
+    [bridge] = conflist["plugins"]
+    assert bridge["bridge"] == node.bridge
+    assert bridge["ipMasq"] is False
+    assert bridge["ipam"]["ranges"] == [[{"subnet": node.pod_cidr, "gateway": node.gateway}]]
+
+
+def test_coredns_answers_on_the_cluster_dns_address_from_the_api_server(tmp_path: Path) -> None:
+    text = coredns.render_corefile(DEV, tmp_path / "coredns.kubeconfig", 16453)
+    assert f"bind {DEV.dns_ip}" in text
+    assert f"kubeconfig {tmp_path / 'coredns.kubeconfig'}" in text
+    assert "kubernetes cluster.local" in text
+    assert "ready 127.0.0.1:16453" in text
+
+
+def test_a_socket_path_too_long_for_unix_sockets_is_refused_early(tmp_path: Path) -> None:
+    check_socket_path(Path("/work/x/.cluster/nodes/local-0/run/containerd.sock"))
+    with pytest.raises(ValueError, match="too long"):
+        check_socket_path(Path("/" + "d" * 100) / "containerd.sock")
+
+
+MOUNTINFO = """\
+22 27 0:21 / /proc rw,relatime - proc proc rw
+27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+90 27 254:0 /n/kubelet /n/kubelet rw shared:5 - ext4 /dev/vda rw
+91 90 0:50 / /n/kubelet/pods/u/volumes/secret rw - tmpfs tmpfs rw
+92 27 0:51 / /n-other/x rw - tmpfs tmpfs rw
+93 27 0:52 / /n/with\\040space rw - tmpfs tmpfs rw
+"""
+
+
+def test_mounts_under_a_node_are_found_deepest_first_and_only_there() -> None:
+    found = mounts.mounts_under(Path("/n"), MOUNTINFO)
+    assert found == ["/n/with space", "/n/kubelet/pods/u/volumes/secret", "/n/kubelet"]
+
+
+def test_a_daemon_runs_in_a_mount_namespace_with_its_binds_then_its_own_argv() -> None:
+    argv = mounts.in_mount_namespace([(Path("/node/run"), "/run/containerd")], ["/bin/d", "-x"])
+    assert argv[:5] == ["unshare", "--mount", "--propagation", "unchanged", "--"]
+    script_args = argv[argv.index("sh", 6) + 1 :]
+    assert script_args == ["/node/run", "/run/containerd", "--", "/bin/d", "-x"]
+
+
+def _fake_proc_sys(tmp_path: Path, value: str) -> Path:
+    proc_sys = tmp_path / "proc-sys"
+    for name in SYSCTLS:
+        path = proc_sys / name.replace(".", "/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{value}\n")
+    return proc_sys
+
+
+def test_the_last_cluster_to_leave_restores_sysctls_and_removes_the_mount_points(
+    tmp_path: Path,
+) -> None:
+    proc_sys = _fake_proc_sys(tmp_path, "0")
+    share = HostShare(tmp_path / "registry", proc_sys)
+    mountpoint = tmp_path / "var" / "lib" / "kubelet" / "device-plugins"
+    running = {"164", "174"}
+
+    def alive(root: Path) -> bool:
+        return root.name in running
+
+    share.join("164", tmp_path / "164", [str(mountpoint)], alive)
+    share.join("174", tmp_path / "174", [str(mountpoint)], alive)
+    (proc_sys / "kernel" / "panic").write_text("10\n")  # the kubelets change it
+    running.discard("164")
+    assert share.leave("164", alive) is False  # 174 still runs: nothing is undone
+    assert mountpoint.exists()
+    assert (proc_sys / "kernel" / "panic").read_text() == "10\n"
+    running.discard("174")
+    assert share.leave("174", alive) is True
+    assert (proc_sys / "kernel" / "panic").read_text() == "0\n"
+    assert not (tmp_path / "var").exists()
+    assert not (tmp_path / "registry").exists()
+
+
+def test_a_cluster_that_died_without_down_does_not_keep_the_host_from_being_restored(
+    tmp_path: Path,
+) -> None:
+    proc_sys = _fake_proc_sys(tmp_path, "1")
+    share = HostShare(tmp_path / "registry", proc_sys)
+    share.join("164", tmp_path / "164", [], lambda root: True)
+    share.join("174", tmp_path / "174", [], lambda root: True)
+    (proc_sys / "vm" / "overcommit_memory").write_text("0\n")
+    assert share.leave("174", lambda root: False) is True  # 164 crashed: nothing of it runs
+    assert (proc_sys / "vm" / "overcommit_memory").read_text() == "1\n"
+
+
+def test_only_the_missing_parents_of_a_mount_point_are_created(tmp_path: Path) -> None:
+    (tmp_path / "var").mkdir()
+    missing = missing_ancestors(tmp_path / "var" / "lib" / "kubelet")
+    assert missing == [tmp_path / "var" / "lib", tmp_path / "var" / "lib" / "kubelet"]

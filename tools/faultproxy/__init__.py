@@ -1,0 +1,1 @@
+"""A fault-injecting proxy between the operator and the API server (tests and benchmarks)."""

@@ -1,0 +1,1 @@
+"""Images for real local nodes, built without a Docker engine or a registry."""

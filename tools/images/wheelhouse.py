@@ -1,0 +1,64 @@
+"""A directory of every wheel the images install, downloaded once per set of pins.
+
+Image builds install from it with no index (PIP_NO_INDEX, PIP_FIND_LINKS), so a warm build
+downloads nothing, and every image gets exactly the versions requirements-dev.txt pins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+from pathlib import Path
+
+from .store import Store, run
+
+# Every file whose change can change what the images install.
+INPUTS = (
+    "requirements-dev.txt",
+    "operator/pyproject.toml",
+    "client/pyproject.toml",
+    "trainer-image/pyproject.toml",
+)
+# The projects' build backend, needed inside the image to install them from source.
+BUILD_REQUIREMENTS = ("setuptools>=68",)
+MOUNT_POINT = "/mnt"  # exists, empty, in Debian and python:3.11-slim: the build leaves no trace
+
+
+def wheelhouse_key(repo: Path) -> str:
+    """A hash of the files that decide which wheels are needed."""
+    digest = hashlib.sha256()
+    for name in INPUTS:
+        digest.update(name.encode() + b"\0" + (repo / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def ensure_wheelhouse(store: Store, repo: Path) -> Path:
+    """The wheelhouse for the current pins, downloaded by pip (from its cache where it can)."""
+    target = store.wheelhouse(wheelhouse_key(repo))
+    if (target / ".complete").exists():
+        return target
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    argv = [
+        sys.executable, "-m", "pip", "download", "--quiet", f"--dest={partial}",
+        f"--constraint={repo / 'requirements-dev.txt'}",
+        # The client first: the trainer requires it, and only this checkout has it.
+        str(repo / "client"), str(repo / "trainer-image"), str(repo / "operator"),
+        *BUILD_REQUIREMENTS,
+    ]  # fmt: skip
+    run(argv, quiet=False)
+    (partial / ".complete").touch()
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return target
+
+
+def build_args(wheelhouse: Path) -> list[str]:
+    """buildah flags that make every `pip install` of a build read the wheelhouse only."""
+    return [
+        f"--volume={wheelhouse}:{MOUNT_POINT}:ro",
+        f"--build-arg=PIP_FIND_LINKS={MOUNT_POINT}",
+        "--build-arg=PIP_NO_INDEX=1",
+    ]
