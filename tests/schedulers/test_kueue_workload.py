@@ -17,9 +17,9 @@ import pytest
 
 from ringleader import kueueworkload as kw
 from ringleader.models import parse_job
-from tests.integration.test_kueue import build_queues
 from tests.integration.test_node_loss import pool_job
 from tests.kube import Kube, wait_until
+from tests.schedulers.test_kueue import build_queues
 from tools.localcluster.nodes import NODE_POOL_LABEL
 
 PRIORITIES = {"low": 100, "high": 1000}
