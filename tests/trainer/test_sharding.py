@@ -21,7 +21,11 @@ from ringleader_trainer.options import parse_options
 from ringleader_trainer.worker import build_parts
 
 from .conftest import Cluster
-from .test_training import DIGITS
+from .test_training import (
+    DIGITS,
+    check_kills_resume_bitwise,
+    check_resume_at_other_world_sizes,
+)
 
 CPU = torch.device("cpu")
 FSDP = ["--parallel", "fsdp"]
@@ -120,3 +124,21 @@ def test_fsdp_trains_digits_to_95_percent(
     assert progress["state"] == "Finished" and progress["eval"]["accuracy"] >= 0.95
     mesh = "(2, 2) (replicate, shard)" if nproc > 1 else "(2,) (shard)"
     assert f"FSDP over a mesh of {mesh}" in pod.output()
+
+
+def test_fsdp_killed_three_times_resumes_to_bitwise_identical_weights(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    check_kills_resume_bitwise(cluster, tmp_path, [*DIGITS, *FSDP, "--epochs", "4"], range(8, 70))
+
+
+def test_fsdp_resumed_at_other_world_sizes_reshards_and_sees_every_sample_once(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    # One epoch of 23 steps, paced to 0.1 s each: each stop leaves the phase steps to spare.
+    phases = ((4, 5), (2, 12), (3, None))
+    check_resume_at_other_world_sizes(
+        cluster, tmp_path, [*DIGITS, *FSDP], epochs=1, phases=phases, pace=0.1
+    )
+    out = "".join(p.output() for p in cluster.pods)
+    assert "(saved by 4 ranks, now 2)" in out and "(saved by 2 ranks, now 3)" in out
