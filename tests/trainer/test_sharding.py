@@ -19,6 +19,7 @@ from ringleader_trainer import sharding
 from ringleader_trainer.loop import Runtime, run_step
 from ringleader_trainer.options import parse_options
 from ringleader_trainer.worker import build_parts
+from ringleader_trainer.workloads import Workload, build_digits
 
 from .conftest import Cluster
 from .test_training import (
@@ -93,10 +94,29 @@ def test_fsdp_with_micro_batches_and_recomputation_trains_as_ddp_does(runtime: R
     ddp = train_steps(runtime, [])
     fsdp = train_steps(runtime, FSDP)
     recomputed = train_steps(runtime, [*FSDP, "--activation-checkpointing"])
+    ddp_recomputed = train_steps(runtime, ["--activation-checkpointing"])
     assert ddp.keys() == fsdp.keys() == recomputed.keys()  # the unwrapped model's names
     for name, tensor in ddp.items():
+        assert torch.equal(ddp_recomputed[name], tensor), f"{name}: recomputation changed it"
         torch.testing.assert_close(fsdp[name], tensor, rtol=1e-5, atol=1e-6)
         assert torch.equal(recomputed[name], fsdp[name]), f"{name}: recomputation changed it"
+
+
+def build_digits_with_sgd(options: dict[str, str]) -> Workload:
+    """digits, bringing its own optimizer."""
+    workload = build_digits(options)
+    workload.optimizer = lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9)
+    return workload
+
+
+def test_a_workload_brings_its_own_optimizer_over_the_sharded_parameters(
+    runtime: Runtime,
+) -> None:
+    workload = f"{__name__}:build_digits_with_sgd"
+    parts = build_parts(parse_options(["--workload", workload, *FSDP]), runtime)
+    assert isinstance(parts.optim, torch.optim.SGD)
+    params = parts.optim.param_groups[0]["params"]
+    assert params and all(isinstance(p, DTensor) for p in params)
 
 
 def test_a_staged_shard_is_a_cpu_copy_with_the_shards_layout(runtime: Runtime) -> None:

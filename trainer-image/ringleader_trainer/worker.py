@@ -72,7 +72,10 @@ def build_parts(opts: Options, rt: Runtime) -> Parts:
     wrapped = parallel.wrap_model(model, opts, rt, workload.sharding_units)
     describe_parallelism(wrapped, rt)
     # After sharding: FSDP replaced the parameters with shards, and the optimizer keeps those.
-    optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    if workload.optimizer is not None:
+        optim = workload.optimizer(list(model.parameters()))
+    else:
+        optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     total = opts.epochs * data.compute_steps_per_epoch(workload.num_samples, opts.global_batch)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, build_schedule(total, opts.warmup_steps))
     feeder = BatchFeeder(workload, rt.device)

@@ -34,6 +34,9 @@ class Workload:
     # With --parallel fsdp: the module types sharded as units (e.g. a transformer block), which
     # should not nest; empty: each direct child that holds parameters.
     sharding_units: tuple[type[nn.Module], ...] = ()
+    # The workload's own optimizer, built from the (by then sharded) parameters; None: AdamW
+    # with --lr and --weight-decay. The trainer's warm-up and decay scale its learning rate.
+    optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None = None
 
 
 def per_sample_cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
