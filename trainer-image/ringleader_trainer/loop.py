@@ -177,7 +177,7 @@ def run_step(
         x, y = parts.feeder.take(batch)
         if i < len(upcoming):  # fetched while this micro-batch computes
             parts.feeder.fetch_ahead(upcoming[i])
-        # Only the last micro-batch all-reduces: one exchange per step, whatever the world size.
+        # Only the last micro-batch exchanges gradients: one per step, whatever the world size.
         last = i == len(batches) - 1
         sync = contextlib.nullcontext() if last else parallel.accumulate_only(parts.wrapped)
         with sync:
