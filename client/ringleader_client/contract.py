@@ -55,6 +55,7 @@ READ_NAMES: Final = (
 
 # Set by torch's elastic agent for each worker process, not by the operator: outside the contract.
 AGENT_LOCAL_RANK: Final = "LOCAL_RANK"
+AGENT_LOCAL_WORLD_SIZE: Final = "LOCAL_WORLD_SIZE"  # processes in this pod
 
 DEFAULT_RDZV_PORT: Final = 29400
 DEFAULT_PROGRESS_PORT: Final = 29500

@@ -62,17 +62,16 @@ def kill_worker_at(pod: Pod, step: int, not_pid: object) -> int:
 def test_kill_9_at_random_steps_resumes_to_bitwise_identical_weights(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    args = [
-        *DIGITS,
-        "--epochs",
-        "8",
-        "--checkpoint-every",
-        "7",
-        "--heartbeat-interval",
-        "0",
-        "--min-step-seconds",
-        "0.03",
-    ]
+    check_kills_resume_bitwise(cluster, tmp_path, [*DIGITS, "--epochs", "8"], range(10, 170))
+
+
+def check_kills_resume_bitwise(
+    cluster: Cluster, tmp_path: Path, args: list[str], kill_steps: range
+) -> None:
+    """Run the job of 2 pods once uninterrupted, once with a worker killed (-9) at 3 random
+    steps of kill_steps, alternating pods; check the final weights are bitwise equal."""
+    args = [*args, "--checkpoint-every", "7", "--heartbeat-interval", "0"]
+    args += ["--min-step-seconds", "0.03"]
     cluster.ckpt = tmp_path / "reference"
     cluster.run_job(2, args, rdzv_id="reference")
     reference = final_weights(cluster.ckpt)
@@ -81,7 +80,7 @@ def test_kill_9_at_random_steps_resumes_to_bitwise_identical_weights(
     pods = [
         cluster.start_pod(f"pod-{i}", "2:2", args, rdzv_id="killed", max_restarts=6) for i in (0, 1)
     ]
-    targets = sorted(random.Random().sample(range(10, 170), 3))
+    targets = sorted(random.Random().sample(kill_steps, 3))
     killed: object = None
     for n, target in enumerate(targets):
         killed = kill_worker_at(pods[n % 2], target, killed)
@@ -140,19 +139,35 @@ def run_phase(cluster: Cluster, size: int, args: list[str], stop_at: int | None)
 def test_resume_at_other_world_sizes_sees_every_sample_once_with_a_continuous_loss(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    common = [*DIGITS, "--epochs", "2", "--checkpoint-every", "1000", "--heartbeat-interval", "0"]
+    phases = ((4, 8), (2, 30), (3, None))
+    check_resume_at_other_world_sizes(cluster, tmp_path, DIGITS, epochs=2, phases=phases, pace=0.05)
+
+
+def check_resume_at_other_world_sizes(
+    cluster: Cluster,
+    tmp_path: Path,
+    args: list[str],
+    *,
+    epochs: int,
+    phases: tuple[tuple[int, int | None], ...],
+    pace: float,
+) -> None:
+    """Run the job at each (world size, stop at step) in turn, each resuming the last; check
+    every sample of each epoch is trained once and the loss follows a 1-rank run's."""
+    common = [*args, "--epochs", str(epochs), "--checkpoint-every", "1000"]
+    common += ["--heartbeat-interval", "0"]
     cluster.ckpt = tmp_path / "reference"
     cluster.run_job(1, [*common, "--trace-dir", str(tmp_path / "ref-trace")], rdzv_id="ref")
     ref_loss = {t["step"]: t["loss"] for t in read_traces(tmp_path / "ref-trace")}
 
     cluster.ckpt = tmp_path / "elastic"
-    args = [*common, "--trace-dir", str(tmp_path / "trace"), "--min-step-seconds", "0.05"]
-    for size, stop_at in ((4, 8), (2, 30), (3, None)):
-        run_phase(cluster, size, args, stop_at)
+    common += ["--trace-dir", str(tmp_path / "trace"), "--min-step-seconds", str(pace)]
+    for size, stop_at in phases:
+        run_phase(cluster, size, common, stop_at)
 
     traces = read_traces(tmp_path / "trace")
-    assert {t["world_size"] for t in traces} == {4, 2, 3}
-    for epoch in (0, 1):
+    assert {t["world_size"] for t in traces} == {size for size, _ in phases}
+    for epoch in range(epochs):
         seen = Counter(s for t in traces if t["epoch"] == epoch for s in t["samples"])  # type: ignore[attr-defined]
         assert sorted(seen) == list(range(1437)) and set(seen.values()) == {1}
     rank0 = [t for t in traces if t["rank"] == 0]

@@ -1,4 +1,4 @@
-"""The training loop: DDP with gradient accumulation, a deterministic data order, checkpoints."""
+"""The training loop: DDP or FSDP, gradient accumulation, deterministic data order, checkpoints."""
 
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
-from torch.nn.parallel import DistributedDataParallel
 
 from ringleader_client import contract
 from ringleader_client.contract import TrainerState
 from ringleader_client.resume import data
 from ringleader_client.resume.checkpoint import Checkpointer, CheckpointError
 from ringleader_client.stopping import StopRequest
+from ringleader_trainer import parallel
 from ringleader_trainer.feeder import BatchFeeder
 from ringleader_trainer.options import Options
 from ringleader_trainer.report import Reporter
@@ -56,14 +56,15 @@ class Runtime:
     keep: int
     pod_name: str
     job_name: str
+    local_world_size: int = 1  # processes per pod: hybrid sharding's inner dimension
 
 
 @dataclass
 class Parts:
     """What the loop trains and checkpoints."""
 
-    model: nn.Module
-    ddp: DistributedDataParallel
+    model: nn.Module  # unwrapped (DDP), or sharded in place (FSDP)
+    wrapped: nn.Module  # what forward runs on: the DDP wrapper, or the sharded model
     optim: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LambdaLR
     workload: Workload
@@ -176,11 +177,12 @@ def run_step(
         x, y = parts.feeder.take(batch)
         if i < len(upcoming):  # fetched while this micro-batch computes
             parts.feeder.fetch_ahead(upcoming[i])
-        # Only the last micro-batch all-reduces: one exchange per step, whatever the world size.
-        sync = contextlib.nullcontext() if i == len(batches) - 1 else parts.ddp.no_sync()
+        # Only the last micro-batch exchanges gradients: one per step, whatever the world size.
+        last = i == len(batches) - 1
+        sync = contextlib.nullcontext() if last else parallel.accumulate_only(parts.wrapped)
         with sync:
             with autocast:
-                losses = parts.workload.loss(parts.ddp(x), y)
+                losses = parts.workload.loss(parts.wrapped(x), y)
             torch.autograd.backward(losses.sum() * scale)
         total += losses.detach().sum()
     parts.optim.step()
@@ -262,13 +264,18 @@ def finish(
     *,
     saved: bool,
 ) -> None:
-    """Save the final checkpoint; rank 0 evaluates and writes the final weights."""
+    """Save the final checkpoint; rank 0 evaluates and writes the final weights (a sharded
+    model's forward and weights need every rank, so there every rank evaluates)."""
     if not saved:
         save_checkpoint(parts, ckpt, pos, step, block=True)
     ckpt.wait()
+    weights = parallel.gather_full_weights(parts.model)
+    evaluation: dict[str, float] = {}
+    evaluating = dist.get_rank() == 0 or parallel.is_sharded(parts.wrapped)
+    if evaluating and parts.workload.evaluate:
+        evaluation = parts.workload.evaluate(parts.model)
     if dist.get_rank() == 0:
-        evaluation = parts.workload.evaluate(parts.model) if parts.workload.evaluate else {}
-        reporter.record_final(parts.model, evaluation)
+        reporter.record_final(weights, evaluation)
 
 
 def stall_for_tests(rt: Runtime, stop: StopRequest) -> None:

@@ -15,6 +15,9 @@ class Options:
     epochs: int
     global_batch: int
     micro_batch: int
+    parallel: str
+    activation_checkpointing: bool
+    hybrid_sharding: bool
     lr: float
     weight_decay: float
     warmup_steps: int
@@ -47,6 +50,25 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="samples per forward/backward on a rank; 0 = the rank's whole share",
+    )
+    p.add_argument(
+        "--parallel",
+        choices=["ddp", "fsdp"],
+        default="ddp",
+        help="ddp: every rank holds the whole model; fsdp: parameters, gradients and optimizer "
+        "state sharded over the ranks (FSDP2 fully_shard)",
+    )
+    p.add_argument(
+        "--activation-checkpointing",
+        action="store_true",
+        help="recompute each sharding unit's activations in backward instead of keeping them",
+    )
+    p.add_argument(
+        "--hybrid-sharding",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fsdp with several pods of several processes: shard inside a pod, replicate "
+        "across pods (HSDP); --no-hybrid-sharding shards over every rank",
     )
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--weight-decay", type=float, default=0.01)

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from ringleader_client.contract import TrainerState
 from ringleader_client.reporting import Place, ProgressReporter, SavedCheckpoint
@@ -78,10 +77,9 @@ class Reporter:
         with (self._trace / f"trace-{os.getpid()}.jsonl").open("a") as f:
             f.write(json.dumps(line) + "\n")
 
-    def record_final(self, model: nn.Module, evaluation: dict[str, float]) -> None:
+    def record_final(self, weights: dict[str, torch.Tensor], evaluation: dict[str, float]) -> None:
         """Write the final weights beside the checkpoints and keep the evaluation for progress."""
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        torch.save(state, self.rt.root / FINAL_MODEL)
+        torch.save(weights, self.rt.root / FINAL_MODEL)
         self.progress.final = {"eval": evaluation}
         print(f"ringleader: training finished; evaluation {json.dumps(evaluation)}", flush=True)
 

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
 
 from ringleader_client import contract
 from ringleader_client.resume import data
 from ringleader_client.stopping import StopRequest
+from ringleader_trainer import parallel
 from ringleader_trainer.feeder import BatchFeeder
 from ringleader_trainer.loop import Outcome, Parts, Runtime, build_schedule, train
 from ringleader_trainer.options import Options, parse_options
@@ -59,25 +59,42 @@ def init_runtime() -> Runtime:
         keep=launch.checkpoint_keep,
         pod_name=launch.pod_name,
         job_name=launch.job_name,
+        local_world_size=int(os.environ.get(contract.AGENT_LOCAL_WORLD_SIZE, "1")),
     )
 
 
 def build_parts(opts: Options, rt: Runtime) -> Parts:
-    """Build the workload, model, DDP wrapper, optimizer and schedule, seeded identically."""
+    """Build the workload, the model (DDP-wrapped or FSDP-sharded), optimizer and schedule,
+    seeded identically."""
     torch.manual_seed(opts.seed)
     workload = resolve_workload(opts.workload)(parse_workload_options(opts.workload_options))
     model = workload.model.to(rt.device)
-    ddp = DistributedDataParallel(
-        model,
-        device_ids=[rt.local_rank] if rt.device.type == "cuda" else None,
-        bucket_cap_mb=25,
-        gradient_as_bucket_view=True,
-    )
-    optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    wrapped = parallel.wrap_model(model, opts, rt, workload.sharding_units)
+    describe_parallelism(wrapped, rt)
+    # After sharding: FSDP replaced the parameters with shards, and the optimizer keeps those.
+    if workload.optimizer is not None:
+        optim = workload.optimizer(list(model.parameters()))
+    else:
+        optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     total = opts.epochs * data.compute_steps_per_epoch(workload.num_samples, opts.global_batch)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, build_schedule(total, opts.warmup_steps))
     feeder = BatchFeeder(workload, rt.device)
-    return Parts(model=model, ddp=ddp, optim=optim, sched=sched, workload=workload, feeder=feeder)
+    return Parts(
+        model=model, wrapped=wrapped, optim=optim, sched=sched, workload=workload, feeder=feeder
+    )
+
+
+def describe_parallelism(wrapped: torch.nn.Module, rt: Runtime) -> None:
+    """Say on rank 0 how the model is spread (tests and users read it in the pod's log)."""
+    if rt.rank != 0:
+        return
+    if not parallel.is_sharded(wrapped):
+        print(f"ringleader: DDP over {rt.world_size} ranks", flush=True)
+        return
+    param = next(wrapped.parameters())
+    mesh = param.device_mesh  # type: ignore[attr-defined]  # a DTensor once sharded
+    names = ", ".join(mesh.mesh_dim_names or ())
+    print(f"ringleader: FSDP over a mesh of {tuple(mesh.shape)} ({names})", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,8 @@ line as `--workload mypkg.mod:build` with `--workload-option key=value` for its 
 seeds torch before calling it, so a model initialised with torch's RNG starts the same on every
 rank and every restart. `fetch` must be a pure function of the indices (no hidden state): that is
 what makes a resume exact. On a GPU it is called on a host thread, a micro-batch ahead of the loop.
+`evaluate` runs on rank 0 after training; with --parallel fsdp on every rank at once (the sharded
+model's forward is a collective), so it must run the same forward passes on each.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ class Workload:
     fetch: Callable[[torch.Tensor], Batch]  # sample indices -> (inputs, targets), on the CPU
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # -> one loss per sample
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None
+    # With --parallel fsdp: the module types sharded as units (e.g. a transformer block), which
+    # should not nest; empty: each direct child that holds parameters.
+    sharding_units: tuple[type[nn.Module], ...] = ()
+    # The workload's own optimizer, built from the (by then sharded) parameters; None: AdamW
+    # with --lr and --weight-decay. The trainer's warm-up and decay scale its learning rate.
+    optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None = None
 
 
 def per_sample_cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

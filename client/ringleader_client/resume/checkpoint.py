@@ -25,6 +25,7 @@ from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.filesystem import FileSystemWriter
 from torch.distributed.checkpoint.state_dict_loader import load as dcp_load
 from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
+from torch.distributed.tensor import DTensor
 
 from ringleader_client.resume import rotation
 
@@ -71,6 +72,8 @@ class Stager:
 
     def stage(self, state: Any, key: str = "") -> Any:
         """Return a copy of state whose tensors live in this stager's CPU buffers."""
+        if isinstance(state, DTensor):
+            return self._copy_shard(key, state)
         if isinstance(state, torch.Tensor):
             return self._copy_tensor(key, state)
         if isinstance(state, dict):
@@ -87,6 +90,12 @@ class Stager:
         # non_blocking: device-to-pinned copies overlap; synchronised once in stage_all.
         buf.copy_(tensor.detach(), non_blocking=self._pin)
         return buf
+
+    def _copy_shard(self, key: str, tensor: DTensor) -> DTensor:
+        """Stage this rank's shard of a sharded (FSDP) tensor; DCP saves it as that shard."""
+        local = self._copy_tensor(key, tensor.to_local())
+        # DTensor.from_local would move the copy back to the mesh's device (the GPU).
+        return DTensor(local, tensor._spec, requires_grad=False)  # type: ignore[no-untyped-call]
 
     def stage_all(self, state: dict[str, Any]) -> dict[str, Any]:
         """Stage a whole state dict and wait for device copies to land."""
