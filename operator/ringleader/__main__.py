@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         metrics_port=args.metrics_port,
         progress_interval=args.progress_interval,
         peering_lifetime=args.peering_lifetime,
+        namespaces=args.namespace or None,
     )
     kopf.run(
         registry=kopf.get_default_registry(),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ringleader import constants as c
@@ -18,6 +19,15 @@ from ringleader import pods
 
 Obj = dict[str, Any]
 Key = tuple[str, str]  # namespace, job name
+ChildId = tuple[str, str]  # kind, name
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The bodies a cache held at one moment (the very objects: compared by identity)."""
+
+    jobs: dict[Key, Obj]
+    children: dict[tuple[Key, ChildId], Obj]
 
 
 def job_key_of_child(child: Mapping[str, Any]) -> Key | None:
@@ -32,7 +42,7 @@ class Cache:
 
     def __init__(self) -> None:
         self._jobs: dict[Key, Obj] = {}
-        self._children: dict[Key, dict[tuple[str, str], Obj]] = defaultdict(dict)
+        self._children: dict[Key, dict[ChildId, Obj]] = defaultdict(dict)
         self._lock = threading.Lock()
 
     def put_job(self, body: Obj) -> Key:
@@ -70,6 +80,47 @@ class Cache:
         """A pod force-deleted: gone at once, though the watch has yet to say so."""
         with self._lock:
             self._children.get(key, {}).pop(("Pod", name), None)
+
+    def snapshot(self) -> Snapshot:
+        """Every body held now, by job key and by child: what a relist may later drop."""
+        with self._lock:
+            children = {
+                (key, child_id): body
+                for key, held in self._children.items()
+                for child_id, body in held.items()
+            }
+            return Snapshot(dict(self._jobs), children)
+
+    def drop_unlisted(
+        self,
+        before: Snapshot,
+        jobs: set[Key],
+        children: set[tuple[Key, ChildId]],
+        namespaces: set[str] | None = None,
+    ) -> set[Key]:
+        """Drop what a listing (of `namespaces`, None: all), begun after `before` was taken, did
+        not find: only bodies held unchanged since then (a newer one came from a watch or a write
+        after the listing began, and may be missing from it for that reason). Returns the jobs
+        whose state changed."""
+        changed = set()
+
+        def listed(key: Key) -> bool:
+            return namespaces is None or key[0] in namespaces
+
+        with self._lock:
+            for key, body in before.jobs.items():
+                if listed(key) and key not in jobs and self._jobs.get(key) is body:
+                    del self._jobs[key]
+                    self._children.pop(key, None)
+                    changed.add(key)
+            for (key, child_id), body in before.children.items():
+                held = self._children.get(key, {})
+                if not listed(key) or (key, child_id) in children:
+                    continue
+                if held.get(child_id) is body:
+                    del held[child_id]
+                    changed.add(key)
+        return changed
 
     def job(self, key: Key) -> Obj | None:
         """The job's latest body, if it exists."""

@@ -28,6 +28,7 @@ from ringleader.metrics import (
 )
 from ringleader.nodecache import LostNodes
 from ringleader.reconcile import Plan, execute_plan, plan_reconcile, plan_refusal
+from ringleader.relist import Relister
 
 Obj = dict[str, Any]
 log = logging.getLogger("ringleader.controller")
@@ -38,7 +39,13 @@ MAX_BACKOFF_SECONDS = 60.0
 class Controller:
     """Reconciles queued jobs with a fixed number of concurrent workers."""
 
-    def __init__(self, api: KubeApi, workers: int = 8, clock: Callable[[], datetime] | None = None):
+    def __init__(
+        self,
+        api: KubeApi,
+        workers: int = 8,
+        clock: Callable[[], datetime] | None = None,
+        namespaces: list[str] | None = None,
+    ):
         self.api = api
         self.lost_nodes = LostNodes(api)
         self.served_apis = ServedApis(api)
@@ -53,6 +60,7 @@ class Controller:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.tasks: list[asyncio.Task[None]] = []
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.relister = Relister(api, self.cache, self.enqueue, namespaces)
 
     def enqueue(self, key: Key) -> None:
         """Ask for a reconcile of this job (deduplicated)."""
@@ -79,6 +87,7 @@ class Controller:
         """Start the worker tasks on the running event loop."""
         self.loop = asyncio.get_running_loop()
         self.tasks = [asyncio.create_task(self._work()) for _ in range(self.workers)]
+        self.tasks.append(asyncio.create_task(self.relister.run_periodically()))
 
     async def stop(self) -> None:
         """Cancel the workers and timers."""
@@ -87,6 +96,7 @@ class Controller:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         for timer in self.timers.values():
             timer.cancel()
+        self.relister.cancel()
 
     async def _work(self) -> None:
         while True:

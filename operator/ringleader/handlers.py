@@ -69,7 +69,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # Only event handlers are registered: kopf then stores nothing on the objects (no
     # annotations, no finalizers), and the controller keeps its own state.
     api = KubeApi(load_client_config())
-    controller = Controller(api, workers=memo.get("workers", 8))
+    controller = Controller(api, workers=memo.get("workers", 8), namespaces=memo.get("namespaces"))
     controller.start()
     memo[CONTROLLER_KEY] = controller
     interval = memo.get("progress_interval", 5.0)
@@ -90,6 +90,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 async def job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     """A job was listed, added, changed or deleted."""
     controller = _controller(memo)
+    _relist_after_a_listing(controller, event)
     body: dict[str, Any] = dict(event["object"])
     if event["type"] == "DELETED":
         meta = body["metadata"]
@@ -99,8 +100,15 @@ async def job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     controller.update_phase_gauge()
 
 
+def _relist_after_a_listing(controller: Controller, event: kopf.RawEvent) -> None:
+    # A watch (re)started lists what exists (type None) but never what went meanwhile.
+    if event["type"] is None:
+        controller.relister.soon()
+
+
 def _child_event(event: kopf.RawEvent, memo: kopf.Memo) -> None:
     controller = _controller(memo)
+    _relist_after_a_listing(controller, event)
     key = controller.cache.put_child(dict(event["object"]), deleted=event["type"] == "DELETED")
     if key is not None:
         controller.enqueue(key)

@@ -7,6 +7,7 @@ wanted; 429 and 5xx become RetryableError so the caller requeues with backoff.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import logging
 import os
@@ -110,10 +111,29 @@ def _call(verb: str, kind: str, fn: Callable[[], T], benign: int | None = None) 
         if error.status in (409, 429) or error.status >= 500:
             raise RetryableError(f"{verb} {kind}: {error.status} {error.reason}") from error
         raise
-    if verb != "get":
+    if verb not in ("get", "list"):
         API_WRITES.labels(verb=verb, kind=kind).inc()
         _exit_if_fault_injected()
     return result
+
+
+Page = tuple[list[Any], str | None]  # a list call's items, and the token of the next page
+
+
+def _pages(kind: str, fetch: Callable[[str | None], Page | None]) -> list[Any]:
+    """Every item of a paged list call (fetch(token) gives one page)."""
+    items: list[Any] = []
+    token: str | None = None
+    while True:
+        page = _call("list", kind, functools.partial(fetch, token))
+        found, token = page if page is not None else ([], None)
+        items += found
+        if not token:
+            return items
+
+
+def _names(meta: Any) -> Obj:
+    return {"name": meta.name, "namespace": meta.namespace, "labels": dict(meta.labels or {})}
 
 
 def _exit_if_fault_injected() -> None:
@@ -227,6 +247,50 @@ class KubeApi:
             ),
             benign=404,
         )
+
+    def list_children(self, namespace: str | None = None) -> list[Obj]:
+        """Every Pod, Service and PersistentVolumeClaim the operator made, in one namespace or
+        all: kind, name, namespace and labels only (what tells whose child it is)."""
+        core = self.core
+        listers: tuple[tuple[str, Callable[..., Any]], ...] = (
+            ("Pod", core.list_pod_for_all_namespaces),
+            ("Service", core.list_service_for_all_namespaces),
+            ("PersistentVolumeClaim", core.list_persistent_volume_claim_for_all_namespaces),
+        )
+        if namespace is not None:
+            listers = (
+                ("Pod", functools.partial(core.list_namespaced_pod, namespace)),
+                ("Service", functools.partial(core.list_namespaced_service, namespace)),
+                (
+                    "PersistentVolumeClaim",
+                    functools.partial(core.list_namespaced_persistent_volume_claim, namespace),
+                ),
+            )
+        selector = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
+        found = []
+        for kind, lister in listers:
+
+            def page(token: str | None, lister: Callable[..., Any] = lister) -> Page:
+                listed = lister(label_selector=selector, limit=500, _continue=token)
+                return listed.items or [], listed.metadata._continue
+
+            found += [{"kind": kind, "metadata": _names(i.metadata)} for i in _pages(kind, page)]
+        return found
+
+    def list_jobs(self, namespace: str | None = None) -> list[Obj]:
+        """Every job's metadata, in one namespace or all."""
+
+        def page(token: str | None) -> Page:
+            where = (c.GROUP, c.VERSION) + ((namespace,) if namespace else ())
+            lister = (
+                self.custom.list_namespaced_custom_object
+                if namespace
+                else self.custom.list_cluster_custom_object
+            )
+            found = lister(*where, c.PLURAL, limit=500, _continue=token)
+            return found["items"], found.get("metadata", {}).get("continue")
+
+        return [{"metadata": item["metadata"]} for item in _pages(c.KIND, page)]
 
     def get_node(self, name: str) -> Obj | None:
         """A node as the API returns it (camelCase keys), or None when there is no such node."""

@@ -20,24 +20,32 @@ PEERING = "rl-failover-test"
 LIFETIME = 10  # seconds: the standby takes over about this long after the active one died
 
 
+def make_peering(kube: Kube) -> None:
+    """The chart's peering CRDs, and the replicas' peering object."""
+    kube.run("apply", "--server-side", "-f", str(REPO_ROOT / "charts/ringleader/crds"))
+    kube.run("wait", "--for=condition=Established", "crd/clusterkopfpeerings.kopf.dev")
+    peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering"}
+    kube.apply({**peering, "metadata": {"name": PEERING}}, "default")
+
+
+def _peering_args(priority: int) -> tuple[str, ...]:
+    return (f"--peering={PEERING}", f"--priority={priority}", f"--peering-lifetime={LIFETIME}")
+
+
 @pytest.fixture
 def replicas(
     kube: Kube, operator: OperatorProcess, tmp_path: Path
 ) -> Iterator[tuple[OperatorProcess, OperatorProcess]]:
     """An active replica (priority 200) and a standby (100); the session's operator is paused."""
-    kube.run("apply", "--server-side", "-f", str(REPO_ROOT / "charts/ringleader/crds"))
-    kube.run("wait", "--for=condition=Established", "crd/clusterkopfpeerings.kopf.dev")
-    peering = {
-        "apiVersion": "kopf.dev/v1",
-        "kind": "ClusterKopfPeering",
-        "metadata": {"name": PEERING},
-    }
-    kube.apply(peering, "default")
+    make_peering(kube)
     operator.stop()
     pair = tuple(OperatorProcess(kube.kubeconfig, tmp_path / f"{n}.log") for n in ("a", "b"))
-    for process, priority in zip(pair, (200, 100), strict=True):
-        args = (f"--peering={PEERING}", f"--priority={priority}", f"--peering-lifetime={LIFETIME}")
-        process.start(args=args)
+    active, standby = pair
+    active.start(args=_peering_args(200))
+    # The standby starts once the active one is active: started together, the standby may find
+    # no peer yet and act on a job before the other announces itself.
+    wait_until(lambda: "Resuming operations" in active.log_path.read_text(), timeout=60)
+    standby.start(args=_peering_args(100))
     try:
         yield pair[0], pair[1]
     finally:
@@ -74,3 +82,36 @@ def test_the_standby_takes_over_and_acts_on_a_failure_once(
     ]
     assert "OutOfMemory" in standby.log_path.read_text()
     assert took < LIFETIME * 4, took
+
+
+def test_a_pod_deleted_while_no_replica_was_active_is_replaced_by_the_standby(
+    kube: Kube, operator: OperatorProcess, namespace: str, tmp_path: Path
+) -> None:
+    # The standby saw the job's pods before it paused; one of them goes while the active one is
+    # dead and the standby not yet resumed. Resuming, its watches list the pods again, which
+    # says nothing of the one that went: only a relist that replaces what it held shows it gone.
+    make_peering(kube)
+    operator.stop()
+    standby, active = (OperatorProcess(kube.kubeconfig, tmp_path / f"{n}.log") for n in "ba")
+    try:
+        standby.start(args=_peering_args(100))
+        kube.apply(make_job(), namespace)
+        wait_for_phase(kube, namespace, "Running", timeout=90)
+        active.start(args=_peering_args(200))
+        wait_until(lambda: "Pausing operations" in standby.log_path.read_text(), timeout=60)
+        before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in worker_pods(kube, namespace)}
+        active.kill()
+        kube.run("delete", "pod", "train-worker-1-a0", "-n", namespace, "--wait=true")
+
+        def replaced() -> bool:
+            uids = {
+                p["metadata"]["name"]: p["metadata"]["uid"] for p in worker_pods(kube, namespace)
+            }
+            return uids.get("train-worker-1-a0") not in (None, before["train-worker-1-a0"])
+
+        wait_until(replaced, timeout=LIFETIME * 6, what="the standby replacing the deleted worker")
+        assert "Resuming operations" in standby.log_path.read_text()
+    finally:
+        for process in (standby, active):
+            process.stop()
+        operator.start()

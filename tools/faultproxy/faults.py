@@ -7,7 +7,10 @@ import random
 from dataclasses import dataclass
 from enum import StrEnum
 
-WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# The writes an API server can refuse with 409: a create of a name taken, a replace or a delete
+# of a version or uid no longer current. A merge or strategic PATCH is retried inside the server
+# and never meets a conflict unless it carries a resourceVersion (a guarded patch).
+CONFLICTING = frozenset({"POST", "PUT", "DELETE"})
 
 
 class Kind(StrEnum):
@@ -15,7 +18,7 @@ class Kind(StrEnum):
 
     THROTTLED = "429"  # the API server's priority and fairness refusing it
     SERVER_ERROR = "500"
-    CONFLICT = "409"  # a write that lost a race (writes only)
+    CONFLICT = "409"  # a write that lost a race (see CONFLICTING)
     SLOW = "slow"  # answered, late
     WATCH_CUT = "watch-cut"  # a watch stream dropped mid-way
 
@@ -50,8 +53,16 @@ def is_watch(method: str, query: dict[str, str]) -> bool:
     return method == "GET" and query.get("watch", "").lower() in ("true", "1")
 
 
-def decide(faults: Faults, method: str, query: dict[str, str], rng: random.Random) -> Fault | None:
-    """The fault this request meets, or None when it passes untouched."""
+def can_conflict(method: str, guarded: bool) -> bool:
+    """Whether an API server could answer this request 409 Conflict."""
+    return method in CONFLICTING or (method == "PATCH" and guarded)
+
+
+def decide(
+    faults: Faults, method: str, query: dict[str, str], rng: random.Random, guarded: bool = False
+) -> Fault | None:
+    """The fault this request meets, or None when it passes untouched; `guarded`: its body
+    names a resourceVersion (a patch that can conflict)."""
     if is_watch(method, query):
         cut = faults.watch_cut_after
         return None if cut is None else Fault(Kind.WATCH_CUT, rng.uniform(cut / 2, cut))
@@ -59,7 +70,7 @@ def decide(faults: Faults, method: str, query: dict[str, str], rng: random.Rando
     for kind, share in (
         (Kind.THROTTLED, faults.throttled),
         (Kind.SERVER_ERROR, faults.server_error),
-        (Kind.CONFLICT, faults.conflict if method in WRITES else 0.0),
+        (Kind.CONFLICT, faults.conflict if can_conflict(method, guarded) else 0.0),
         (Kind.SLOW, faults.slow),
     ):
         if draw < share:

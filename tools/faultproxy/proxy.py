@@ -14,7 +14,14 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
+from aiohttp import (
+    ClientConnectorError,
+    ClientError,
+    ClientSession,
+    ClientTimeout,
+    TCPConnector,
+    web,
+)
 
 from .faults import Fault, Faults, Kind, decide, is_watch, status_body
 
@@ -64,9 +71,19 @@ class FaultProxy:
     def stop(self) -> None:
         """Stop serving."""
         if self._loop is not None and self._runner is not None:
-            future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+            future = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
             future.result(timeout=30)
             self._loop.call_soon_threadsafe(self._loop.stop)
+
+    async def _shutdown(self) -> None:
+        assert self._runner is not None and self._session is not None
+        await self._runner.cleanup()
+        await self._session.close()
+        # Handlers still relaying a watch would be destroyed pending when the loop stops.
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     def _serve(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -89,7 +106,8 @@ class FaultProxy:
         await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=served).start()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        fault = decide(self.faults, request.method, dict(request.query), self._rng)
+        guarded = b'"resourceVersion"' in await request.read()  # read once, kept for _forward
+        fault = decide(self.faults, request.method, dict(request.query), self._rng, guarded)
         if fault is not None:
             self.injected[fault.kind] += 1
         if fault is not None and fault.kind in ERRORS:
@@ -98,7 +116,12 @@ class FaultProxy:
             return web.Response(status=code, text=body, content_type="application/json")
         if fault is not None and fault.kind is Kind.SLOW:
             await asyncio.sleep(fault.seconds)
-        return await self._forward(request, fault)
+        try:
+            return await self._forward(request, fault)
+        except ClientConnectorError:
+            # The API server is down (it restarts): answer as a load balancer in front of it.
+            body = json.dumps(status_body(503, "ServiceUnavailable", "the API server is down"))
+            return web.Response(status=503, text=body, content_type="application/json")
 
     async def _forward(self, request: web.Request, fault: Fault | None) -> web.StreamResponse:
         assert self._session is not None, "made by _listen before any request"
@@ -118,7 +141,10 @@ class FaultProxy:
             for key, value in answer.headers.items():
                 if key.lower() not in HOP_BY_HOP | {"content-length", "content-encoding"}:
                     reply.headers[key] = value
-            await reply.prepare(request)
+            try:
+                await reply.prepare(request)
+            except ConnectionResetError:
+                return reply  # the client hung up while the API server answered
             cut = fault.seconds if fault is not None and fault.kind is Kind.WATCH_CUT else None
             await _relay(answer.content.readany, reply, request, cut)
             return reply
@@ -143,7 +169,10 @@ async def _relay(
             if request.transport is not None:
                 request.transport.close()  # mid-stream, no end of the chunked body
             return
-        if not chunk:
-            await reply.write_eof()
-            return
-        await reply.write(chunk)
+        try:
+            if not chunk:
+                await reply.write_eof()
+                return
+            await reply.write(chunk)
+        except ConnectionResetError:
+            return  # the client hung up (a watch it gave up on): nothing left to relay to

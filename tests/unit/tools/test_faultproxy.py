@@ -38,6 +38,15 @@ def test_a_read_never_meets_a_conflict() -> None:
     assert seen[Kind.SLOW] > 0
 
 
+def test_a_patch_meets_a_conflict_only_when_it_names_a_resource_version() -> None:
+    rng = random.Random(3)
+    plain = [decide(Faults(conflict=1.0), "PATCH", {}, rng) for _ in range(100)]
+    guarded = [decide(Faults(conflict=1.0), "PATCH", {}, rng, guarded=True) for _ in range(100)]
+    assert plain == [None] * 100
+    assert all(f is not None and f.kind is Kind.CONFLICT for f in guarded)
+    assert kinds(Faults(conflict=1.0), "DELETE") == {Kind.CONFLICT: DRAWS}
+
+
 def test_a_watch_is_only_ever_cut_within_its_bound() -> None:
     rng = random.Random(1)
     faults = Faults(throttled=1.0, watch_cut_after=8.0)
