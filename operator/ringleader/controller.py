@@ -87,7 +87,6 @@ class Controller:
         """Start the worker tasks on the running event loop."""
         self.loop = asyncio.get_running_loop()
         self.tasks = [asyncio.create_task(self._work()) for _ in range(self.workers)]
-        self.tasks.append(asyncio.create_task(self.relister.run_periodically()))
 
     async def stop(self) -> None:
         """Cancel the workers and timers."""

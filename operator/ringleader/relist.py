@@ -20,7 +20,7 @@ from ringleader.kube import KubeApi
 log = logging.getLogger(__name__)
 
 RELIST_DELAY = 5.0  # seconds after a watch lists again: its listing is over by then
-RELIST_INTERVAL = 300.0  # seconds between relists regardless, should a relisting go unseen
+RELIST_LONGEST_DELAY = 300.0  # seconds: the back-off after failed relists stops growing here
 
 Listed = tuple[set[Key], set[tuple[Key, ChildId]]]
 
@@ -46,7 +46,7 @@ class Relister:
         """Relist after RELIST_DELAY, longer after failures (once, however often asked
         meanwhile). Event loop only."""
         if self._pending is None:
-            delay = min(RELIST_DELAY * 2**self._failures, RELIST_INTERVAL)
+            delay = min(RELIST_DELAY * 2**self._failures, RELIST_LONGEST_DELAY)
             self._pending = asyncio.get_running_loop().call_later(delay, self._start)
 
     def _start(self) -> None:
@@ -70,12 +70,6 @@ class Relister:
         for key in self.cache.drop_unlisted(before, jobs, children, scope):
             log.info("%s/%s: relist found objects gone that no watch reported", *key)
             self.changed(key)
-
-    async def run_periodically(self) -> None:
-        """Relist every RELIST_INTERVAL seconds, until cancelled."""
-        while True:
-            await asyncio.sleep(RELIST_INTERVAL)
-            await self.relist()
 
     def cancel(self) -> None:
         """Drop a pending relist."""
