@@ -20,6 +20,8 @@ from ringleader import pods
 Obj = dict[str, Any]
 Key = tuple[str, str]  # namespace, job name
 ChildId = tuple[str, str]  # kind, name
+# The children a relist lists (KubeApi.list_children); a PodGroup, say, is never dropped by one.
+LISTED_KINDS = frozenset({"Pod", "Service", "PersistentVolumeClaim"})
 
 
 @dataclass(frozen=True)
@@ -97,11 +99,12 @@ class Cache:
         jobs: set[Key],
         children: set[tuple[Key, ChildId]],
         namespaces: set[str] | None = None,
+        kinds: frozenset[str] = LISTED_KINDS,
     ) -> set[Key]:
-        """Drop what a listing (of `namespaces`, None: all), begun after `before` was taken, did
-        not find: only bodies held unchanged since then (a newer one came from a watch or a write
-        after the listing began, and may be missing from it for that reason). Returns the jobs
-        whose state changed."""
+        """Drop what a listing (of `namespaces`, None: all; children of `kinds`), begun after
+        `before` was taken, did not find: only bodies held unchanged since then (a newer one came
+        from a watch or a write after the listing began, and may be missing from it for that
+        reason). Returns the jobs whose state changed."""
         changed = set()
 
         def listed(key: Key) -> bool:
@@ -115,7 +118,7 @@ class Cache:
                     changed.add(key)
             for (key, child_id), body in before.children.items():
                 held = self._children.get(key, {})
-                if not listed(key) or (key, child_id) in children:
+                if not listed(key) or child_id[0] not in kinds or (key, child_id) in children:
                     continue
                 if held.get(child_id) is body:
                     del held[child_id]

@@ -80,3 +80,12 @@ def test_a_listing_of_some_namespaces_drops_nothing_elsewhere() -> None:
     assert cache.drop_unlisted(before, set(), set(), namespaces={"other"}) == set()
     assert len(names(cache)) == 3
     assert cache.drop_unlisted(before, set(), set(), namespaces={"ns", "other"}) == {KEY}
+
+
+def test_a_child_of_a_kind_the_listing_does_not_cover_stays() -> None:
+    cache = filled()
+    cache.put_child(child("PodGroup", "train"))
+    before = cache.snapshot()
+    listed = {(KEY, ("Pod", n)) for n in ("train-rdzv", "train-worker-0-a0", "train-worker-1-a0")}
+    assert cache.drop_unlisted(before, {KEY}, listed) == set()
+    assert "train" in names(cache)
