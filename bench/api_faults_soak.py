@@ -26,12 +26,11 @@ from typing import Any
 
 from tests.harness import OperatorProcess
 from tests.kube import Kube
+from tools.faultproxy.cluster import proxy_in_front
 from tools.faultproxy.faults import Faults
-from tools.faultproxy.proxy import FaultProxy, Upstream
+from tools.faultproxy.proxy import FaultProxy
 from tools.localcluster.cluster import LocalCluster
-from tools.localcluster.kubeconfig import render_kubeconfig
 from tools.localcluster.layout import REPO_ROOT, Layout, cached_bin_dir
-from tools.localcluster.pki import Pki
 
 BENCH_PORT_BASE = 18400
 PROXY_PORT = BENCH_PORT_BASE + 61
@@ -181,16 +180,8 @@ def start_rig(layout: Layout, seed: int, logs: Path) -> Rig:
     cluster.kubectl(
         "apply", "-f", "-", stdin=json.dumps({**peering, "metadata": {"name": PEERING}})
     )
-    pki = Pki(layout.pki_dir)
-    admin = (str(pki.path("admin.crt")), str(pki.path("admin.key")))
-    upstream = Upstream(
-        layout.server, str(pki.ca_cert), *admin, str(pki.serving_cert), str(pki.serving_key)
-    )
-    proxy = FaultProxy(upstream, PROXY_PORT, seed=seed)
-    proxy.start()
     kubeconfig = layout.root / "proxied.kubeconfig"
-    server = f"https://127.0.0.1:{PROXY_PORT}"
-    kubeconfig.write_text(render_kubeconfig(server, pki.ca_cert, *map(Path, admin)))
+    proxy = proxy_in_front(layout, PROXY_PORT, seed, kubeconfig)
     logs.mkdir(parents=True, exist_ok=True)
     replicas = [OperatorProcess(kubeconfig, logs / f"operator-{n}.log") for n in "ab"]
     for replica, priority in zip(replicas, (200, 100), strict=True):

@@ -16,11 +16,10 @@ from tests.harness import OperatorProcess
 from tests.integration.test_operator import job_status, make_job, wait_for_phase
 from tests.integration.test_recovery import fail_worker
 from tests.kube import Kube, wait_until
+from tools.faultproxy.cluster import proxy_in_front
 from tools.faultproxy.faults import Faults, Kind
-from tools.faultproxy.proxy import FaultProxy, Upstream
+from tools.faultproxy.proxy import FaultProxy
 from tools.localcluster.cluster import LocalCluster
-from tools.localcluster.kubeconfig import render_kubeconfig
-from tools.localcluster.pki import Pki
 
 PROXY_PORT_OFFSET = 61  # in the test cluster's port block, beside its components
 STORMY = Faults(
@@ -41,16 +40,8 @@ def proxied(
     if use_existing_cluster():
         pytest.skip("needs the test session's own cluster (its PKI and components)")
     layout = session_layout()
-    pki = Pki(layout.pki_dir)
-    admin = (str(pki.path("admin.crt")), str(pki.path("admin.key")))
-    upstream = Upstream(
-        layout.server, str(pki.ca_cert), *admin, str(pki.serving_cert), str(pki.serving_key)
-    )
-    proxy = FaultProxy(upstream, layout.port_base + PROXY_PORT_OFFSET, seed=11)
-    proxy.start()
     kubeconfig = tmp_path / "proxied.kubeconfig"
-    server = f"https://127.0.0.1:{proxy.port}"
-    kubeconfig.write_text(render_kubeconfig(server, pki.ca_cert, *map(Path, admin)))
+    proxy = proxy_in_front(layout, layout.port_base + PROXY_PORT_OFFSET, 11, kubeconfig)
     operator.stop()
     through = OperatorProcess(kubeconfig, tmp_path / "operator.log")
     through.start()
