@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +85,18 @@ class LocalNodes:
 
     state: StateDir
     process: subprocess.Popen[bytes]
+
+    @contextlib.contextmanager
+    def kept_away(self, node: str) -> Iterator[None]:
+        """Within this block, `node` once deleted stays away, like a machine still down; it
+        registers again when the block ends (and no pod is bound to it)."""
+        marker = self.state.kept_away(node)
+        marker.parent.mkdir(exist_ok=True)
+        marker.touch()
+        try:
+            yield
+        finally:
+            marker.unlink()
 
 
 def start_node_agent(kubeconfig: Path, state: Path) -> subprocess.Popen[bytes]:

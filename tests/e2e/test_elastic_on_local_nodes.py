@@ -124,6 +124,16 @@ def pods_on(kube: Kube, namespace: str, node: str) -> list[str]:
     return sorted(p["metadata"]["name"] for p in pods if p["spec"].get("nodeName") == node)
 
 
+def unschedulable(kube: Kube, namespace: str) -> list[str]:
+    """The pods the scheduler found no room for."""
+    return [
+        p["metadata"]["name"]
+        for p in kube.get("pods", namespace=namespace)["items"]
+        for c in p["status"].get("conditions") or []
+        if c["type"] == "PodScheduled" and c.get("reason") == "Unschedulable"
+    ]
+
+
 def test_an_elastic_job_shrinks_when_a_node_is_lost_and_grows_when_it_returns(
     kube: Kube, reference_accuracy: float, namespace: str, local_nodes: LocalNodes
 ) -> None:
@@ -135,10 +145,15 @@ def test_an_elastic_job_shrinks_when_a_node_is_lost_and_grows_when_it_returns(
 
     lost = next(n for n in LOCAL_NODES if "elastic-rdzv" not in pods_on(kube, namespace, n))
     assert len(pods_on(kube, namespace, lost)) == 2
-    kube.run("delete", "node", lost)  # its workers die without a word
-    training_with(kube, namespace, 2, timeout=60)
-    # Three wanted: the third waits for room, which comes back with the node.
-    kube.run("scale", "dtj/elastic", "-n", namespace, "--replicas=3")
+    with local_nodes.kept_away(lost):  # the machine stays down until the block ends
+        kube.run("delete", "node", lost)  # its workers die without a word
+        training_with(kube, namespace, 2, timeout=60)
+        # Three wanted: the third waits for room, which comes back with the node.
+        kube.run("scale", "dtj/elastic", "-n", namespace, "--replicas=3")
+        wait_until(lambda: unschedulable(kube, namespace), what="a worker waiting for room")
+        assert (kube.get("dtj", "elastic", namespace=namespace)["status"].get("progress") or {})[
+            "worldSize"
+        ] == 2
     training_with(kube, namespace, 3, timeout=240)
     status = wait_finished(kube, namespace, "elastic", timeout=420)
     assert status["phase"] == "Succeeded", status

@@ -140,8 +140,9 @@ class Agent:
     def _serving_nodes(self, every_pod: list[dict[str, Any]]) -> set[str]:
         """Our nodes that still exist. A node deleted from the API is a machine that vanished:
         its pods' processes are killed without a signal to catch and their status is never
-        written again (Kubernetes removes the objects: PodGC). Once no pod is bound to it, the
-        machine is back, and registers again as a kubelet does when it starts."""
+        written again (Kubernetes removes the objects: PodGC). Once no pod is bound to it (and no
+        test keeps it away), the machine is back, and registers again as a kubelet does when it
+        starts."""
         present = {node["metadata"]["uid"] for node in self.node_cache.snapshot()}
         self.seen_nodes |= present & set(self.keeper.uids.values())
         for name in vanished_nodes(self.keeper.uids, self.seen_nodes, present):
@@ -150,6 +151,8 @@ class Agent:
                 self.keeper.lose(name)
         bound = {pod["spec"].get("nodeName") for pod in every_pod}
         for name in sorted(self.keeper.lost - bound):
+            if self.settings.state.kept_away(name).exists():
+                continue
             log.info("node %s has no pods left: registering it again", name)
             self.keeper.register_node(name)
         return set(self.settings.nodes) - self.keeper.lost

@@ -60,6 +60,11 @@ class StateDir:
     def mountpoints_file(self) -> Path:
         return self.root / "created-mountpoints.json"
 
+    def kept_away(self, node: str) -> Path:
+        """While this file exists, the deleted node `node` stays away (a machine still down),
+        even when no pod is bound to it any more. A test creates and removes it."""
+        return self.root / "kept-away" / node
+
     def pod_dir(self, uid: str) -> Path:
         """Per-pod files: record, /etc files, emptyDirs, sandbox specs, exit codes."""
         return self.pods_dir / uid
