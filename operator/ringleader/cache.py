@@ -22,6 +22,7 @@ Key = tuple[str, str]  # namespace, job name
 ChildId = tuple[str, str]  # kind, name
 # The children a relist lists (KubeApi.list_children); a PodGroup, say, is never dropped by one.
 LISTED_KINDS = frozenset({"Pod", "Service", "PersistentVolumeClaim"})
+FORCE_DELETED_MEMORY = 10_000  # pods force-deleted whose DELETED report has yet to come
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,10 @@ class Cache:
     def __init__(self) -> None:
         self._jobs: dict[Key, Obj] = {}
         self._children: dict[Key, dict[ChildId, Obj]] = defaultdict(dict)
+        # The uids of pods force-deleted, until the watch reports them deleted: the reports of
+        # them still on their way (the deletion's own MODIFIED among them) must not bring them
+        # back. Oldest first, bounded, should a DELETED report never come.
+        self._force_deleted: dict[str, None] = {}
         self._lock = threading.Lock()
 
     def put_job(self, body: Obj) -> Key:
@@ -68,10 +73,17 @@ class Cache:
         if key is None:
             return None
         child_id = (body["kind"], body["metadata"]["name"])
+        uid = pods.uid_of(body)
         with self._lock:
             children = self._children[key]
-            if deleted:
-                children.pop(child_id, None)
+            if uid in self._force_deleted:
+                if deleted:
+                    del self._force_deleted[uid]
+            elif deleted:
+                # Only the object the report is about: the same name may already be held by its
+                # replacement (created by us, or reported by the watch).
+                if uid is None or pods.uid_of(children.get(child_id) or {}) == uid:
+                    children.pop(child_id, None)
             elif only_if_absent:
                 children.setdefault(child_id, body)
             else:
@@ -79,9 +91,14 @@ class Cache:
         return key
 
     def forget_pod(self, key: Key, name: str) -> None:
-        """A pod force-deleted: gone at once, though the watch has yet to say so."""
+        """A pod force-deleted: gone at once, though the watch has yet to say so (and may
+        report it changed meanwhile)."""
         with self._lock:
-            self._children.get(key, {}).pop(("Pod", name), None)
+            pod = self._children.get(key, {}).pop(("Pod", name), None)
+            if pod is not None and (uid := pods.uid_of(pod)):
+                self._force_deleted[uid] = None
+                while len(self._force_deleted) > FORCE_DELETED_MEMORY:
+                    del self._force_deleted[next(iter(self._force_deleted))]
 
     def snapshot(self) -> Snapshot:
         """Every body held now, by job key and by child: what a relist may later drop."""
@@ -159,17 +176,12 @@ class Cache:
                 if (uid := pods.uid_of(child))
             }
 
-    def record_status_write(self, key: Key, read: Obj, patch: Obj) -> None:
-        """A status patch written on the body `read`: until the watch reports it, the cache
-        holds the body with the patch applied. A newer body the watch delivered meanwhile is
-        newer than what was written, so it is never replaced."""
+    def record_status_write(self, key: Key, read: Obj, written: Obj) -> None:
+        """A status patch made on the body `read` gave `written` (the API server's answer):
+        until the watch reports it, the cache holds it, so the next pass decides from it and
+        names its resourceVersion. A newer body the watch delivered meanwhile is never
+        replaced (the patch named read's version: the watch's body either is the write or
+        follows it)."""
         with self._lock:
-            if self._jobs.get(key) is not read:
-                return
-            status = dict(read.get("status") or {})
-            for field, value in patch.items():  # a merge patch of top-level fields
-                if value is None:
-                    status.pop(field, None)
-                else:
-                    status[field] = value
-            self._jobs[key] = {**read, "status": status}
+            if self._jobs.get(key) is read:
+                self._jobs[key] = written

@@ -19,7 +19,7 @@ from ringleader import gang, lostnodes
 from ringleader.cache import Cache, Key
 from ringleader.constants import Phase
 from ringleader.discovery import ServedApis
-from ringleader.kube import CreationRefused, KubeApi, RetryableError
+from ringleader.kube import Conflict, CreationRefused, KubeApi, RetryableError
 from ringleader.metrics import (
     JOBS_BY_PHASE,
     RECONCILE_ERRORS,
@@ -27,7 +27,7 @@ from ringleader.metrics import (
     count_recovery,
 )
 from ringleader.nodecache import LostNodes
-from ringleader.reconcile import Plan, execute_plan, plan_reconcile, plan_refusal
+from ringleader.reconcile import Carried, Plan, execute_plan, plan_reconcile, plan_refusal
 from ringleader.relist import Relister
 
 Obj = dict[str, Any]
@@ -122,14 +122,14 @@ class Controller:
             deleted = self.lost_nodes.deleted_among(lostnodes.bound_nodes(children))
             served = self._pod_groups_served(body)
             plan = plan_reconcile(body, children, now, lost, served, deleted_nodes=deleted)
-            created = execute_plan(self.api, body, plan)
+            carried = execute_plan(self.api, body, plan)
         except RetryableError as error:
             self._retry_later(key, error)
             return
         except CreationRefused as refused:
             # What was written before the refused create (status first) holds: remembered,
             # so that the refusal is recorded on top of it.
-            self._remember_writes(key, body, plan, refused.created)
+            self._remember_writes(key, body, plan, Carried(refused.written_job, refused.created))
             self._record_refusal(key, self.cache.job(key) or body, refused)
             return
         except Exception as error:
@@ -143,7 +143,7 @@ class Controller:
         # the next pass finishes the recovery without recording it anew: it goes uncounted,
         # never counted twice.
         count_recovery(body.get("status"), plan.status_patch)
-        self._remember_writes(key, body, plan, created)
+        self._remember_writes(key, body, plan, carried)
         if plan.requeue_after is not None:
             self._call_soon(self.enqueue_after, key, plan.requeue_after + 0.1)
 
@@ -153,8 +153,7 @@ class Controller:
         log.warning("%s/%s: %s", *key, refused)
         try:
             plan = plan_refusal(body, refused, self.clock())
-            execute_plan(self.api, body, plan)
-            self._remember_writes(key, body, plan, [])
+            self._remember_writes(key, body, plan, execute_plan(self.api, body, plan))
         except RetryableError as error:
             self._retry_later(key, error)
             return
@@ -167,13 +166,13 @@ class Controller:
         api = gang.pod_group_api(bool(scheduling.get("gang")), scheduling.get("schedulerName"))
         return api is None or self.served_apis.serves(api.api_version)
 
-    def _remember_writes(self, key: Key, body: Obj, plan: Plan, created: list[Obj]) -> None:
+    def _remember_writes(self, key: Key, body: Obj, plan: Plan, carried: Carried) -> None:
         # The watch reports our own writes a moment later; until then a reconcile must not act
         # on the state from before them (it would create twice, restart twice, or force-delete
         # a pod on a deleted node twice, announcing it twice).
-        if plan.status_patch:
-            self.cache.record_status_write(key, body, plan.status_patch)
-        for obj in created:
+        if carried.job is not None:
+            self.cache.record_status_write(key, body, carried.job)
+        for obj in carried.created:
             self.cache.put_child(obj, only_if_absent=True)
         for name in plan.force_delete_pods:
             self.cache.forget_pod(key, name)
@@ -182,7 +181,9 @@ class Controller:
         RECONCILE_ERRORS.inc()
         self.failures[key] += 1
         delay = min(0.5 * 2 ** (self.failures[key] - 1), MAX_BACKOFF_SECONDS)
-        if not quietly:
+        if isinstance(error, Conflict):  # decided from a body older than the job: routine
+            log.info("%s/%s changed since it was read; deciding again in %.1fs", *key, delay)
+        elif not quietly:
             log.warning("retrying %s/%s in %.1fs: %s", *key, delay, error)
         self._call_soon(self.enqueue_after, key, delay)
 

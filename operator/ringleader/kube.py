@@ -30,6 +30,10 @@ class RetryableError(RuntimeError):
     """The API server is overloaded or failing; try the reconcile again later."""
 
 
+class Conflict(RetryableError):
+    """A write lost a race (409): the object changed since it was read. Routine, not a fault."""
+
+
 class CreationRefused(RuntimeError):
     """The API server refused to create a child: admission (a quota, PodSecurity, a LimitRange,
     a webhook), validation, or a name another object already holds. `lasting` when trying again
@@ -39,7 +43,9 @@ class CreationRefused(RuntimeError):
         super().__init__(f"create {kind} {name}: {reason}: {message}")
         self.kind, self.name, self.reason, self.message = kind, name, reason, message
         self.lasting = lasting
-        self.created: list[Obj] = []  # what the same plan made before (execute_plan fills it)
+        # What the same plan wrote before it (execute_plan fills them in): the cache must know.
+        self.created: list[Obj] = []
+        self.written_job: Obj | None = None
 
 
 QUOTA_MARKER = "exceeded quota"  # in a 403 from the ResourceQuota admission plugin
@@ -108,7 +114,9 @@ def _call(verb: str, kind: str, fn: Callable[[], T], benign: int | None = None) 
             return None  # the namespace and everything in it, the job too, are going away
         # Throttled, failing, or a write that lost a race (409): the next pass, from what the
         # watches show by then, decides again.
-        if error.status in (409, 429) or error.status >= 500:
+        if error.status == 409:
+            raise Conflict(f"{verb} {kind}: 409 {error.reason}") from error
+        if error.status == 429 or error.status >= 500:
             raise RetryableError(f"{verb} {kind}: {error.status} {error.reason}") from error
         raise
     if verb not in ("get", "list"):
@@ -300,10 +308,17 @@ class KubeApi:
         found: Obj = self.core.api_client.sanitize_for_serialization(node)
         return found
 
-    def patch_job_status(self, namespace: str, name: str, status: Obj) -> None:
-        """Merge-patch the status subresource of a job."""
-        body = {"status": status}
-        _call(
+    def patch_job_status(
+        self, namespace: str, name: str, status: Obj, resource_version: str | None = None
+    ) -> Obj | None:
+        """Merge-patch the status subresource of a job; return the job as written (None when it
+        is gone). With resource_version, the API server refuses the write (409, retried) when
+        the job changed since that version: a decision made from a stale read (a replica that
+        has just taken over, a watch behind) never overwrites a newer status."""
+        body: Obj = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        return _call(
             "patch",
             c.KIND,
             lambda: self.custom.patch_namespaced_custom_object_status(

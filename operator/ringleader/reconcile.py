@@ -288,8 +288,21 @@ def with_force_deletions(
     return plan
 
 
-def execute_plan(api: KubeApi, body: Obj, plan: Plan) -> list[Obj]:
-    """Carry out a plan: status first, then events, deletions, creations. Returns what it made.
+@dataclass
+class Carried:
+    """What carrying out a plan wrote: the job as its status patch left it (None: no patch, or
+    the job is gone) and the children it created."""
+
+    job: Obj | None = None
+    created: list[Obj] = field(default_factory=list)
+
+
+def execute_plan(api: KubeApi, body: Obj, plan: Plan) -> Carried:
+    """Carry out a plan: status first, then events, deletions, creations.
+
+    The status patch names the resourceVersion of the body the plan was made from: should the
+    job have changed since, nothing of the plan is carried out (409, and the next pass decides
+    again from the newer body).
 
     Events follow the status at once: the status is the durable record of a decision, and the
     next pass does not decide (or announce) it again, so an event is lost only when the
@@ -297,8 +310,10 @@ def execute_plan(api: KubeApi, body: Obj, plan: Plan) -> list[Obj]:
     """
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
+    carried = Carried()
     if plan.status_patch:
-        api.patch_job_status(namespace, name, plan.status_patch)
+        version = meta.get("resourceVersion")
+        carried.job = api.patch_job_status(namespace, name, plan.status_patch, version)
     for event_type, reason, message in plan.events:
         api.post_event(body, event_type, reason, message)
     for pod in plan.delete_pods:
@@ -307,14 +322,13 @@ def execute_plan(api: KubeApi, body: Obj, plan: Plan) -> list[Obj]:
         api.delete_pod(namespace, pod, grace_period_seconds=0)
     if plan.pod_group:
         api.apply_pod_group(plan.pod_group)
-    created: list[Obj] = []
     for obj in plan.create:
         try:
             if api.create(obj):
-                created.append(obj)
+                carried.created.append(obj)
         except CreationRefused as refused:
-            refused.created = created  # made before it: the cache must know them
+            refused.created, refused.written_job = carried.created, carried.job
             raise
     if plan.delete_job:
         api.delete_job(namespace, name)
-    return created
+    return carried

@@ -9,9 +9,11 @@ from ringleader.controller import Controller
 from ringleader.kube import KubeApi
 
 
-def pod(name: str, phase: str) -> dict[str, Any]:
+def pod(name: str, phase: str, uid: str | None = None) -> dict[str, Any]:
     labels = {"ringleader.dev/job-name": "digits"}
     meta = {"name": name, "namespace": "team-a", "labels": labels}
+    if uid:
+        meta["uid"] = uid
     return {"kind": "Pod", "metadata": meta, "status": {"phase": phase}}
 
 
@@ -46,13 +48,33 @@ def test_a_deleted_child_leaves_the_cache() -> None:
     assert cache.children(key) == []
 
 
+def test_a_force_deleted_pod_stays_gone_whatever_the_watch_still_reports_of_it() -> None:
+    cache = Cache()
+    key = cache.put_child(pod("digits-worker-1-a0", "Running", uid="old"))
+    assert key is not None
+    cache.forget_pod(key, "digits-worker-1-a0")
+    cache.put_child(pod("digits-worker-1-a0", "Running", uid="old"))  # deletionTimestamp set
+    assert cache.children(key) == []
+    cache.put_child(pod("digits-worker-1-a0", "Pending"), only_if_absent=True)  # its replacement
+    cache.put_child(pod("digits-worker-1-a0", "Running", uid="old"), deleted=True)
+    (held,) = cache.children(key)  # the report of the old pod's deletion spares the new one
+    assert held["status"]["phase"] == "Pending"
+    cache.put_child(pod("digits-worker-1-a0", "Running", uid="new"))
+    cache.put_child(pod("digits-worker-1-a0", "Running", uid="old"), deleted=True)  # late again
+    assert [p["metadata"]["uid"] for p in cache.children(key)] == ["new"]
+    cache.put_child(pod("digits-worker-1-a0", "Running", uid="new"), deleted=True)
+    assert cache.children(key) == []
+
+
 def test_a_status_write_is_held_in_the_cache_until_the_watch_reports_a_newer_body() -> None:
     cache = Cache()
-    read = {"metadata": {"namespace": "team-a", "name": "digits"}, "status": {"hang": {"step": 1}}}
+    meta = {"namespace": "team-a", "name": "digits", "resourceVersion": "7"}
+    read = {"metadata": meta, "status": {"hang": {"step": 1}}}
     key = cache.put_job(read)
-    cache.record_status_write(key, read, {"phase": "Running", "hang": None})
-    assert cache.job(key) == {**read, "status": {"phase": "Running"}}  # None removes the field
-    newer = {**read, "status": {"phase": "Restarting"}}
+    written = {"metadata": {**meta, "resourceVersion": "8"}, "status": {"phase": "Running"}}
+    cache.record_status_write(key, read, written)
+    assert cache.job(key) is written  # the next pass names resourceVersion 8
+    newer = {"metadata": {**meta, "resourceVersion": "9"}, "status": {"phase": "Restarting"}}
     cache.put_job(newer)
-    cache.record_status_write(key, read, {"phase": "Failed"})  # written on an older body
-    assert cache.job(key) is newer
+    cache.record_status_write(key, read, {**written, "status": {"phase": "Failed"}})
+    assert cache.job(key) is newer  # a write made on an older body never replaces a newer one

@@ -5,7 +5,6 @@ cannot; never a loop of tracebacks."""
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 from typing import Any, cast
 
@@ -16,6 +15,7 @@ from ringleader.controller import Controller
 from ringleader.kube import CreationRefused, KubeApi, refusal_of
 from ringleader.reconcile import Plan, plan_reconcile, plan_refusal
 from tests.unit.operator.jobs import make_job
+from tests.unit.operator.statusstore import StatusStore
 from tests.unit.operator.test_reconcile_plan import NOW, settle
 
 Obj = dict[str, Any]
@@ -94,15 +94,12 @@ def test_a_job_over_its_quota_waits_pending_saying_why_and_goes_on_once_all_exis
     assert status["phase"] == "Running" and not status.get("refusal")
 
 
-class RefusingApi:
+class RefusingApi(StatusStore):
     """Every create is refused by a quota; status patches and events are kept."""
 
     def __init__(self) -> None:
-        self.patches: list[Obj] = []
+        super().__init__()
         self.events: list[str] = []
-
-    def patch_job_status(self, namespace: str, name: str, patch: Obj) -> None:
-        self.patches.append(patch)
 
     def post_event(self, body: Obj, event_type: str, reason: str, message: str) -> None:
         self.events.append(reason)
@@ -122,7 +119,7 @@ def test_the_controller_records_a_refusal_and_retries_without_a_traceback(
     api = RefusingApi()
     controller = Controller(cast(KubeApi, api), clock=lambda: NOW)
     controller.loop = asyncio.new_event_loop()  # where the retry timer goes; never run
-    key = controller.cache.put_job(copy.deepcopy(make_job()))
+    key = controller.cache.put_job(api.hold(make_job()))
     try:
         controller._reconcile(key)
         controller._reconcile(key)  # the same refusal: no second event

@@ -19,6 +19,7 @@ from ringleader.kube import KubeApi
 from ringleader.nodecache import LostNodes
 from ringleader.reconcile import plan_reconcile
 from tests.unit.operator.jobs import make_job, parse
+from tests.unit.operator.statusstore import StatusStore
 from tests.unit.operator.test_reconcile_plan import NOW, settle
 
 Obj = dict[str, Any]
@@ -328,16 +329,14 @@ def test_a_failed_worker_on_a_deleted_node_keeps_the_class_of_its_own_failure() 
     assert plan.force_delete_pods == ["digits-worker-1-a0"]
 
 
-class NodeGoneApi(FakeApi):
+class NodeGoneApi(FakeApi, StatusStore):
     """The deleted node stays gone; every write is accepted, events and deletions kept."""
 
     def __init__(self) -> None:
-        super().__init__({})
+        FakeApi.__init__(self, {})
+        StatusStore.__init__(self)
         self.events: list[str] = []
         self.forced: list[str] = []
-
-    def patch_job_status(self, namespace: str, name: str, patch: Obj) -> None:
-        pass
 
     def delete_pod(
         self, namespace: str, name: str, grace_period_seconds: int | None = None
@@ -357,7 +356,7 @@ def test_a_pod_force_deleted_with_its_node_is_announced_once_before_the_watch_ca
     api = NodeGoneApi()
     controller = Controller(cast(KubeApi, api), clock=lambda: NOW)
     controller.loop = asyncio.new_event_loop()  # where a requeue timer would go; never run
-    key = controller.cache.put_job(copy.deepcopy(job))
+    key = controller.cache.put_job(api.hold(job))
     for child in children:
         controller.cache.put_child(child)
     controller.lost_nodes.note_deleted("node-digits-worker-1-a0")

@@ -25,7 +25,9 @@ class PatchRecorder:
     def __init__(self) -> None:
         self.patches: list[Obj] = []
 
-    def patch_job_status(self, namespace: str, name: str, patch: Obj) -> None:
+    def patch_job_status(
+        self, namespace: str, name: str, patch: Obj, resource_version: str | None = None
+    ) -> None:
         self.patches.append(patch)
 
 
@@ -114,7 +116,9 @@ class KeyedRecorder(PatchRecorder):
         super().__init__()
         self.targets: list[tuple[str, str]] = []
 
-    def patch_job_status(self, namespace: str, name: str, patch: Obj) -> None:
+    def patch_job_status(
+        self, namespace: str, name: str, patch: Obj, resource_version: str | None = None
+    ) -> None:
         self.targets.append((namespace, name))
         super().patch_job_status(namespace, name, patch)
 

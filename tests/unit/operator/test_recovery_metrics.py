@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -16,6 +15,7 @@ from ringleader.poller import ProgressPoller
 from ringleader.reports import ProgressReport
 from ringleader.statusmodels import JobStatus
 from tests.unit.operator.jobs import make_job
+from tests.unit.operator.statusstore import StatusStore
 from tests.unit.operator.test_reconcile_plan import NOW
 from tests.unit.operator.test_reconcile_recovery import OOM, fail, settled
 
@@ -79,11 +79,8 @@ def test_a_recovery_time_lands_in_its_actions_histogram() -> None:
     assert after == in_bucket + 1
 
 
-class RecordingApi:
+class RecordingApi(StatusStore):
     """Accepts every write the controller sends."""
-
-    def patch_job_status(self, namespace: str, name: str, patch: Obj) -> None:
-        pass
 
     def delete_pod(self, namespace: str, name: str) -> None:
         pass
@@ -100,9 +97,10 @@ class RecordingApi:
 
 def test_the_controller_counts_a_recovery_once_however_often_it_reconciles() -> None:
     job, children = settled()
-    controller = Controller(cast(KubeApi, RecordingApi()), clock=lambda: NOW)
+    api = RecordingApi()
+    controller = Controller(cast(KubeApi, api), clock=lambda: NOW)
     controller.loop = asyncio.new_event_loop()  # where a requeue timer would go; never run
-    key = controller.cache.put_job(copy.deepcopy(job))
+    key = controller.cache.put_job(api.hold(job))
     for child in fail(children, "digits-worker-1-a0", OOM):
         controller.cache.put_child(child)
     labels = {"class": "OutOfMemory", "action": "RestartWorker"}
