@@ -28,7 +28,7 @@ def make_peering(kube: Kube) -> None:
     kube.apply({**peering, "metadata": {"name": PEERING}}, "default")
 
 
-def _peering_args(priority: int) -> tuple[str, ...]:
+def peering_args(priority: int) -> tuple[str, ...]:
     return (f"--peering={PEERING}", f"--priority={priority}", f"--peering-lifetime={LIFETIME}")
 
 
@@ -41,11 +41,11 @@ def replicas(
     operator.stop()
     pair = tuple(OperatorProcess(kube.kubeconfig, tmp_path / f"{n}.log") for n in ("a", "b"))
     active, standby = pair
-    active.start(args=_peering_args(200))
+    active.start(args=peering_args(200))
     # The standby starts once the active one is active: started together, the standby may find
     # no peer yet and act on a job before the other announces itself.
     wait_until(lambda: "Resuming operations" in active.log_path.read_text(), timeout=60)
-    standby.start(args=_peering_args(100))
+    standby.start(args=peering_args(100))
     try:
         yield pair[0], pair[1]
     finally:
@@ -94,10 +94,10 @@ def test_a_pod_deleted_while_no_replica_was_active_is_replaced_by_the_standby(
     operator.stop()
     standby, active = (OperatorProcess(kube.kubeconfig, tmp_path / f"{n}.log") for n in "ba")
     try:
-        standby.start(args=_peering_args(100))
+        standby.start(args=peering_args(100))
         kube.apply(make_job(), namespace)
         wait_for_phase(kube, namespace, "Running", timeout=90)
-        active.start(args=_peering_args(200))
+        active.start(args=peering_args(200))
         wait_until(lambda: "Pausing operations" in standby.log_path.read_text(), timeout=60)
         before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in worker_pods(kube, namespace)}
         active.kill()
