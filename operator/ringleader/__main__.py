@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         metrics_port=args.metrics_port,
         progress_interval=args.progress_interval,
         peering_lifetime=args.peering_lifetime,
+        peering=args.peering is not None,
         namespaces=args.namespace or None,
     )
     kopf.run(

@@ -45,8 +45,10 @@ class Controller:
         workers: int = 8,
         clock: Callable[[], datetime] | None = None,
         namespaces: list[str] | None = None,
+        paused: Callable[[], bool] = lambda: False,
     ):
         self.api = api
+        self.paused = paused  # kopf paused this replica for a peer: decide nothing (peering.py)
         self.lost_nodes = LostNodes(api)
         self.served_apis = ServedApis(api)
         self.cache = Cache()
@@ -112,7 +114,9 @@ class Controller:
 
     def _reconcile(self, key: Key) -> None:
         body = self.cache.job(key)
-        if body is None:
+        if body is None or self.paused():
+            # Paused, the cache is as old as the pause; resuming, kopf lists everything again,
+            # and each job's events bring it back here.
             return
         children = self.cache.children(key)
         started = time.perf_counter()

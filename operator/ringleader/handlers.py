@@ -18,6 +18,7 @@ from ringleader import constants as c
 from ringleader import gang
 from ringleader.controller import Controller
 from ringleader.kube import KubeApi, load_client_config
+from ringleader.peering import follow_pauses
 from ringleader.poller import ProgressPoller
 
 CHILD_LABELS = {c.LABEL_MANAGED_BY: c.MANAGED_BY}
@@ -69,12 +70,18 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # Only event handlers are registered: kopf then stores nothing on the objects (no
     # annotations, no finalizers), and the controller keeps its own state.
     api = KubeApi(load_client_config())
-    controller = Controller(api, workers=memo.get("workers", 8), namespaces=memo.get("namespaces"))
+    pauses = follow_pauses(peering=bool(memo.get("peering")))
+    controller = Controller(
+        api,
+        workers=memo.get("workers", 8),
+        namespaces=memo.get("namespaces"),
+        paused=lambda: pauses.paused,
+    )
     controller.start()
     memo[CONTROLLER_KEY] = controller
     interval = memo.get("progress_interval", 5.0)
     if interval > 0:
-        poller = ProgressPoller(api, controller.cache, interval)
+        poller = ProgressPoller(api, controller.cache, interval, paused=lambda: pauses.paused)
         memo[POLLER_KEY] = asyncio.create_task(poller.run())
 
 

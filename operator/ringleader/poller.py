@@ -82,8 +82,15 @@ def now() -> float:
 class ProgressPoller:
     """Every `interval` seconds, asks one worker of each active job for its progress."""
 
-    def __init__(self, api: KubeApi, cache: Cache, interval: float) -> None:
+    def __init__(
+        self,
+        api: KubeApi,
+        cache: Cache,
+        interval: float,
+        paused: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.api, self.cache, self.interval = api, cache, interval
+        self.paused = paused  # kopf paused this replica for a peer (peering.py)
         self.unreachable_until: dict[str, float] = {}  # pod uid -> monotonic time
         self.failures: dict[str, int] = {}  # pod uid -> consecutive failed requests
         self.limit = asyncio.Semaphore(CONCURRENT_REQUESTS)
@@ -96,8 +103,17 @@ class ProgressPoller:
         """Poll forever (cancelled when the operator stops)."""
         while True:
             started = time.monotonic()
-            await self.poll_once()
+            await self.tick()
             await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+
+    async def tick(self) -> None:
+        """A round of polling, unless kopf paused this replica: the active peer polls then, and
+        what the step counters showed before the pause is forgotten, so that the pause is never
+        taken for a stalled step."""
+        if self.paused():
+            self.watches.clear()
+        else:
+            await self.poll_once()
 
     async def poll_once(self) -> None:
         """One round: every active job asked, finished ones' last words mirrored, clocks on."""
