@@ -20,6 +20,7 @@ TERMINATION_KEYS = (
     contract.EPOCH,
     contract.LOSS,
     contract.SAMPLES_PER_SECOND,
+    contract.WORLD_SIZE,  # the size that trained last: without it, status would lose it
     contract.UPDATED_AT,
     contract.CHECKPOINT,
 )

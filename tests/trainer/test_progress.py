@@ -96,12 +96,14 @@ def test_throttle_allows_one_write_per_interval(interval: float, second_call: bo
 def test_the_last_progress_report_becomes_the_termination_message(tmp_path: Path) -> None:
     progress = {"step": 345, "epoch": 14, "state": "Finished", "eval": {"accuracy": 0.97}}
     progress["checkpoint"] = {"step": 345, "path": "/checkpoints/step_000000345", "time": 1.0}
+    progress["world_size"] = 3
     (tmp_path / "progress.json").write_text(json.dumps(progress))
     target = tmp_path / "termination-log"
     target.write_text("")
     termination.write_termination_message(tmp_path, target=target)
     message = json.loads(target.read_text())
-    assert message == {"step": 345, "epoch": 14, "checkpoint": progress["checkpoint"]}
+    expected = {"step": 345, "epoch": 14, "world_size": 3, "checkpoint": progress["checkpoint"]}
+    assert message == expected  # the status of a job no poll caught running says all of it
 
 
 def test_no_termination_message_where_kubernetes_provides_no_file(tmp_path: Path) -> None:
