@@ -17,7 +17,7 @@ SHORT_NAME: Final = "dtj"
 # that both sides agree, since the two packages ship in different images.
 
 # Standard PyTorch names (torch.distributed / torchrun).
-ENV_MASTER_ADDR: Final = "MASTER_ADDR"  # DNS name of the job's rendezvous Service
+ENV_MASTER_ADDR: Final = "MASTER_ADDR"  # DNS name of worker 0 (rank 0 serves the store)
 ENV_MASTER_PORT: Final = "MASTER_PORT"
 ENV_WORLD_SIZE: Final = "WORLD_SIZE"  # processes in the group at launch: replicas x nprocPerNode
 ENV_RANK: Final = "RANK"  # first global rank of this pod at launch: replica index x nprocPerNode
@@ -69,6 +69,10 @@ ENV_CONTRACT: Final = frozenset(
 )
 
 RENDEZVOUS_PORT: Final = 29400
+# MASTER_PORT: where a script run without torchrun finds the group's store, served by rank 0
+# (worker 0's pod, MASTER_ADDR) as under Kubeflow's PyTorchJob, which uses the same port.
+# torchrun and the built-in trainer's agent set MASTER_ADDR and MASTER_PORT per process instead.
+RANK_0_STORE_PORT: Final = 23456
 PROGRESS_PORT: Final = 29500
 RENDEZVOUS_PORT_NAME: Final = "rdzv"
 

@@ -20,6 +20,12 @@ def worker_hostname(job_name: str, index: int) -> str:
     return f"{job_name}-{c.WORKER_SUFFIX}-{index}"
 
 
+def worker_address(job_name: str, namespace: str, index: int) -> str:
+    """DNS name of worker `index` (MASTER_ADDR names worker 0), stable across its pods."""
+    # No cluster domain: resolv.conf's search list completes it, whatever the domain is.
+    return f"{worker_hostname(job_name, index)}.{workers_service_name(job_name)}.{namespace}.svc"
+
+
 def workers_service_name(job_name: str) -> str:
     """Headless Service that gives each worker a DNS name: <hostname>.<this>.<ns>.svc."""
     return f"{job_name}-{c.WORKERS_SERVICE_SUFFIX}"
@@ -31,7 +37,7 @@ def rendezvous_name(job_name: str) -> str:
 
 
 def rendezvous_address(job_name: str, namespace: str) -> str:
-    """DNS name of the rendezvous (MASTER_ADDR)."""
+    """DNS name of the rendezvous (torchrun's PET_RDZV_ENDPOINT)."""
     # No cluster domain: resolv.conf's search list completes it, whatever the domain is.
     return f"{rendezvous_name(job_name)}.{namespace}.svc"
 

@@ -65,8 +65,12 @@ def build_contract_env(job: DistributedTrainingJob, index: int, attempt: int) ->
     # The elastic agent counts in-place process restarts; it gets the same budget as the job.
     max_restarts = (spec.failure_policy or FailurePolicy()).max_restarts
     return [
-        _value(c.ENV_MASTER_ADDR, address),
-        _value(c.ENV_MASTER_PORT, c.RENDEZVOUS_PORT),
+        # For scripts run without torchrun: rank 0 serves the store, so it goes with the group's
+        # processes and a restarted group starts from an empty one. (Served by the rendezvous
+        # pod, which outlives them, it held the last group's keys, and new tries failed on them:
+        # 6 counted restarts after one pod deletion, in the e2e test of it.)
+        _value(c.ENV_MASTER_ADDR, naming.worker_address(name, namespace, 0)),
+        _value(c.ENV_MASTER_PORT, c.RANK_0_STORE_PORT),
         # Launch-time values; the agent sets the real ones per process after each rendezvous.
         _value(c.ENV_WORLD_SIZE, spec.replicas * nproc),
         _value(c.ENV_RANK, index * nproc),

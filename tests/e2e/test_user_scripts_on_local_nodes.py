@@ -104,6 +104,33 @@ def test_a_plain_python_script_with_env_rendezvous_runs_with_three_workers(
         assert resumed_from(local_nodes, namespace, f"plain-worker-{index}-a0") == [0]
 
 
+def test_a_plain_python_script_restarted_after_a_pod_is_deleted_resumes_its_checkpoint(
+    kube: Kube, operator: OperatorProcess, local_nodes: LocalNodes, namespace: str
+) -> None:
+    # Rank 0 hosts the group's store, as under Kubeflow's PyTorchJob: it goes with the processes,
+    # so the next group starts from a clean one (a store that outlived them held the old group's
+    # keys, and new tries failed on them).
+    add_scripts(kube, namespace)
+    kube.apply(script_job("plain", ["python3", "/scripts/train.py"]), namespace)
+    running = status_when(
+        kube, namespace, "plain", lambda s: step_of(s) >= 30 and s.get("checkpoint"),
+        timeout=240, what="step 30 and a checkpoint",
+    )  # fmt: skip
+    kube.run("delete", "pod", "plain-worker-1-a0", "-n", namespace, "--wait=false")
+    final = wait_finished(kube, namespace, "plain", timeout=300)
+    assert final["phase"] == "Succeeded", final
+    assert step_of(final) == 150 and final["checkpoint"]["step"] == 150
+    # The survivor's broken group is a failure (counted), and so at most once the replacement's
+    # own first try; the new group then forms at once. (With the store in the rendezvous pod,
+    # holding the old group's keys, it took 6 failed tries here before one got through.)
+    assert final.get("restarts", 0) <= 2, final
+    for index in range(2):  # each process of the new group went on from the checkpoint
+        starts = resumed_from(
+            local_nodes, namespace, f"plain-worker-{index}-a{final.get('restartAttempt', 0)}"
+        )
+        assert starts[-1] >= running["checkpoint"]["step"], (index, starts)
+
+
 def test_an_elastic_script_job_scaled_from_two_to_three_trains_at_the_new_size(
     kube: Kube, operator: OperatorProcess, local_nodes: LocalNodes, namespace: str
 ) -> None:

@@ -33,8 +33,8 @@ def env_map(pod: dict[str, Any], container: int = 0) -> dict[str, Any]:
 def test_worker_gets_exactly_the_env_contract_then_the_defaults() -> None:
     pod = builders.build_worker_pod(parse(make_job()), index=1, attempt=2)
     assert env_of(pod) == [
-        {"name": "MASTER_ADDR", "value": STORE},
-        {"name": "MASTER_PORT", "value": "29400"},
+        {"name": "MASTER_ADDR", "value": "digits-worker-0.digits-workers.team-a.svc"},
+        {"name": "MASTER_PORT", "value": "23456"},
         {"name": "WORLD_SIZE", "value": "2"},
         {"name": "RANK", "value": "1"},
         {"name": "PET_NNODES", "value": "2:2"},
