@@ -271,9 +271,16 @@ def _print_times(soak: Soak, converged: dict[str, float]) -> None:
 
 
 def _print_unconverged(soak: Soak, job: str, status: Obj) -> None:
-    pods = sorted(n for p in soak.pods() if (n := p["metadata"]["name"]).startswith(f"{job}-"))
+    mine = [p for p in soak.pods() if p["metadata"]["name"].startswith(f"{job}-")]
+    pods = sorted(p["metadata"]["name"] for p in mine)
     counted = f"restarts {status.get('restarts', 0)} of {soak.failures[job]} failures"
     print(f"not converged: {job}: {status.get('phase')}, {counted}, pods {pods}")
+    print(f"  wanted {soak.desired[job]} workers; status: {json.dumps(status, sort_keys=True)}")
+    for pod in sorted(mine, key=lambda p: p["metadata"]["name"]):
+        meta, state = pod["metadata"], pod.get("status") or {}
+        print(f"  {meta['name']} uid {meta.get('uid')} made {meta.get('creationTimestamp')} "
+              f"deleting {meta.get('deletionTimestamp')} phase {state.get('phase')} "
+              f"node {pod['spec'].get('nodeName')}")  # fmt: skip
 
 
 def run(seconds: float, jobs: int, seed: int, logs: Path) -> bool:
