@@ -172,9 +172,7 @@ def start_rig(layout: Layout, seed: int, logs: Path) -> Rig:
     cluster.destroy()
     cluster.up()
     for path in ("crds", "charts/ringleader/crds"):
-        cluster.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / path))
-    for crd in ("distributedtrainingjobs.ringleader.dev", "clusterkopfpeerings.kopf.dev"):
-        _established(cluster, crd)
+        cluster.install_crds(REPO_ROOT / path)
     cluster.kubectl("create", "namespace", NAMESPACE)
     peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering"}
     cluster.kubectl(
@@ -187,17 +185,6 @@ def start_rig(layout: Layout, seed: int, logs: Path) -> Rig:
     for replica, priority in zip(replicas, (200, 100), strict=True):
         replica.start(args=_peering_args(priority))
     return Rig(cluster, proxy, replicas)
-
-
-def _established(cluster: LocalCluster, crd: str) -> None:
-    """Wait until the API serves the CRD (`kubectl wait` fails while it has no status yet)."""
-    for _ in range(120):
-        found = json.loads(cluster.kubectl("get", "crd", crd, "-o", "json"))
-        conditions = (found.get("status") or {}).get("conditions") or []
-        if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
-            return
-        time.sleep(0.5)
-    raise RuntimeError(f"CRD {crd} not established within 60 s")
 
 
 def _peering_args(priority: int) -> tuple[str, ...]:

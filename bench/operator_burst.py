@@ -90,14 +90,7 @@ def _start_operator(layout: Layout) -> subprocess.Popen[bytes]:
 
 
 def _prepare(cluster: LocalCluster, pods_needed: int) -> None:
-    cluster.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
-    crd = "crd/distributedtrainingjobs.ringleader.dev"
-    while not any(
-        c["type"] == "Established" and c["status"] == "True"
-        for c in json.loads(cluster.kubectl("get", crd, "-o", "json"))["status"].get("conditions")
-        or []
-    ):
-        time.sleep(0.2)
+    cluster.install_crds(REPO_ROOT / "crds")
     cluster.kubectl("create", "namespace", NAMESPACE)
     _add_nodes(cluster, pods_needed)
 

@@ -146,13 +146,18 @@ class LocalCluster:
         if answers_ok(f"{self.layout.server}/readyz"):
             self.kubectl("delete", "node", "--ignore-not-found", "--wait=false", *names)
 
+    def install_crds(self, crds: Path) -> None:
+        """Apply the CRDs in `crds` (a file or a directory) and wait until each is served."""
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds))
+        # `kubectl wait` fails at once while a new CRD has no status yet: tried until it passes.
+        self._wait_for(
+            f"the CRDs of {crds.name} established",
+            "wait", "--for=condition=Established", "-f", str(crds), "--timeout=5s",
+        )  # fmt: skip
+
     def start_operator(self, crds: Path) -> None:
         """Install the CRDs from `crds` and run the operator in the background."""
-        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds))
-        self._wait_for(
-            "the CRDs established",
-            "wait", "--for=condition=Established", "crd", "--all", "--timeout=5s",
-        )  # fmt: skip
+        self.install_crds(crds)
         self._start_addon(addons.operator(self.layout))
 
     def stop_addons(self) -> list[str]:
