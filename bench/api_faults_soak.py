@@ -227,7 +227,8 @@ def storm(rig: Rig, soak: Soak, seconds: float) -> float | None:
 
 
 def report(rig: Rig, soak: Soak, converged: dict[str, float], failover: float | None) -> bool:
-    """Print the figures; True when no job was lost and nothing was doubled or dropped."""
+    """Print the figures; True when no job was lost, nothing was doubled or dropped, and every
+    job converged once the faults stopped."""
     statuses = soak.jobs()
     lost = [j for j in soak.desired if statuses.get(j, {}).get("phase") in (None, "Failed")]
     doubled = {j: s.get("restarts", 0) - soak.failures[j] for j, s in statuses.items()}
@@ -242,7 +243,9 @@ def report(rig: Rig, soak: Soak, converged: dict[str, float], failover: float | 
     for job in sorted(set(soak.desired) - set(converged)):
         _print_unconverged(soak, job, statuses.get(job, {}))
     print(f"operators' logs: {rig.replicas[0].log_path.parent}")
-    return not lost and not soak.duplicates and all(d == 0 for d in doubled.values())
+    counted_right = all(d == 0 for d in doubled.values())
+    all_converged = converged.keys() >= soak.desired.keys()
+    return not lost and not soak.duplicates and counted_right and all_converged
 
 
 def _print_times(soak: Soak, converged: dict[str, float]) -> None:
