@@ -40,6 +40,24 @@ def job_key_of_child(child: Mapping[str, Any]) -> Key | None:
     return (str(namespace), job_name) if job_name and namespace else None
 
 
+def _replaced_since(report: Obj, held: Obj | None) -> bool:
+    """Whether a report is of an object older than the one held under its name (a pod replaced
+    by one of the same name). kopf hands over the reports of two objects in no set order (one
+    stream per uid), but every report of the old one has a lower resourceVersion than the new
+    one's creation: a name is free only once its object is gone."""
+    uid, held_uid = pods.uid_of(report), pods.uid_of(held or {})
+    if uid is None or held_uid is None or uid == held_uid:
+        return False
+    return _version(report) < _version(held or {})
+
+
+def _version(obj: Obj) -> int:
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:  # not etcd's integers: no order known, the report is taken
+        return 0
+
+
 class Cache:
     """Job bodies by key, and each job's children by (kind, name)."""
 
@@ -86,7 +104,7 @@ class Cache:
                     children.pop(child_id, None)
             elif only_if_absent:
                 children.setdefault(child_id, body)
-            else:
+            elif not _replaced_since(body, children.get(child_id)):
                 children[child_id] = body
         return key
 

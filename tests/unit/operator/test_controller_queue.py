@@ -66,6 +66,24 @@ def test_a_force_deleted_pod_stays_gone_whatever_the_watch_still_reports_of_it()
     assert cache.children(key) == []
 
 
+def test_a_late_report_of_a_replaced_pod_never_hides_its_replacement() -> None:
+    # kopf's streams are per uid: the old pod's last reports may come after the new one's.
+    cache = Cache()
+    old, new = (
+        pod("digits-worker-1-a0", "Running", uid="old"),
+        pod("digits-worker-1-a0", "Pending", uid="new"),
+    )
+    old["metadata"]["resourceVersion"], new["metadata"]["resourceVersion"] = "41", "57"
+    key = cache.put_child(new)
+    assert key is not None
+    cache.put_child(old)  # its deletionTimestamp, reported late
+    cache.put_child(old, deleted=True)
+    assert [p["metadata"]["uid"] for p in cache.children(key)] == ["new"]
+    newer = {**new, "metadata": {**new["metadata"], "uid": "newer", "resourceVersion": "60"}}
+    cache.put_child(newer)  # a later object of that name replaces it
+    assert [p["metadata"]["uid"] for p in cache.children(key)] == ["newer"]
+
+
 def test_a_status_write_is_held_in_the_cache_until_the_watch_reports_a_newer_body() -> None:
     cache = Cache()
     meta = {"namespace": "team-a", "name": "digits", "resourceVersion": "7"}
