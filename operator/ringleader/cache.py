@@ -102,8 +102,10 @@ class Cache:
                 # replacement (created by us, or reported by the watch).
                 if uid is None or pods.uid_of(children.get(child_id) or {}) == uid:
                     children.pop(child_id, None)
-            elif only_if_absent:
-                children.setdefault(child_id, body)
+            elif only_if_absent:  # what we made: never over what the watch said of it since
+                held = children.get(child_id)
+                if held is None or _replaced_since(held, body):
+                    children[child_id] = body
             elif not _replaced_since(body, children.get(child_id)):
                 children[child_id] = body
         return key

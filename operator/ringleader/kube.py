@@ -171,10 +171,11 @@ class KubeApi:
         self.custom = client.CustomObjectsApi(api_client)
         self.events = client.EventsV1Api(api_client)
 
-    def create(self, obj: Obj) -> bool:
-        """Create a Pod, Service or PersistentVolumeClaim; False if it already existed (as the
-        job's own child). CreationRefused when admission or validation refuses it, or another
-        object holds its name."""
+    def create(self, obj: Obj) -> Obj | None:
+        """Create a Pod, Service or PersistentVolumeClaim; return it as the API server made it
+        (with its uid: the cache tells it from an older object of its name by that), None if it
+        already existed (as the job's own child). CreationRefused when admission or validation
+        refuses it, or another object holds its name."""
         meta, kind = obj["metadata"], obj["kind"]
         namespace, name = meta["namespace"], meta["name"]
         creators: dict[str, Callable[[str, Obj], Any]] = {
@@ -192,7 +193,9 @@ class KubeApi:
             raise refused from error
         if made is None:
             self._check_owner(obj)
-        return made is not None
+            return None
+        answer: Obj = self.core.api_client.sanitize_for_serialization(made)
+        return answer
 
     def _check_owner(self, obj: Obj) -> None:
         """After a 409: the object of that name must be this job's, not another's."""

@@ -324,8 +324,8 @@ def execute_plan(api: KubeApi, body: Obj, plan: Plan) -> Carried:
         api.apply_pod_group(plan.pod_group)
     for obj in plan.create:
         try:
-            if api.create(obj):
-                carried.created.append(obj)
+            if (made := api.create(obj)) is not None:
+                carried.created.append(made)
         except CreationRefused as refused:
             refused.created, refused.written_job = carried.created, carried.job
             raise

@@ -84,6 +84,21 @@ def test_a_late_report_of_a_replaced_pod_never_hides_its_replacement() -> None:
     assert [p["metadata"]["uid"] for p in cache.children(key)] == ["newer"]
 
 
+def test_a_pod_the_operator_made_replaces_the_older_one_still_held_under_its_name() -> None:
+    cache = Cache()
+    old = pod("digits-worker-1-a0", "Failed", uid="old")
+    old["metadata"]["resourceVersion"] = "41"
+    key = cache.put_child(old)
+    assert key is not None
+    made = pod("digits-worker-1-a0", "Pending", uid="new")  # the API server's answer to create
+    made["metadata"]["resourceVersion"] = "57"
+    cache.put_child(made, only_if_absent=True)
+    cache.put_child(old, deleted=True)  # the old one's DELETED, after
+    assert [p["metadata"]["uid"] for p in cache.children(key)] == ["new"]
+    cache.put_child(made, deleted=True)  # reported only by its DELETED (kopf keeps the latest)
+    assert cache.children(key) == []
+
+
 def test_a_status_write_is_held_in_the_cache_until_the_watch_reports_a_newer_body() -> None:
     cache = Cache()
     meta = {"namespace": "team-a", "name": "digits", "resourceVersion": "7"}

@@ -104,7 +104,7 @@ class RefusingApi(StatusStore):
     def post_event(self, body: Obj, event_type: str, reason: str, message: str) -> None:
         self.events.append(reason)
 
-    def create(self, obj: Obj) -> bool:
+    def create(self, obj: Obj) -> Obj | None:
         raise refused()
 
     def delete_pod(

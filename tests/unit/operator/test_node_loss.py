@@ -344,8 +344,8 @@ class NodeGoneApi(FakeApi, StatusStore):
         if grace_period_seconds == 0:
             self.forced.append(name)
 
-    def create(self, obj: Obj) -> bool:
-        return True
+    def create(self, obj: Obj) -> Obj | None:
+        return obj
 
     def post_event(self, body: Obj, event_type: str, reason: str, message: str) -> None:
         self.events.append(reason)

@@ -31,9 +31,9 @@ class WritesKept(StatusStore):
     ) -> None:
         self.deleted.append(name)
 
-    def create(self, obj: Obj) -> bool:
+    def create(self, obj: Obj) -> Obj | None:
         self.created.append(obj["metadata"]["name"])
-        return True
+        return obj
 
 
 def test_a_restart_decided_from_a_stale_body_writes_nothing_and_is_decided_again() -> None:
