@@ -5,7 +5,9 @@ watches while it waits), or after the API server lost the watch's resourceVersio
 compaction). An object deleted in between is in no listing and in no DELETED event, so the cache
 would hold it for good: a worker pod that went while no replica was active would look Running
 and never be replaced. So the operator lists jobs and children itself, soon after a watch lists
-again and every few minutes besides, and drops from the cache what its listing lacks.
+again, and drops from the cache what its listing lacks. (Not on a timer besides: when it was, a
+replica kopf had paused reconciled on its timers; that is no longer so since peering.py, and a
+periodic relist is the next safety net for an object whose deletion was missed some other way.)
 """
 
 from __future__ import annotations
