@@ -27,7 +27,7 @@ CRD = Path(__file__).parent / "manifests" / "coscheduling-podgroup-crd.yaml"
 
 
 @pytest.fixture
-def coscheduling_api(kube: Kube, namespace: str) -> Iterator[None]:
+def coscheduling_api(kube: Kube, namespace: str, operator: OperatorProcess) -> Iterator[None]:
     """The coscheduling PodGroup API, served for this test only."""
     kube.apply(yaml.safe_load(CRD.read_text()), namespace)
     try:
@@ -38,7 +38,12 @@ def coscheduling_api(kube: Kube, namespace: str) -> Iterator[None]:
         )
         yield
     finally:
-        kube.run("delete", "crd", "podgroups.scheduling.x-k8s.io", "--wait=false", check=False)
+        # The session's operator is stopped while the CRD goes: kopf 1.45 exits when its watch of
+        # a resource is answered 404 before it has noticed the CRD's deletion (seen once in a
+        # CI-equivalent run; under a Deployment the operator restarts). Open on issue 18.
+        operator.stop()
+        kube.run("delete", "crd", "podgroups.scheduling.x-k8s.io", "--wait=true", check=False)
+        operator.start()
 
 
 def pod_group(kube: Kube, namespace: str) -> dict[str, Any] | None:
