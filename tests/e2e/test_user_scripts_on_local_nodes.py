@@ -4,6 +4,7 @@ by torchrun, or by plain python, from a ConfigMap; the client library's reports 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,21 +70,36 @@ def resumed_from(local_nodes: LocalNodes, namespace: str, pod: str) -> list[int]
     return [int(s) for s in re.findall(r"training from step (\d+)", log)]
 
 
+def worker_1_deleted_mid_run(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    command: list[str],
+    ready: Callable[[dict[str, Any]], Any],
+    *,
+    what: str,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the script job `name`; once `ready(status)`, delete its worker 1. Returns the status
+    then and the final one, which says Succeeded with every step trained and checkpointed."""
+    add_scripts(kube, namespace)
+    kube.apply(script_job(name, command), namespace)
+    running = status_when(kube, namespace, name, ready, timeout=240, what=what)
+    kube.run("delete", "pod", f"{name}-worker-1-a0", "-n", namespace, "--wait=false")
+    final = wait_finished(kube, namespace, name, timeout=300)
+    assert final["phase"] == "Succeeded", final
+    assert step_of(final) == 150 and final["checkpoint"]["step"] == 150
+    return running, final
+
+
 def test_a_torchrun_script_reports_and_resumes_from_its_checkpoint_after_a_pod_is_deleted(
     kube: Kube, operator: OperatorProcess, local_nodes: LocalNodes, namespace: str
 ) -> None:
-    add_scripts(kube, namespace)
-    kube.apply(script_job("script", ["torchrun", "/scripts/train.py"]), namespace)
-    running = status_when(
-        kube, namespace, "script",
+    running, final = worker_1_deleted_mid_run(
+        kube, namespace, "script", ["torchrun", "/scripts/train.py"],
         lambda s: step_of(s) >= 30 and s.get("checkpoint") and "loss" in s.get("progress", {}),
-        timeout=240, what="STEP, LOSS and LAST-CKPT from the script",
+        what="STEP, LOSS and LAST-CKPT from the script",
     )  # fmt: skip
     assert running["phase"] == "Running" and running["worldSize"] == 2
-    kube.run("delete", "pod", "script-worker-1-a0", "-n", namespace, "--wait=false")
-    final = wait_finished(kube, namespace, "script", timeout=300)
-    assert final["phase"] == "Succeeded", final
-    assert step_of(final) == 150 and final["checkpoint"]["step"] == 150
     assert final.get("restarts", 0) == 0  # a deleted pod is no failure
     # The replacement resumed where the group stopped, not from scratch.
     starts = resumed_from(local_nodes, namespace, "script-worker-1-a0")
@@ -110,16 +126,10 @@ def test_a_plain_python_script_restarted_after_a_pod_is_deleted_resumes_its_chec
     # Rank 0 hosts the group's store, as under Kubeflow's PyTorchJob: it goes with the processes,
     # so the next group starts from a clean one (a store that outlived them held the old group's
     # keys, and new tries failed on them).
-    add_scripts(kube, namespace)
-    kube.apply(script_job("plain", ["python3", "/scripts/train.py"]), namespace)
-    running = status_when(
-        kube, namespace, "plain", lambda s: step_of(s) >= 30 and s.get("checkpoint"),
-        timeout=240, what="step 30 and a checkpoint",
+    running, final = worker_1_deleted_mid_run(
+        kube, namespace, "plain", ["python3", "/scripts/train.py"],
+        lambda s: step_of(s) >= 30 and s.get("checkpoint"), what="step 30 and a checkpoint",
     )  # fmt: skip
-    kube.run("delete", "pod", "plain-worker-1-a0", "-n", namespace, "--wait=false")
-    final = wait_finished(kube, namespace, "plain", timeout=300)
-    assert final["phase"] == "Succeeded", final
-    assert step_of(final) == 150 and final["checkpoint"]["step"] == 150
     # The survivor's broken group is a failure (counted), and so at most once the replacement's
     # own first try; the new group then forms at once. (With the store in the rendezvous pod,
     # holding the old group's keys, it took 6 failed tries here before one got through.)
