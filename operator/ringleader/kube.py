@@ -175,7 +175,8 @@ class KubeApi:
         """Create a Pod, Service or PersistentVolumeClaim; return it as the API server made it
         (with its uid: the cache tells it from an older object of its name by that), None if it
         already existed (as the job's own child). CreationRefused when admission or validation
-        refuses it, or another object holds its name."""
+        refuses it, or another object holds its name; RetryableError when the API server said
+        the name was taken but no object of that name can be read."""
         meta, kind = obj["metadata"], obj["kind"]
         namespace, name = meta["namespace"], meta["name"]
         creators: dict[str, Callable[[str, Obj], Any]] = {
@@ -207,7 +208,9 @@ class KubeApi:
         }
         found = _call("get", kind, lambda: readers[kind](meta["name"], meta["namespace"]), 404)
         if found is None:
-            return  # gone meanwhile: the next pass creates it
+            # Gone meanwhile, or never there (a proxy's or webhook's 409): no watch need report
+            # anything that would bring another pass, so this pass is tried again.
+            raise RetryableError(f"create {kind}: 409 but no {kind} named {meta['name']} exists")
         owners = [o.uid for o in (found.metadata.owner_references or [])]
         ours = meta["ownerReferences"][0]["uid"]
         if ours not in owners:

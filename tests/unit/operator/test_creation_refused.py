@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
 from kubernetes.client.exceptions import ApiException
 
 from ringleader.controller import Controller
-from ringleader.kube import CreationRefused, KubeApi, refusal_of
+from ringleader.kube import CreationRefused, KubeApi, RetryableError, refusal_of
 from ringleader.reconcile import Plan, plan_reconcile, plan_refusal
 from tests.unit.operator.jobs import make_job
 from tests.unit.operator.statusstore import StatusStore
@@ -128,3 +129,59 @@ def test_the_controller_records_a_refusal_and_retries_without_a_traceback(
     assert any("refusal" in patch for patch in api.patches)
     assert api.events.count("CreationRefused") == 1
     assert "Traceback" not in caplog.text and controller.failures[key] == 2
+
+
+class NameTakenCore:
+    """A CoreV1Api that answers every pod create 409 and reads back what `holder` says."""
+
+    def __init__(self, holder: Any) -> None:
+        self.holder = holder
+
+    def create_namespaced_pod(self, namespace: str, obj: Obj) -> None:
+        raise ApiException(status=409, reason="Conflict")
+
+    def read_namespaced_pod(self, name: str, namespace: str) -> Any:
+        if self.holder is None:
+            raise ApiException(status=404, reason="Not Found")
+        return self.holder
+
+    # KubeApi looks up every kind's creator and reader; only pods are created here.
+    create_namespaced_service = create_namespaced_persistent_volume_claim = create_namespaced_pod
+    read_namespaced_service = read_namespaced_persistent_volume_claim = read_namespaced_pod
+
+
+def api_answering_409(holder: Any) -> KubeApi:
+    api = KubeApi.__new__(KubeApi)
+    api.core = cast(Any, NameTakenCore(holder))
+    return api
+
+
+def owned_pod(owner_uid: str) -> Obj:
+    return {
+        "kind": "Pod",
+        "metadata": {
+            "name": "digits-worker-0-a0",
+            "namespace": "default",
+            "ownerReferences": [{"uid": owner_uid}],
+        },
+    }
+
+
+def held_by(owner_uid: str) -> Any:
+    owner = SimpleNamespace(uid=owner_uid)
+    return SimpleNamespace(metadata=SimpleNamespace(owner_references=[owner]))
+
+
+def test_a_409_for_a_name_no_object_holds_is_tried_again() -> None:
+    # A real API server answers 409 only while the name is taken, but the object may be gone
+    # by the time it is read, and a proxy may answer 409 for nothing: no watch will report a
+    # change, so the pass must be retried or the worker is never made.
+    with pytest.raises(RetryableError, match="409 but no Pod named digits-worker-0-a0"):
+        api_answering_409(holder=None).create(owned_pod("job-uid"))
+
+
+def test_a_409_for_the_jobs_own_child_is_fine_and_another_owner_is_a_name_clash() -> None:
+    assert api_answering_409(held_by("job-uid")).create(owned_pod("job-uid")) is None
+    with pytest.raises(CreationRefused) as clash:
+        api_answering_409(held_by("someone-else")).create(owned_pod("job-uid"))
+    assert (clash.value.reason, clash.value.lasting) == ("NameClash", True)
