@@ -92,11 +92,16 @@ def crd(kube: Kube) -> str:
 
 @pytest.fixture(scope="session")
 def operator(
-    kube: Kube, crd: str, tmp_path_factory: pytest.TempPathFactory
+    kube: Kube,
+    crd: str,
+    local_cluster: LocalCluster | None,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    """One operator for the session; a test may kill and restart it."""
+    """One operator for the session, serving the admission webhook as the chart's does (on the
+    session's own cluster); a test may kill and restart it."""
     log_path = tmp_path_factory.mktemp("operator") / "operator.log"
-    process = OperatorProcess(kube.kubeconfig, log_path)
+    webhook = local_cluster.register_operator_webhook() if local_cluster is not None else ()
+    process = OperatorProcess(kube.kubeconfig, log_path, always_args=webhook)
     process.start()
     yield process
     process.stop()

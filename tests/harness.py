@@ -21,14 +21,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 class OperatorProcess:
     """The operator as users run it (`python -m ringleader`), as a child process of the tests."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path) -> None:
+    def __init__(self, kubeconfig: Path, log_path: Path, always_args: tuple[str, ...] = ()) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
+        self.always_args = always_args  # given at every start, e.g. those serving the webhook
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, exit_after_writes: int | None = None, args: tuple[str, ...] = ()) -> None:
         """Start it (again), appending to the same log; optionally dying after N writes."""
-        argv = [sys.executable, "-m", "ringleader", f"--kubeconfig={self.kubeconfig}", *args]
+        argv = [sys.executable, "-m", "ringleader", f"--kubeconfig={self.kubeconfig}"]
+        argv += [*self.always_args, *args]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # its log as it happens
         if exit_after_writes is not None:
             env["RINGLEADER_FAULT_EXIT_AFTER_WRITES"] = str(exit_after_writes)

@@ -58,6 +58,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="URL",
         help="serve kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz (default: off)",
     )
+    parser.add_argument(
+        "--webhook-port",
+        type=int,
+        default=0,
+        help="serve the validating admission webhook (HTTPS) on this port; 0: off (the default)",
+    )
+    parser.add_argument("--webhook-addr", default="0.0.0.0", help="address the webhook listens on")
+    parser.add_argument(
+        "--webhook-cert-dir",
+        default="/tmp/k8s-webhook-server/serving-certs",
+        help="directory with the webhook's tls.crt and tls.key",
+    )
     parser.add_argument("--verbose", action="store_true")
     return parser.parse_args(argv)
 
@@ -83,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
         # that bury the operator's own (its decisions, as events). Its warnings still show.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
         handlers.quiet_unserved_pod_groups()
+    if args.webhook_port:
+        handlers.register_admission_webhook()
     memo = kopf.Memo(
         workers=args.workers,
         metrics_port=args.metrics_port,
@@ -90,6 +104,9 @@ def main(argv: list[str] | None = None) -> None:
         peering_lifetime=args.peering_lifetime,
         peering=args.peering is not None,
         namespaces=args.namespace or None,
+        webhook_port=args.webhook_port,
+        webhook_addr=args.webhook_addr,
+        webhook_cert_dir=args.webhook_cert_dir,
     )
     kopf.run(
         registry=kopf.get_default_registry(),

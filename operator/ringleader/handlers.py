@@ -1,5 +1,5 @@
 """kopf glue: watch jobs, their children (PodGroups too) and node deletions; feed the controller's
-queue.
+queue; answer the validating admission webhook when it is served.
 
 The event handlers are coroutines on purpose: kopf runs plain functions in a thread pool, and
 the controller's asyncio queue must only be touched from the event loop's thread.
@@ -8,14 +8,16 @@ the controller's asyncio queue must only be touched from the event loop's thread
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
+from pathlib import Path
 from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
 
+from ringleader import admission, gang
 from ringleader import constants as c
-from ringleader import gang
 from ringleader.controller import Controller
 from ringleader.kube import KubeApi, load_client_config
 from ringleader.peering import follow_pauses
@@ -61,6 +63,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.client_timeout = 360
     settings.watching.connect_timeout = 30
     settings.peering.lifetime = memo.get("peering_lifetime", 60)
+    _serve_admission(settings, memo)
     port = memo.get("metrics_port")
     if port:
         try:
@@ -83,6 +86,49 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     if interval > 0:
         poller = ProgressPoller(api, controller.cache, interval, paused=lambda: pauses.paused)
         memo[POLLER_KEY] = asyncio.create_task(poller.run())
+
+
+def _serve_admission(settings: kopf.OperatorSettings, memo: kopf.Memo) -> None:
+    port = memo.get("webhook_port")
+    if not port:
+        return
+    certs = Path(memo["webhook_cert_dir"])
+    # The configuration is the chart's (or the local cluster's), not kopf's to manage: the
+    # operator needs no right to write cluster-wide webhook configurations.
+    settings.admission.managed = None
+    settings.admission.server = kopf.WebhookServer(
+        addr=memo.get("webhook_addr"),
+        port=port,
+        certfile=str(certs / "tls.crt"),
+        pkeyfile=str(certs / "tls.key"),
+    )
+
+
+def register_admission_webhook() -> None:
+    """Answer the validating webhook (admission.py). Called before kopf.run only when it is
+    served: kopf refuses to start with a webhook handler and no server."""
+    kopf.on.validate(
+        c.GROUP,
+        c.VERSION,
+        c.PLURAL,
+        id=admission.WEBHOOK_ID,
+        operations=["CREATE", "UPDATE"],
+        side_effects=False,
+        ignore_failures=True,
+    )(validate_job)
+
+
+def validate_job(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Refuse a job whose pods the API server would refuse (a plain function: kopf runs it in a
+    thread, and its dry runs block). kwargs["old"]: the job before an update, None on create."""
+    controller = memo.get(CONTROLLER_KEY)
+    if controller is None:
+        return  # still starting: admitted, as while no operator answers at all
+    old = kwargs.get("old")
+    raw_old = copy.deepcopy(dict(old)) if old else None
+    refusal = admission.review(copy.deepcopy(dict(body)), raw_old, controller.api.dry_run_pod)
+    if refusal is not None:
+        raise kopf.AdmissionError(refusal, code=422)
 
 
 @kopf.on.cleanup()

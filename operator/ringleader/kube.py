@@ -73,6 +73,8 @@ def _status_message(error: ApiException) -> str:
 # Seconds to connect, and to wait for an answer: without them a request lost in a restarting API
 # server or a broken connection would hold a reconcile worker for good.
 REQUEST_TIMEOUT = (5.0, 30.0)
+# Two dry runs per admission review must fit into the webhook's 10 s.
+DRY_RUN_TIMEOUT = (2.0, 4.0)
 
 
 class TimedApiClient(client.ApiClient):  # type: ignore[misc]
@@ -248,6 +250,20 @@ class KubeApi:
         found = _call("get", "APIGroupList", apis.get_api_versions)
         groups = (found.groups if found is not None else None) or []
         return frozenset(v.group_version for g in groups for v in g.versions or [])
+
+    def dry_run_pod(self, pod: Obj) -> None:
+        """Create a pod as a server-side dry run: validated and admitted, never stored. Raises
+        the API server's ApiException when it refuses; RetryableError when it does not answer
+        within DRY_RUN_TIMEOUT (an admission webhook must answer within its own timeout)."""
+        namespace = pod["metadata"]["namespace"]
+        try:
+            self.core.create_namespaced_pod(
+                namespace, pod, dry_run="All", _request_timeout=DRY_RUN_TIMEOUT
+            )
+        except urllib3.exceptions.HTTPError as error:
+            raise RetryableError(
+                f"dry-run create Pod: no answer: {type(error).__name__}"
+            ) from error
 
     def delete_pod(
         self, namespace: str, name: str, grace_period_seconds: int | None = None

@@ -47,8 +47,14 @@ def test_a_job_over_its_namespaces_quota_waits_saying_why_and_runs_when_it_is_ra
 def test_a_job_whose_pods_break_the_namespaces_pod_security_fails_quoting_it(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
+    # Applied while no operator answers the admission webhook (which would refuse it: see
+    # test_admission_webhook.py), the API server admits it (failurePolicy Ignore).
     kube.run("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
-    kube.apply(make_job(), namespace)  # no securityContext: not allowed under restricted
+    operator.stop()
+    try:
+        kube.apply(make_job(), namespace)  # no securityContext: not allowed under restricted
+    finally:
+        operator.start()
     failed = wait_for_phase(kube, namespace, "Failed", timeout=60)
     own = {c["type"]: c for c in failed["conditions"]}["Failed"]
     assert own["reason"] == "CreationRefused" and "violates PodSecurity" in own["message"]

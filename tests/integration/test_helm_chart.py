@@ -7,6 +7,7 @@ running the operator out of cluster with a token of the chart's ServiceAccount.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -21,7 +22,9 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
 
+from ringleader import admission
 from tests.kube import Kube, wait_until
 from tools.localcluster.cluster import kubectl_binary
 from tools.localcluster.layout import cached_bin_dir
@@ -237,6 +240,31 @@ def test_the_charts_crd_is_the_generated_one_with_the_keep_policy(helm: Helm) ->
     docs = [d for d in yaml.safe_load_all(helm.template("default", "crds.keep=false")) if d]
     crd = next(d for d in docs if d["kind"] == "CustomResourceDefinition")
     assert "helm.sh/resource-policy" not in crd["metadata"].get("annotations", {})
+
+
+def test_the_charts_webhook_is_the_operators_with_a_certificate_for_its_service(
+    helm: Helm,
+) -> None:
+    docs = [d for d in yaml.safe_load_all(helm.template("sys", "watchNamespaces={a}")) if d]
+    by_kind = {d["kind"]: d for d in docs if d["kind"] != "Service"}
+    (webhook,) = by_kind["ValidatingWebhookConfiguration"]["webhooks"]
+    (expected,) = admission.webhook_configuration({})["webhooks"]
+    for key in ("name", "rules", "admissionReviewVersions", "sideEffects", "failurePolicy"):
+        assert webhook[key] == expected[key], key
+    assert webhook["timeoutSeconds"] == expected["timeoutSeconds"]
+    service = webhook["clientConfig"]["service"]
+    assert service["path"] == f"/{admission.WEBHOOK_ID}"  # where kopf serves the handler
+    assert webhook["namespaceSelector"]["matchExpressions"][0]["values"] == ["a"]
+    # The operator serves the Secret's certificate; the API server trusts the caBundle's CA.
+    tls = by_kind["Secret"]["data"]
+    ca = x509.load_pem_x509_certificate(base64.b64decode(webhook["clientConfig"]["caBundle"]))
+    cert = x509.load_pem_x509_certificate(base64.b64decode(tls["tls.crt"]))
+    cert.verify_directly_issued_by(ca)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert f"{service['name']}.sys.svc" in names.get_values_for_type(x509.DNSName)
+    assert base64.b64decode(tls["ca.crt"]) == base64.b64decode(webhook["clientConfig"]["caBundle"])
+    args = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert "--webhook-port=9443" in args["containers"][0]["args"]
 
 
 def test_an_unknown_value_is_refused_with_its_name(helm: Helm) -> None:

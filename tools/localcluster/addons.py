@@ -61,11 +61,13 @@ def node_agent(layout: Layout, count: int) -> Addon:
     return Addon(NODE_AGENT, argv)
 
 
-def operator(layout: Layout) -> Addon:
-    """The Ringleader operator itself, run from this checkout (`make run` in the background)."""
+def operator(layout: Layout, webhook_args: tuple[str, ...] = ()) -> Addon:
+    """The Ringleader operator itself, run from this checkout (`make run` in the background);
+    webhook_args serve its admission webhook (LocalCluster.register_operator_webhook)."""
     argv = [
         sys.executable, "-m", "ringleader",
         f"--kubeconfig={layout.kubeconfig}",
         f"--metrics-port={layout.operator_metrics_port}",
+        *webhook_args,
     ]  # fmt: skip
     return Addon(OPERATOR, argv)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -12,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ringleader import admission
 from tools.images.build import Image
 from tools.images.store import BuildError
 from tools.realnodes.hostnet import HostNetError
@@ -23,7 +25,7 @@ from .health import answers_ok
 from .kubeconfig import write_kubeconfigs
 from .layout import SERVICE_IP, Layout
 from .nodes import NODE_POOL_LABEL, build_fake_gpu_nodes
-from .pki import ensure_pki
+from .pki import ensure_loopback_serving_cert, ensure_pki
 
 STARTUP_TIMEOUT_SECONDS = 90.0
 NODE_AGENT, NODE_KUBELET = "agent", "kubelet"
@@ -158,7 +160,25 @@ class LocalCluster:
     def start_operator(self, crds: Path) -> None:
         """Install the CRDs from `crds` and run the operator in the background."""
         self.install_crds(crds)
-        self._start_addon(addons.operator(self.layout))
+        self._start_addon(addons.operator(self.layout, self.register_operator_webhook()))
+
+    def register_operator_webhook(self) -> tuple[str, ...]:
+        """Register the operator's validating webhook on 127.0.0.1 (a certificate from the
+        cluster's CA; the operator runs on the host, as the API server does); return the
+        operator's arguments that serve it."""
+        pki = ensure_pki(self.layout.pki_dir, SERVICE_IP)
+        certs = ensure_loopback_serving_cert(
+            pki, self.layout.root / "operator-webhook", "ringleader"
+        )
+        port = self.layout.operator_webhook_port
+        client_config = {
+            "url": f"https://127.0.0.1:{port}/{admission.WEBHOOK_ID}",
+            "caBundle": base64.b64encode(pki.ca_cert.read_bytes()).decode(),
+        }
+        configuration = admission.webhook_configuration(client_config)
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
+                     stdin=json.dumps(configuration))  # fmt: skip
+        return (f"--webhook-port={port}", "--webhook-addr=127.0.0.1", f"--webhook-cert-dir={certs}")
 
     def stop_addons(self) -> list[str]:
         """Stop the operator, the node agent (it stops its pods first), then the provisioner."""

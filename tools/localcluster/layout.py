@@ -44,6 +44,10 @@ class Layout:
         return self.port_base + 88
 
     @property
+    def operator_webhook_port(self) -> int:
+        return self.port_base + 89
+
+    @property
     def controller_manager_port(self) -> int:
         return self.port_base + 57
 

@@ -53,3 +53,35 @@ app.kubernetes.io/component: operator
 {{- define "ringleader.peeringName" -}}
 {{- default (include "ringleader.fullname" .) .Values.peering.name }}
 {{- end }}
+
+{{- define "ringleader.webhookService" -}}
+{{- printf "%s-webhook" (include "ringleader.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "ringleader.webhookSecret" -}}
+{{- printf "%s-webhook-tls" (include "ringleader.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The webhook's serving certificate and its CA, base64 (crt, key, ca): the Secret's of an earlier
+release when there is one, so that an upgrade keeps the certificate the running operator serves;
+else a new CA (10 years) and a certificate for the webhook Service's DNS names. Include it once
+per render: each call without a Secret makes a new CA.
+*/}}
+{{- define "ringleader.webhookTLS" -}}
+{{- $secret := lookup "v1" "Secret" .Release.Namespace (include "ringleader.webhookSecret" .) }}
+{{- if and $secret (index ($secret.data | default dict) "ca.crt") }}
+crt: {{ index $secret.data "tls.crt" }}
+key: {{ index $secret.data "tls.key" }}
+ca: {{ index $secret.data "ca.crt" }}
+{{- else }}
+{{- $service := include "ringleader.webhookService" . }}
+{{- $ns := .Release.Namespace }}
+{{- $names := list $service (printf "%s.%s" $service $ns) (printf "%s.%s.svc" $service $ns) }}
+{{- $ca := genCA (printf "%s-ca" $service) 3650 }}
+{{- $cert := genSignedCert (printf "%s.%s.svc" $service $ns) nil $names 3650 $ca }}
+crt: {{ $cert.Cert | b64enc }}
+key: {{ $cert.Key | b64enc }}
+ca: {{ $ca.Cert | b64enc }}
+{{- end }}
+{{- end }}
