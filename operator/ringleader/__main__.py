@@ -94,7 +94,6 @@ def main(argv: list[str] | None = None) -> None:
         # kopf says "Handler ... succeeded" for every watch event: hundreds of lines a minute
         # that bury the operator's own (its decisions, as events). Its warnings still show.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-        handlers.quiet_unserved_pod_groups()
     if args.webhook_port:
         handlers.register_admission_webhook()
     memo = kopf.Memo(

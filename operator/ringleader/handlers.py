@@ -1,5 +1,5 @@
-"""kopf glue: watch jobs, their children (PodGroups too) and node deletions; feed the controller's
-queue; answer the validating admission webhook when it is served.
+"""kopf glue: watch jobs, their children and node deletions (PodGroups: podgroupwatch.py); feed
+the controller's queue; answer the validating admission webhook when it is served.
 
 The event handlers are coroutines on purpose: kopf runs plain functions in a thread pool, and
 the controller's asyncio queue must only be touched from the event loop's thread.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,13 +20,15 @@ from prometheus_client import start_http_server
 from ringleader import admission, gang
 from ringleader import constants as c
 from ringleader.controller import Controller
-from ringleader.kube import KubeApi, load_client_config
+from ringleader.kube import CustomObjects, KubeApi, load_client_config
 from ringleader.peering import follow_pauses
+from ringleader.podgroupwatch import PodGroupWatch, Source
 from ringleader.poller import ProgressPoller
 
 CHILD_LABELS = {c.LABEL_MANAGED_BY: c.MANAGED_BY}
 CONTROLLER_KEY = "ringleader_controller"
 POLLER_KEY = "ringleader_progress_poller"
+POD_GROUP_WATCHES_KEY = "ringleader_pod_group_watches"
 
 
 def _controller(memo: Any) -> Controller:
@@ -82,6 +85,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     )
     controller.start()
     memo[CONTROLLER_KEY] = controller
+    memo[POD_GROUP_WATCHES_KEY] = _watch_pod_groups(api, controller, memo.get("namespaces"))
     interval = memo.get("progress_interval", 5.0)
     if interval > 0:
         poller = ProgressPoller(api, controller.cache, interval, paused=lambda: pauses.paused)
@@ -136,6 +140,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     """Stop the progress poller and the controller's workers."""
     if (task := memo.get(POLLER_KEY)) is not None:
         task.cancel()
+    for watch in memo.get(POD_GROUP_WATCHES_KEY, []):
+        watch.stop()
     await _controller(memo).stop()
 
 
@@ -160,11 +166,45 @@ def _relist_after_a_listing(controller: Controller, event: kopf.RawEvent) -> Non
 
 
 def _child_event(event: kopf.RawEvent, memo: kopf.Memo) -> None:
-    controller = _controller(memo)
-    _relist_after_a_listing(controller, event)
-    key = controller.cache.put_child(dict(event["object"]), deleted=event["type"] == "DELETED")
+    _child_changed(_controller(memo), event["type"], dict(event["object"]))
+
+
+def _child_changed(controller: Controller, event_type: str | None, obj: dict[str, Any]) -> None:
+    if event_type is None:  # a watch (re)started lists what exists, never what went meanwhile
+        controller.relister.soon()
+    key = controller.cache.put_child(obj, deleted=event_type == "DELETED")
     if key is not None:
         controller.enqueue(key)
+
+
+def _watch_pod_groups(
+    api: KubeApi, controller: Controller, namespaces: list[str] | None
+) -> list[PodGroupWatch]:
+    """A gang's PodGroup: its scheduler writes there why the gang waits (gang.explain_unplaced).
+    Watched by podgroupwatch, not kopf: their APIs come and go with the schedulers."""
+    loop = asyncio.get_running_loop()
+
+    def deliver(event_type: str | None, obj: dict[str, Any]) -> None:
+        loop.call_soon_threadsafe(_child_changed, controller, event_type, obj)
+
+    selector = ",".join(f"{k}={v}" for k, v in CHILD_LABELS.items())
+    scopes: list[str | None] = list(namespaces) if namespaces else [None]  # None: all
+    watches = []
+    for group_api in (gang.VOLCANO, gang.COSCHEDULING):
+        for namespace in scopes:
+            where = CustomObjects(
+                group_api.group, group_api.version, group_api.plural, namespace, selector
+            )
+            name = f"{group_api.plural}.{group_api.group}"
+            source = Source(
+                name=f"{name} in {namespace}" if namespace else name,
+                list_all=functools.partial(api.list_custom_objects, where),
+                watch_from=functools.partial(api.watch_custom_objects, where),
+            )
+            watch = PodGroupWatch(source, deliver)
+            watch.start()
+            watches.append(watch)
+    return watches
 
 
 @kopf.on.event("v1", "pods", labels=CHILD_LABELS)
@@ -183,44 +223,6 @@ async def service_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None
 async def claim_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     """A PersistentVolumeClaim the operator made changed."""
     _child_event(event, memo)
-
-
-# A gang's PodGroup: its scheduler writes there why the gang waits (gang.explain_unplaced). kopf
-# watches each API only while the cluster serves it, and warns while it does not.
-@kopf.on.event(gang.VOLCANO.group, gang.VOLCANO.version, gang.VOLCANO.plural, labels=CHILD_LABELS)
-async def volcano_pod_group_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    """A Volcano PodGroup the operator made changed."""
-    _child_event(event, memo)
-
-
-@kopf.on.event(
-    gang.COSCHEDULING.group, gang.COSCHEDULING.version, gang.COSCHEDULING.plural,
-    labels=CHILD_LABELS,
-)  # fmt: skip
-async def coscheduling_pod_group_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    """A coscheduling PodGroup the operator made changed."""
-    _child_event(event, memo)
-
-
-class UnservedPodGroupsFilter(logging.Filter):
-    """Drops kopf's warning that PodGroups are not served: a cluster without Volcano or the
-    coscheduling plugin is normal, and kopf repeats it at every CRD change. Any other resource
-    it names keeps the warning."""
-
-    PREFIX = "Unresolved resources cannot be served"
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """False for the warning when every selector it names is a PodGroup's."""
-        message = record.getMessage()
-        if not message.startswith(self.PREFIX):
-            return True
-        selectors = message.split(":", 1)[1].count("Selector(")
-        return message.count("any_name='podgroups'") < selectors
-
-
-def quiet_unserved_pod_groups() -> None:
-    """Install UnservedPodGroupsFilter on kopf's resource observer."""
-    logging.getLogger("kopf._core.reactor.observation").addFilter(UnservedPodGroupsFilter())
 
 
 @kopf.on.event("v1", "nodes")

@@ -11,11 +11,12 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import urllib3
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from ringleader import constants as c
@@ -48,6 +49,7 @@ class CreationRefused(RuntimeError):
         self.written_job: Obj | None = None
 
 
+CRD_TERMINATING = "custom resource definition is terminating"  # in a 403 while a CRD goes
 QUOTA_MARKER = "exceeded quota"  # in a 403 from the ResourceQuota admission plugin
 
 
@@ -75,6 +77,19 @@ def _status_message(error: ApiException) -> str:
 REQUEST_TIMEOUT = (5.0, 30.0)
 # Two dry runs per admission review must fit into the webhook's 10 s.
 DRY_RUN_TIMEOUT = (2.0, 4.0)
+WATCH_SECONDS = 300  # the server ends a watch after this; it is started again from where it was
+
+
+@dataclass(frozen=True)
+class CustomObjects:
+    """Objects of a custom resource: its group, version and plural, a namespace (None: all),
+    and a label selector."""
+
+    group: str
+    version: str
+    plural: str
+    namespace: str | None
+    selector: str
 
 
 class TimedApiClient(client.ApiClient):  # type: ignore[misc]
@@ -220,10 +235,13 @@ class KubeApi:
             raise CreationRefused(kind, meta["name"], "NameClash", message, lasting=True)
 
     def apply_pod_group(self, group: Obj) -> None:
-        """Create a gang scheduler's PodGroup, or bring an existing one's spec up to date."""
+        """Create a gang scheduler's PodGroup, or bring an existing one's spec up to date.
+        RetryableError while its API is going or gone (the scheduler being uninstalled): the
+        next pass asks discovery again and, if it is gone, says so in status."""
         api_group, version = str(group["apiVersion"]).split("/")
         meta = group["metadata"]
         where = (api_group, version, meta["namespace"], "podgroups")  # both schedulers' plural
+        spec = {"spec": group["spec"]}
         try:
             created = _call(
                 "create",
@@ -231,18 +249,17 @@ class KubeApi:
                 lambda: self.custom.create_namespaced_custom_object(*where, group),
                 benign=409,
             )
+            if created is None:
+                _call(
+                    "patch",
+                    "PodGroup",
+                    lambda: self.custom.patch_namespaced_custom_object(*where, meta["name"], spec),
+                )
         except ApiException as error:
-            if error.status != 404:
-                raise
-            # Not served any more: the next pass asks discovery again and says so in status.
-            raise RetryableError(f"create PodGroup: {group['apiVersion']} not served") from error
-        if created is None:
-            spec = {"spec": group["spec"]}
-            _call(
-                "patch",
-                "PodGroup",
-                lambda: self.custom.patch_namespaced_custom_object(*where, meta["name"], spec),
-            )
+            if error.status == 404 or CRD_TERMINATING in _status_message(error):
+                message = f"PodGroup {meta['name']}: gone, or {group['apiVersion']} going away"
+                raise RetryableError(message) from error
+            raise
 
     def served_api_versions(self) -> frozenset[str]:
         """Every group/version the API server serves (discovery; any user may ask)."""
@@ -250,6 +267,38 @@ class KubeApi:
         found = _call("get", "APIGroupList", apis.get_api_versions)
         groups = (found.groups if found is not None else None) or []
         return frozenset(v.group_version for g in groups for v in g.versions or [])
+
+    def list_custom_objects(self, where: CustomObjects) -> tuple[list[Obj], str]:
+        """Every object of a custom resource (in one namespace or all) with these labels, and
+        the list's resourceVersion to watch from. The ApiException (404: not served) is raised."""
+        if where.namespace:
+            found = self.custom.list_namespaced_custom_object(
+                where.group, where.version, where.namespace, where.plural,
+                label_selector=where.selector, _request_timeout=REQUEST_TIMEOUT,
+            )  # fmt: skip
+        else:
+            found = self.custom.list_cluster_custom_object(
+                where.group, where.version, where.plural,
+                label_selector=where.selector, _request_timeout=REQUEST_TIMEOUT,
+            )  # fmt: skip
+        return list(found.get("items") or []), str(found["metadata"]["resourceVersion"])
+
+    def watch_custom_objects(self, where: CustomObjects, since: str) -> Iterator[Obj]:
+        """The raw watch events of such objects from resourceVersion `since`, until the server
+        ends the watch (WATCH_SECONDS); an ERROR event is raised as ApiException (410: expired)."""
+        if where.namespace:
+            list_fn: Callable[..., Any] = self.custom.list_namespaced_custom_object
+            args: tuple[str, ...] = (where.group, where.version, where.namespace, where.plural)
+        else:
+            list_fn = self.custom.list_cluster_custom_object
+            args = (where.group, where.version, where.plural)
+        events = watch.Watch().stream(
+            list_fn, *args,
+            label_selector=where.selector, resource_version=since,
+            timeout_seconds=WATCH_SECONDS, allow_watch_bookmarks=True,
+            _request_timeout=(REQUEST_TIMEOUT[0], WATCH_SECONDS + 60),
+        )  # fmt: skip
+        yield from events
 
     def dry_run_pod(self, pod: Obj) -> None:
         """Create a pod as a server-side dry run: validated and admitted, never stored. Raises

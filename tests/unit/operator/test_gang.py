@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from ringleader import builders, gang, handlers
+from ringleader import builders, gang
 from ringleader.discovery import ServedApis
 from ringleader.reconcile import plan_reconcile
 from tests.unit.operator.jobs import make_job, parse
@@ -176,20 +175,3 @@ def test_the_phase_message_of_a_waiting_gang_says_what_its_pod_group_says() -> N
     plan = plan_reconcile(job, [*workers, volcano_group("Running")], NOW)
     assert plan.status_patch is not None
     assert plan.status_patch["conditions"][0]["message"] == "2/2 ready"
-
-
-def _record(message: str) -> logging.LogRecord:
-    return logging.LogRecord("kopf", logging.WARNING, __file__, 1, message, None, None)
-
-
-def test_kopf_warning_about_unserved_pod_groups_alone_is_dropped() -> None:
-    quiet = handlers.UnservedPodGroupsFilter()
-    prefix = "Unresolved resources cannot be served (try creating their CRDs): "
-    pod_groups = (
-        "Selector(group='scheduling.x-k8s.io', version='v1alpha1', any_name='podgroups'), "
-        "Selector(group='scheduling.volcano.sh', version='v1beta1', any_name='podgroups')"
-    )
-    assert not quiet.filter(_record(prefix + pod_groups))
-    jobs = "Selector(group='ringleader.dev', version='v1alpha1', any_name='dtjs')"
-    assert quiet.filter(_record(f"{prefix}{pod_groups}, {jobs}"))
-    assert quiet.filter(_record("Something else: any_name='podgroups'"))
