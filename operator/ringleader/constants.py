@@ -87,6 +87,8 @@ MANAGED_BY: Final = "ringleader"
 ROLE_WORKER: Final = "worker"
 ROLE_RENDEZVOUS: Final = "rendezvous"  # the job's rendezvous pod and its Service
 ROLE_GANG: Final = "gang"  # the job's PodGroup
+ROLE_QUEUE: Final = "queue"  # the job's Kueue Workload
+KUEUE_API_VERSION: Final = "kueue.x-k8s.io/v1beta2"  # Workloads, ResourceFlavors
 
 # --- Child names are derived from the job name, so the job name is bounded (see models.py).
 MAX_JOB_NAME_LENGTH: Final = 45
@@ -112,6 +114,7 @@ class Phase(StrEnum):
     # Exactly one condition is True, or none while Pending or Starting.
 
     PENDING = "Pending"
+    QUEUED = "Queued"  # Kueue has not admitted it (kueue.x-k8s.io/queue-name), or evicted it
     STARTING = "Starting"
     RUNNING = "Running"
     RESIZING = "Resizing"  # an elastic group re-forming at another size
@@ -130,6 +133,7 @@ CONDITION_TYPES: Final = (
     Phase.RUNNING,
     Phase.RESIZING,
     Phase.RESTARTING,
+    Phase.QUEUED,
     Phase.SUSPENDED,
     Phase.SUCCEEDED,
     Phase.FAILED,
@@ -173,6 +177,8 @@ REASON_WORKER_FAILED: Final = "WorkerFailed"
 REASON_HANG_DETECTED: Final = "HangDetected"
 REASON_RESTART_IN_PROGRESS: Final = "RestartInProgress"
 REASON_SUSPENDED: Final = "JobSuspended"
+REASON_WAITING_FOR_ADMISSION: Final = "WaitingForAdmission"  # Kueue reserves no quota yet
+REASON_EVICTED: Final = "EvictedByKueue"  # preempted or evicted: stopping, then queued again
 REASON_RESUMED: Final = "JobResumed"
 REASON_SUCCEEDED: Final = "AllWorkersSucceeded"
 REASON_ALREADY_FINISHED: Final = "JobFinished"

@@ -20,6 +20,7 @@ from ringleader.cache import Cache, Key
 from ringleader.constants import Phase
 from ringleader.discovery import ServedApis
 from ringleader.kube import Conflict, CreationRefused, KubeApi, RetryableError
+from ringleader.kueuefacts import KueueLookups
 from ringleader.metrics import (
     JOBS_BY_PHASE,
     RECONCILE_ERRORS,
@@ -51,6 +52,7 @@ class Controller:
         self.paused = paused  # kopf paused this replica for a peer: decide nothing (peering.py)
         self.lost_nodes = LostNodes(api)
         self.served_apis = ServedApis(api)
+        self.kueue = KueueLookups(api)
         self.cache = Cache()
         self.queue: asyncio.Queue[Key] = asyncio.Queue()
         self.queued: set[Key] = set()
@@ -125,7 +127,10 @@ class Controller:
             lost = self.lost_nodes.among(lostnodes.nodes_to_check(children, now))
             deleted = self.lost_nodes.deleted_among(lostnodes.bound_nodes(children))
             served = self._pod_groups_served(body)
-            plan = plan_reconcile(body, children, now, lost, served, deleted_nodes=deleted)
+            kueue = self.kueue.facts(body, children)
+            plan = plan_reconcile(
+                body, children, now, lost, served, deleted_nodes=deleted, kueue=kueue
+            )
             carried = execute_plan(self.api, body, plan)
         except RetryableError as error:
             self._retry_later(key, error)

@@ -1,4 +1,5 @@
-"""kopf glue: watch jobs, their children and node deletions (PodGroups: podgroupwatch.py); feed
+"""kopf glue: watch jobs, their children and node deletions (PodGroups and Kueue Workloads:
+optionalwatch.py); feed
 the controller's queue; answer the validating admission webhook when it is served.
 
 The event handlers are coroutines on purpose: kopf runs plain functions in a thread pool, and
@@ -21,14 +22,14 @@ from ringleader import admission, gang
 from ringleader import constants as c
 from ringleader.controller import Controller
 from ringleader.kube import CustomObjects, KubeApi, load_client_config
+from ringleader.optionalwatch import OptionalWatch, Source
 from ringleader.peering import follow_pauses
-from ringleader.podgroupwatch import PodGroupWatch, Source
 from ringleader.poller import ProgressPoller
 
 CHILD_LABELS = {c.LABEL_MANAGED_BY: c.MANAGED_BY}
 CONTROLLER_KEY = "ringleader_controller"
 POLLER_KEY = "ringleader_progress_poller"
-POD_GROUP_WATCHES_KEY = "ringleader_pod_group_watches"
+WATCHES_KEY = "ringleader_optional_watches"
 
 
 def _controller(memo: Any) -> Controller:
@@ -85,7 +86,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     )
     controller.start()
     memo[CONTROLLER_KEY] = controller
-    memo[POD_GROUP_WATCHES_KEY] = _watch_pod_groups(api, controller, memo.get("namespaces"))
+    memo[WATCHES_KEY] = _watch_optional_children(api, controller, memo.get("namespaces"))
     interval = memo.get("progress_interval", 5.0)
     if interval > 0:
         poller = ProgressPoller(api, controller.cache, interval, paused=lambda: pauses.paused)
@@ -140,7 +141,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     """Stop the progress poller and the controller's workers."""
     if (task := memo.get(POLLER_KEY)) is not None:
         task.cancel()
-    for watch in memo.get(POD_GROUP_WATCHES_KEY, []):
+    for watch in memo.get(WATCHES_KEY, []):
         watch.stop()
     await _controller(memo).stop()
 
@@ -177,11 +178,19 @@ def _child_changed(controller: Controller, event_type: str | None, obj: dict[str
         controller.enqueue(key)
 
 
-def _watch_pod_groups(
+# The optional APIs a job's children may belong to: the gang schedulers' PodGroups (their status
+# says why a gang waits, gang.explain_unplaced) and Kueue's Workloads (queueing.py).
+OPTIONAL_CHILDREN = (
+    (gang.VOLCANO.group, gang.VOLCANO.version, gang.VOLCANO.plural),
+    (gang.COSCHEDULING.group, gang.COSCHEDULING.version, gang.COSCHEDULING.plural),
+    (*c.KUEUE_API_VERSION.split("/"), "workloads"),
+)
+
+
+def _watch_optional_children(
     api: KubeApi, controller: Controller, namespaces: list[str] | None
-) -> list[PodGroupWatch]:
-    """A gang's PodGroup: its scheduler writes there why the gang waits (gang.explain_unplaced).
-    Watched by podgroupwatch, not kopf: their APIs come and go with the schedulers."""
+) -> list[OptionalWatch]:
+    """Watched by optionalwatch, not kopf: these APIs come and go with their schedulers."""
     loop = asyncio.get_running_loop()
 
     def deliver(event_type: str | None, obj: dict[str, Any]) -> None:
@@ -190,18 +199,16 @@ def _watch_pod_groups(
     selector = ",".join(f"{k}={v}" for k, v in CHILD_LABELS.items())
     scopes: list[str | None] = list(namespaces) if namespaces else [None]  # None: all
     watches = []
-    for group_api in (gang.VOLCANO, gang.COSCHEDULING):
+    for group, version, plural in OPTIONAL_CHILDREN:
         for namespace in scopes:
-            where = CustomObjects(
-                group_api.group, group_api.version, group_api.plural, namespace, selector
-            )
-            name = f"{group_api.plural}.{group_api.group}"
+            where = CustomObjects(group, version, plural, namespace, selector)
+            name = f"{plural}.{group}"
             source = Source(
                 name=f"{name} in {namespace}" if namespace else name,
                 list_all=functools.partial(api.list_custom_objects, where),
                 watch_from=functools.partial(api.watch_custom_objects, where),
             )
-            watch = PodGroupWatch(source, deliver)
+            watch = OptionalWatch(source, deliver)
             watch.start()
             watches.append(watch)
     return watches

@@ -77,6 +77,9 @@ def _status_message(error: ApiException) -> str:
 REQUEST_TIMEOUT = (5.0, 30.0)
 # Two dry runs per admission review must fit into the webhook's 10 s.
 DRY_RUN_TIMEOUT = (2.0, 4.0)
+KUEUE_API_VERSION = (
+    "kueue.x-k8s.io/v1beta2"  # kueueworkload.API_VERSION (kube.py imports nothing of it)
+)
 WATCH_SECONDS = 300  # the server ends a watch after this; it is started again from where it was
 
 
@@ -132,7 +135,7 @@ def _call(verb: str, kind: str, fn: Callable[[], T], benign: int | None = None) 
         # Throttled, failing, or a write that lost a race (409): the next pass, from what the
         # watches show by then, decides again.
         if error.status == 409:
-            raise Conflict(f"{verb} {kind}: 409 {error.reason}") from error
+            raise Conflict(f"{verb} {kind}: 409 {_status_message(error)}") from error
         if error.status == 429 or error.status >= 500:
             raise RetryableError(f"{verb} {kind}: {error.status} {error.reason}") from error
         raise
@@ -203,20 +206,21 @@ class KubeApi:
         }
         create = creators[kind]
         try:
-            made = _call("create", kind, lambda: create(namespace, obj), benign=409)
+            made = _call("create", kind, lambda: create(namespace, obj))
+        except Conflict as conflict:
+            self._check_owner(obj, str(conflict))
+            return None
         except ApiException as error:
             refused = refusal_of(error, kind, name)
             if refused is None:
                 raise
             raise refused from error
-        if made is None:
-            self._check_owner(obj)
-            return None
         answer: Obj = self.core.api_client.sanitize_for_serialization(made)
         return answer
 
-    def _check_owner(self, obj: Obj) -> None:
-        """After a 409: the object of that name must be this job's, not another's."""
+    def _check_owner(self, obj: Obj, said: str) -> None:
+        """After a 409 (the API server's message: said): the object of that name must be this
+        job's, not another's."""
         meta, kind = obj["metadata"], obj["kind"]
         readers: dict[str, Callable[[str, str], Any]] = {
             "Pod": self.core.read_namespaced_pod,
@@ -227,7 +231,7 @@ class KubeApi:
         if found is None:
             # Gone meanwhile, or never there (a proxy's or webhook's 409): no watch need report
             # anything that would bring another pass, so this pass is tried again.
-            raise RetryableError(f"create {kind}: 409 but no {kind} named {meta['name']} exists")
+            raise RetryableError(f"{said}, but no {kind} named {meta['name']} exists")
         owners = [o.uid for o in (found.metadata.owner_references or [])]
         ours = meta["ownerReferences"][0]["uid"]
         if ours not in owners:
@@ -260,6 +264,53 @@ class KubeApi:
                 message = f"PodGroup {meta['name']}: gone, or {group['apiVersion']} going away"
                 raise RetryableError(message) from error
             raise
+
+    def create_workload(self, workload: Obj) -> Obj | None:
+        """Create a queued job's Kueue Workload; return it as made, None if it exists already.
+        RetryableError while Kueue's API is not served (Kueue not installed yet, or going)."""
+        group, version = str(workload["apiVersion"]).split("/")
+        namespace = workload["metadata"]["namespace"]
+        try:
+            made: Obj | None = _call(
+                "create",
+                "Workload",
+                lambda: self.custom.create_namespaced_custom_object(
+                    group, version, namespace, "workloads", workload
+                ),
+                benign=409,
+            )
+        except ApiException as error:
+            if error.status == 404 or CRD_TERMINATING in _status_message(error):
+                raise RetryableError(f"create Workload: {group} not served") from error
+            raise
+        return made
+
+    def patch_workload_status(self, namespace: str, name: str, patch: Obj) -> None:
+        """A merge patch of a Workload's status (the quota given back, or Finished)."""
+        group, version = c.KUEUE_API_VERSION.split("/")
+        _call(
+            "patch",
+            "Workload",
+            lambda: self.custom.patch_namespaced_custom_object_status(
+                group, version, namespace, "workloads", name, patch
+            ),
+            benign=404,  # gone with its job: nothing left to give back
+        )
+
+    def priority_class_value(self, name: str) -> int | None:
+        """The value of a PriorityClass; None when there is none of that name."""
+        scheduling = client.SchedulingV1Api(self.core.api_client)
+        found = _call("get", "PriorityClass", lambda: scheduling.read_priority_class(name), 404)
+        return None if found is None else int(found.value)
+
+    def resource_flavor(self, name: str) -> Obj | None:
+        """One of Kueue's ResourceFlavors (cluster-scoped); None when there is none of that name."""
+        group, version = c.KUEUE_API_VERSION.split("/")
+        read = self.custom.get_cluster_custom_object
+        found: Obj | None = _call(
+            "get", "ResourceFlavor", lambda: read(group, version, "resourceflavors", name), 404
+        )
+        return found
 
     def served_api_versions(self) -> frozenset[str]:
         """Every group/version the API server serves (discovery; any user may ask)."""

@@ -1,8 +1,8 @@
 """Kueue's Workload protocol for a queued job: the Workload the operator would create, what its
 status says, and the status writes Kueue expects from a job's controller. Pure.
 
-A prototype of the README's proposal (Scheduling: "DistributedTrainingJob under Kueue"): it is
-tested against the real Kueue but not yet called by the reconcile loop. The steps follow what
+The README's Scheduling section ("DistributedTrainingJob under Kueue") says why this protocol;
+queueing.py applies it in each reconcile. The steps follow what
 Kueue's Go jobframework does for its own integrations (ReconcileGenericJob in
 sigs.k8s.io/kueue/pkg/controller/jobframework/reconciler.go): one Workload per job, owned by it;
 run only once it is Admitted, with the admitted count and the flavors' node labels and
@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from ringleader import builders
+from ringleader import builders, naming
+from ringleader import constants as c
 from ringleader.apitime import format_time
 from ringleader.models import DistributedTrainingJob
 
 Obj = dict[str, Any]
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-API_VERSION = "kueue.x-k8s.io/v1beta2"
+API_VERSION = c.KUEUE_API_VERSION
 WORKERS = "workers"  # the one pod set: the worker pods
 # The parts of a worker's pod spec that decide where it fits and what it uses: what Kueue
 # counts against quota and checks against flavors. Per-pod details (env, volumes) stay out.
@@ -71,6 +72,8 @@ def build_workload(job: DistributedTrainingJob, queue: str, priority: int | None
     metadata = {
         "name": workload_name(job.metadata.name),
         "namespace": job.metadata.namespace or "default",
+        # The job's children's labels: the operator's watch finds it, the cache keys it to the job.
+        "labels": naming.job_labels(job.metadata.name, c.ROLE_QUEUE),
         "ownerReferences": [builders.build_owner_reference(job)],
     }
     return {"apiVersion": API_VERSION, "kind": "Workload", "metadata": metadata, "spec": spec}

@@ -331,6 +331,7 @@ class ObjectMeta(ApiModel):
     namespace: str | None = None
     uid: str | None = None
     generation: int | None = None
+    labels: dict[str, str] | None = None  # kueue.x-k8s.io/queue-name (queueing.py)
 
 
 class DistributedTrainingJob(ApiModel):

@@ -14,8 +14,19 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from ringleader import builders, failurepolicy, gang, lifecycle, lostnodes, pods, status, validation
+from ringleader import (
+    builders,
+    failurepolicy,
+    gang,
+    lifecycle,
+    lostnodes,
+    pods,
+    queueing,
+    status,
+    validation,
+)
 from ringleader import constants as c
+from ringleader import kueueworkload as kw
 from ringleader.apitime import truncate_to_second
 from ringleader.constants import Phase
 from ringleader.decisions import Event, JobFailure, sooner
@@ -23,6 +34,7 @@ from ringleader.failurepolicy import RestartDecision
 from ringleader.kube import CreationRefused, KubeApi
 from ringleader.models import DistributedTrainingJob, InvalidJob, parse_job
 from ringleader.progress import apply_report, read_final_report
+from ringleader.queueing import NO_KUEUE_FACTS, KueueFacts
 from ringleader.statusmodels import CreationRefusal, JobStatus, plan_status_patch
 
 Obj = dict[str, Any]
@@ -40,6 +52,8 @@ class Plan:
     requeue_after: float | None = None  # seconds until time alone changes the decision
     force_delete_pods: list[str] = field(default_factory=list)  # stuck on a lost node
     pod_group: Obj | None = None  # created or brought up to date before workers are created
+    workload: Obj | None = None  # Kueue's Workload for a queued job, created once
+    workload_status_patch: Obj | None = None  # the Workload's quota given back, or Finished
 
 
 def plan_reconcile(
@@ -50,11 +64,13 @@ def plan_reconcile(
     pod_groups_served: bool = True,
     *,
     deleted_nodes: Collection[str] = (),
+    kueue: KueueFacts = NO_KUEUE_FACTS,
 ) -> Plan:
     """Decide everything one reconcile of this job does (pure). lost_nodes: the nodes, among
     those of pods stuck terminating (lostnodes.nodes_to_check), found NotReady or gone;
     pod_groups_served: whether the cluster serves the PodGroup API of a gang job's scheduler;
-    deleted_nodes: nodes of its pods that the node watch saw deleted and are still gone."""
+    deleted_nodes: nodes of its pods that the node watch saw deleted and are still gone;
+    kueue: what a job queued with Kueue needs from outside its objects (queueing.py)."""
     if (body.get("metadata") or {}).get("deletionTimestamp"):
         return Plan()  # the garbage collector removes the children through their owner references
     try:
@@ -62,12 +78,15 @@ def plan_reconcile(
     except InvalidJob as invalid:
         return plan_unparsable_job(body, invalid, now)
     old = job.status or JobStatus()
+    gated = queueing.gate(job, children, kueue, now)
+    job = gated.job  # as Kueue lets it run: held (as if suspended), or as admitted
     workers = [x for x in children if pods.is_worker(x)]
     on_deleted = lostnodes.on_deleted_nodes(children, deleted_nodes)
     decided = decide(job, workers, now, on_deleted=on_deleted, served=pod_groups_served)
     if _refusal_over(job, decided.attempt, children):
         job = job.model_copy(update={"status": old.model_copy(update={"refusal": None})})
-    new = status_after(job, workers, now, decided, gang.find_pod_group(children))
+    pod_group = gang.find_pod_group(children)
+    new = status_after(job, workers, now, decided, pod_group=pod_group, queued=gated.queued)
     create, delete = plan_children(job, decided.attempt, new.phase, children)
     delete_job, expires_in = lifecycle.plan_expiry(job, new, now)
     plan = Plan(
@@ -80,6 +99,10 @@ def plan_reconcile(
     )
     if any(pods.is_worker(x) for x in create):  # the group must be current before they join it
         plan.pod_group = builders.build_pod_group(job)
+    plan.workload = gated.create
+    ended = f"the job {str(new.phase).lower()}"
+    finished = queueing.finished_patch(job, children, new.phase, ended, now)
+    plan.workload_status_patch = gated.status_patch or finished
     return with_force_deletions(plan, children, lost_nodes, on_deleted, now)
 
 
@@ -145,14 +168,16 @@ def status_after(
     workers: Sequence[Obj],
     now: datetime,
     decided: RestartDecision,
+    *,
     pod_group: Mapping[str, Any] | None = None,
+    queued: tuple[str, str] | None = None,
 ) -> JobStatus:
     """The job's status once the decision is taken: phase and counters from the pods (and why a
-    gang waits, from its PodGroup), the decision's record, and the workers' last report when the
-    phase ends the job."""
+    gang waits, from its PodGroup; why Kueue holds it), the decision's record, and the workers'
+    last report when the phase ends the job."""
     old = job.status or JobStatus()
     new = status.compute_status(
-        job, workers, now, decided.failure, decided.attempt, pod_group=pod_group
+        job, workers, now, decided.failure, decided.attempt, pod_group=pod_group, queued=queued
     )
     update: dict[str, Any] = {"restart_attempt": decided.attempt, "restarts": decided.restarts}
     if decided.last_failure is not None:
@@ -202,7 +227,7 @@ def plan_children(
 ) -> tuple[list[Obj], list[str]]:
     """Children to create and pods to delete for the decided attempt and phase."""
     pod_children = [x for x in children if x.get("kind") == "Pod"]
-    if phase in c.TERMINAL_PHASES or phase == Phase.SUSPENDED:
+    if phase in c.TERMINAL_PHASES or phase in (Phase.SUSPENDED, Phase.QUEUED):
         # Finished pods stay for their logs; whatever still runs goes. Services and the
         # checkpoint volume stay until the job is deleted.
         return [], sorted(pods.name_of(p) for p in pod_children if pods.is_active(p))
@@ -297,6 +322,18 @@ class Carried:
     created: list[Obj] = field(default_factory=list)
 
 
+def _carry_scheduling(
+    api: KubeApi, plan: Plan, carried: Carried, namespace: str, name: str
+) -> None:
+    """What the schedulers read, before any worker is made: the gang's PodGroup, the Workload."""
+    if plan.pod_group:
+        api.apply_pod_group(plan.pod_group)
+    if plan.workload and (made := api.create_workload(plan.workload)) is not None:
+        carried.created.append(made)
+    if plan.workload_status_patch:
+        api.patch_workload_status(namespace, kw.workload_name(name), plan.workload_status_patch)
+
+
 def execute_plan(api: KubeApi, body: Obj, plan: Plan) -> Carried:
     """Carry out a plan: status first, then events, deletions, creations.
 
@@ -320,8 +357,7 @@ def execute_plan(api: KubeApi, body: Obj, plan: Plan) -> Carried:
         api.delete_pod(namespace, pod)
     for pod in plan.force_delete_pods:
         api.delete_pod(namespace, pod, grace_period_seconds=0)
-    if plan.pod_group:
-        api.apply_pod_group(plan.pod_group)
+    _carry_scheduling(api, plan, carried, namespace, name)
     for obj in plan.create:
         try:
             if (made := api.create(obj)) is not None:

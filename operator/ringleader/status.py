@@ -9,7 +9,7 @@ change yields an identical dict, so the loop writes nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -73,6 +73,7 @@ class Observation:
     leaving: tuple[str, ...] = ()  # worker pods of this attempt being deleted
     waiting: str = ""  # why the first waiting worker waits (startup.waiting_note), or ""
     refused: str = ""  # what the API server refused to create and why (a quota), or ""
+    queued: tuple[str, str] | None = None  # (reason, message) while Kueue holds the job
 
     @property
     def refused_note(self) -> str:
@@ -114,6 +115,13 @@ def _failed(failure: JobFailure | None) -> Decision:
     return Decision(Phase.FAILED, failure.reason, failure.message)
 
 
+def _queued(obs: Observation) -> tuple[str, str]:
+    assert obs.queued is not None
+    reason, message = obs.queued
+    leaving = f" ({obs.counts.active} workers still stopping)" if obs.counts.active else ""
+    return reason, message + leaving
+
+
 def _restarting(obs: Observation) -> bool:
     n = obs.counts
     # An elastic job may run on fewer workers: its restart is over once enough are ready.
@@ -138,6 +146,10 @@ PHASE_TABLE: tuple[Row, ...] = (
         ),
     ),
     (lambda o: o.failure is not None, lambda o: _failed(o.failure)),
+    (
+        lambda o: o.queued is not None,
+        lambda o: Decision(Phase.QUEUED, *_queued(o)),
+    ),
     (
         lambda o: o.suspended,
         _decide(
@@ -282,10 +294,12 @@ def compute_status(
     attempt: int | None = None,
     *,
     pod_group: Pod | None = None,
+    queued: tuple[str, str] | None = None,
 ) -> JobStatus:
     """The job's status with the fields this module owns brought up to date: phase,
-    conditions, counters, start and completion times."""
-    obs = observe(job, workers, failure, attempt, pod_group)
+    conditions, counters, start and completion times. queued: (reason, message) while Kueue
+    holds the job (queueing.py)."""
+    obs = replace(observe(job, workers, failure, attempt, pod_group), queued=queued)
     decision = decide_phase(obs)
     previous = job.status or JobStatus()
     n, generation = obs.counts, job.metadata.generation or 0
@@ -332,9 +346,10 @@ def _reporting_condition(reporting: ProgressReporting, generation: int) -> Condi
 
 
 def _start_time(decision: Decision, previous: datetime | None, now: datetime) -> datetime | None:
-    # Like a Job's: cleared while suspended, so activeDeadlineSeconds counts from the resume.
-    if decision.phase in (Phase.PENDING, Phase.SUSPENDED):
-        return None if decision.phase == Phase.SUSPENDED else previous
+    # Like a Job's: cleared while suspended (or queued), so activeDeadlineSeconds counts from
+    # the resume (or the admission).
+    if decision.phase in (Phase.PENDING, Phase.SUSPENDED, Phase.QUEUED):
+        return previous if decision.phase == Phase.PENDING else None
     return previous or truncate_to_second(now)
 
 

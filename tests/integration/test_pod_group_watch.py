@@ -1,4 +1,4 @@
-"""podgroupwatch against a real API server: PodGroups seen while their CRD exists; the CRD
+"""optionalwatch against a real API server: PodGroups seen while their CRD exists; the CRD
 deleted under the watch (a gang scheduler uninstalled) and installed again: the watch waits,
 then sees them again. The thread never ends on its own."""
 
@@ -13,7 +13,7 @@ import yaml
 
 from ringleader import gang
 from ringleader.kube import CustomObjects, KubeApi, load_client_config
-from ringleader.podgroupwatch import PodGroupWatch, Source
+from ringleader.optionalwatch import OptionalWatch, Source
 from tests.integration.test_gang import CRD
 from tests.kube import Kube, wait_until
 
@@ -63,7 +63,7 @@ def watching(kube: Kube, namespace: str) -> Iterator[tuple[Seen, threading.Threa
         lambda: api.list_custom_objects(where),
         lambda since: api.watch_custom_objects(where, since),
     )
-    watch = PodGroupWatch(source, seen.deliver, idle_seconds=1, backoff=1)
+    watch = OptionalWatch(source, seen.deliver, idle_seconds=1, backoff=1)
     thread = watch.start()
     try:
         yield seen, thread

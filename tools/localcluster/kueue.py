@@ -39,6 +39,9 @@ WEBHOOK_CONFIGURATIONS = {
 }
 
 
+EXTERNAL_FRAMEWORK = "DistributedTrainingJob.v1alpha1.ringleader.dev"  # Kind.version.group
+
+
 @dataclass(frozen=True)
 class Ports:
     """Kueue's loopback ports."""
@@ -62,7 +65,12 @@ def build_config(ports: Ports, cert_dir: Path) -> dict[str, Any]:
         "clientConnection": {"qps": 300, "burst": 500},
         # The visibility API server would need an APIService and a port of its own.
         "featureGates": {"VisibilityOnDemand": False},
-        "integrations": {"frameworks": sorted(FRAMEWORKS)},
+        # The operator drives its jobs' Workloads itself (operator/ringleader/queueing.py);
+        # registered, its kind is one Kueue knows to be managed outside it.
+        "integrations": {
+            "frameworks": sorted(FRAMEWORKS),
+            "externalFrameworks": [EXTERNAL_FRAMEWORK],
+        },
     }
 
 

@@ -34,6 +34,15 @@ the chart's integration test runs the operator with exactly these and checks wha
 - apiGroups: ["scheduling.volcano.sh", "scheduling.x-k8s.io"]
   resources: ["podgroups"]
   verbs: ["list", "watch", "create", "patch"]
+# Jobs queued with Kueue (label kueue.x-k8s.io/queue-name): the job's Workload, created and
+# watched for Kueue's admission; its status written to give an evicted job's quota back and to
+# mark it Finished. Removed by garbage collection.
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads"]
+  verbs: ["list", "watch", "create"]
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads/status"]
+  verbs: ["patch"]
 # Events on jobs (events.k8s.io) and kopf's own warnings (core).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
@@ -67,6 +76,14 @@ the chart's integration test runs the operator with exactly these and checks wha
 - apiGroups: [""]
   resources: ["nodes"]
   verbs: ["get", "list", "watch"]
+# Jobs queued with Kueue: the value of a job's PriorityClass goes into its Workload, and the
+# ResourceFlavors it is admitted to say where its pods go (node labels, tolerations).
+- apiGroups: ["scheduling.k8s.io"]
+  resources: ["priorityclasses"]
+  verbs: ["get"]
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["resourceflavors"]
+  verbs: ["get"]
 {{- if .Values.watchNamespaces }}
 # kopf follows the watched namespaces being created and deleted (names only).
 - apiGroups: [""]

@@ -176,7 +176,9 @@ def test_a_409_for_a_name_no_object_holds_is_tried_again() -> None:
     # A real API server answers 409 only while the name is taken, but the object may be gone
     # by the time it is read, and a proxy may answer 409 for nothing: no watch will report a
     # change, so the pass must be retried or the worker is never made.
-    with pytest.raises(RetryableError, match="409 but no Pod named digits-worker-0-a0"):
+    with pytest.raises(
+        RetryableError, match=r"create Pod: 409 .*, but no Pod named digits-worker-0-a0 exists"
+    ):
         api_answering_409(holder=None).create(owned_pod("job-uid"))
 
 

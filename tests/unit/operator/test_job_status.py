@@ -111,6 +111,7 @@ def test_exactly_one_condition_is_true_and_all_carry_the_generation() -> None:
         "Running",
         "Resizing",
         "Restarting",
+        "Queued",
         "Suspended",
         "Succeeded",
         "Failed",

@@ -1,10 +1,11 @@
-"""PodGroups watched while their API is served, and looked for again while it is not.
+"""Objects of an optional API (the gang schedulers' PodGroups, Kueue's Workloads) watched while
+it is served, and looked for again while it is not.
 
 kopf watches a custom resource for as long as its CRD exists; but when a watch is answered 404
-before kopf has seen the CRD go (a gang scheduler uninstalled), kopf 1.45 ends the whole
-operator. PodGroups belong to optional schedulers that come and go, so they get a watch of their
-own, in a thread, to which "not found" means "not installed now": it delivers nothing until the
-API is back, looking again every `idle_seconds`.
+before kopf has seen the CRD go (a scheduler uninstalled), kopf 1.45 ends the whole operator.
+These APIs belong to optional schedulers that come and go, so they get a watch of their own, in
+a thread, to which "not found" means "not installed now": it delivers nothing until the API is
+back, looking again every `idle_seconds`.
 
 What it delivers goes where kopf's events go (handlers.child_event): the cache, then the job's
 queue. A listing's items come with type None, as kopf's do, so the relister runs after it.
@@ -23,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ringleader.kube import RetryableError
 
-log = logging.getLogger("ringleader.podgroupwatch")
+log = logging.getLogger("ringleader.optionalwatch")
 
 Obj = dict[str, Any]
 Listing = tuple[list[Obj], str]  # the items, and the resourceVersion to watch from
@@ -39,11 +40,11 @@ class Source:
     watch_from: Callable[[str], Iterable[Obj]]  # raw watch events; ends when the server ends it
 
 
-class PodGroupWatch:
-    """One API's PodGroups (of one namespace, or all), delivered while it is served."""
+class OptionalWatch:
+    """One API's objects (of one namespace, or all), delivered while it is served."""
 
     def __init__(
-        self, source: Source, deliver: Deliver, idle_seconds: float = 30.0, backoff: float = 5.0
+        self, source: Source, deliver: Deliver, idle_seconds: float = 10.0, backoff: float = 5.0
     ) -> None:
         self.source, self.deliver = source, deliver
         self.idle_seconds, self.backoff = idle_seconds, backoff

@@ -1,4 +1,4 @@
-"""podgroupwatch: PodGroups listed and watched while their API is served; a 404 (the scheduler
+"""optionalwatch: PodGroups listed and watched while their API is served; a 404 (the scheduler
 uninstalled) waits for the API to come back instead of ending anything; 410 lists again."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from ringleader.podgroupwatch import Listing, PodGroupWatch, Source
+from ringleader.optionalwatch import Listing, OptionalWatch, Source
 
 Obj = dict[str, Any]
 
@@ -29,7 +29,7 @@ class Api:
         self.lists, self.watches = lists, watches
         self.watched_from: list[str] = []
         self.delivered: list[tuple[str | None, str]] = []
-        self.watch: PodGroupWatch | None = None
+        self.watch: OptionalWatch | None = None
 
     def list_all(self) -> Listing:
         return self._next(self.lists)  # type: ignore[no-any-return]
@@ -53,7 +53,7 @@ class Api:
 
     def run(self) -> None:
         source = Source("podgroups.test", self.list_all, self.watch_from)
-        self.watch = PodGroupWatch(source, self.deliver, idle_seconds=0, backoff=0)
+        self.watch = OptionalWatch(source, self.deliver, idle_seconds=0, backoff=0)
         thread = self.watch.start()
         thread.join(timeout=10)
         assert not thread.is_alive()
@@ -119,7 +119,7 @@ def test_stop_ends_the_thread_while_it_waits_for_the_api() -> None:
         list_all=lambda: (_ for _ in ()).throw(ApiException(status=404)),
         watch_from=lambda version: iter(()),
     )
-    watch = PodGroupWatch(source, lambda kind, obj: None, idle_seconds=3600)
+    watch = OptionalWatch(source, lambda kind, obj: None, idle_seconds=3600)
     thread = watch.start()
     watch.stop()
     thread.join(timeout=5)
