@@ -381,21 +381,24 @@ class KubeApi:
     def list_children(self, namespace: str | None = None) -> list[Obj]:
         """Every Pod, Service and PersistentVolumeClaim the operator made, in one namespace or
         all: kind, name, namespace and labels only (what tells whose child it is)."""
-        core = self.core
-        listers: tuple[tuple[str, Callable[..., Any]], ...] = (
-            ("Pod", core.list_pod_for_all_namespaces),
-            ("Service", core.list_service_for_all_namespaces),
-            ("PersistentVolumeClaim", core.list_persistent_volume_claim_for_all_namespaces),
-        )
-        if namespace is not None:
-            listers = (
-                ("Pod", functools.partial(core.list_namespaced_pod, namespace)),
-                ("Service", functools.partial(core.list_namespaced_service, namespace)),
-                (
-                    "PersistentVolumeClaim",
-                    functools.partial(core.list_namespaced_persistent_volume_claim, namespace),
+        # Each kind's lister, cluster-wide or of one namespace: list_<resource>_for_all_namespaces
+        # or list_namespaced_<resource>(namespace).
+        resources = {
+            "Pod": "pod",
+            "Service": "service",
+            "PersistentVolumeClaim": "persistent_volume_claim",
+        }
+        listers = [
+            (
+                kind,
+                getattr(self.core, f"list_{resource}_for_all_namespaces")
+                if namespace is None
+                else functools.partial(
+                    getattr(self.core, f"list_namespaced_{resource}"), namespace
                 ),
             )
+            for kind, resource in resources.items()
+        ]
         selector = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
         found = []
         for kind, lister in listers:

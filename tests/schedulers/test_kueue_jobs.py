@@ -70,6 +70,18 @@ def test_a_job_waits_queued_until_kueue_admits_it_and_runs_on_its_flavor(
     assert condition["reason"] == "WaitingForAdmission"
     assert f"in queue {one_job_of_quota}" in condition["message"]
     assert workers(kube, namespace, "second") == []
+    # A job deleted while queued leaves nothing: its Workload goes with it.
+    kube.apply(queued_job("third", one_job_of_quota), namespace)
+    wait_for_phase(kube, namespace, "Queued", name="third")
+    kube.run("get", "workload", kw.workload_name("third"), "-n", namespace)
+    kube.run("delete", "dtj", "third", "-n", namespace)
+    wait_until(
+        lambda: not kube.run("get", "workloads", "-n", namespace, "-o", "name").count("third"),
+        what="the deleted job's Workload gone",
+    )
+    assert workers(kube, namespace, "third") == []
+    assert kube.run("get", "pods,services", "-n", namespace, "-l",
+                    "ringleader.dev/job-name=third", "-o", "name") == ""  # fmt: skip
     kube.run("delete", "dtj", "first", "-n", namespace)  # its Workload goes with it
     wait_for_phase(kube, namespace, "Running", name="second", timeout=90)
 
