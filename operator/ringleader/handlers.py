@@ -1,6 +1,6 @@
 """kopf glue: watch jobs, their children and node deletions (PodGroups and Kueue Workloads:
-optionalwatch.py); feed
-the controller's queue; answer the validating admission webhook when it is served.
+optionalwatch.py) and feed the controller's queue; answer the validating admission webhook when
+it is served.
 
 The event handlers are coroutines on purpose: kopf runs plain functions in a thread pool, and
 the controller's asyncio queue must only be touched from the event loop's thread.

@@ -24,6 +24,7 @@ from ringleader.models import DistributedTrainingJob
 
 Obj = dict[str, Any]
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"
 API_VERSION = c.KUEUE_API_VERSION
 WORKERS = "workers"  # the one pod set: the worker pods
 # The parts of a worker's pod spec that decide where it fits and what it uses: what Kueue
@@ -72,8 +73,13 @@ def build_workload(job: DistributedTrainingJob, queue: str, priority: int | None
     metadata = {
         "name": workload_name(job.metadata.name),
         "namespace": job.metadata.namespace or "default",
-        # The job's children's labels: the operator's watch finds it, the cache keys it to the job.
-        "labels": naming.job_labels(job.metadata.name, c.ROLE_QUEUE),
+        # The job's children's labels: the operator's watch finds it, the cache keys it to the
+        # job. And the job's uid, as Kueue's own integrations label it (its preemption messages
+        # name the preempting job by it).
+        "labels": {
+            **naming.job_labels(job.metadata.name, c.ROLE_QUEUE),
+            JOB_UID_LABEL: job.metadata.uid or "",
+        },
         "ownerReferences": [builders.build_owner_reference(job)],
     }
     return {"apiVersion": API_VERSION, "kind": "Workload", "metadata": metadata, "spec": spec}

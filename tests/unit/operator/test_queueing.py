@@ -57,7 +57,8 @@ def test_a_queued_job_gets_its_workload_and_nothing_else() -> None:
     plan = plan_reconcile(queued_job(), [], NOW)
     assert plan.create == [] and plan.workload is not None
     assert plan.workload["spec"]["queueName"] == "team"
-    assert plan.workload["metadata"]["labels"]["ringleader.dev/job-name"] == "digits"
+    labels = plan.workload["metadata"]["labels"]
+    assert (labels["ringleader.dev/job-name"], labels[kw.JOB_UID_LABEL]) == ("digits", "uid-1")
     phase, reason, message = phase_of(plan)
     assert (phase, reason) == ("Queued", "WaitingForAdmission")
     assert "in queue team" in message
