@@ -7,7 +7,7 @@ These APIs belong to optional schedulers that come and go, so they get a watch o
 a thread, to which "not found" means "not installed now": it delivers nothing until the API is
 back, looking again every `idle_seconds`.
 
-What it delivers goes where kopf's events go (handlers.child_event): the cache, then the job's
+What it delivers goes where kopf's events go (handlers._child_changed): the cache, then the job's
 queue. A listing's items come with type None, as kopf's do, so the relister runs after it.
 """
 
