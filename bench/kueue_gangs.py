@@ -111,7 +111,7 @@ def build_job(index: int, run_seconds: float, gang: bool) -> Obj:
         "labels": {"pod-complete.stage.ringleader.dev": "true"},
         "annotations": {"pod-complete.stage.ringleader.dev/delay": f"{run_seconds}s"},
     }
-    scheduling = {"gang": gang}
+    scheduling: Obj = {"gang": gang}
     if gang:
         scheduling["schedulerName"] = schedulers.COSCHEDULING_SCHEDULER_NAME
     return {
