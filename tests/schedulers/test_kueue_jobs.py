@@ -112,3 +112,18 @@ def test_a_preempted_job_stops_queues_again_uncounted_and_runs_once_the_quota_is
     kube.run("delete", "dtj", "urgent", "-n", namespace)
     wait_for_phase(kube, namespace, "Running", name="low", timeout=120)
     wait_until(lambda: len(workers(kube, namespace, "low")) == 2, what="low's two workers again")
+
+
+@pytest.mark.usefixtures("crd", "operator")
+def test_an_elastic_job_is_admitted_at_what_the_quota_holds_between_its_bounds(
+    kube: Kube, namespace: str, one_job_of_quota: str
+) -> None:
+    job = queued_job("elastic", one_job_of_quota)
+    job["spec"]["replicas"] = 3  # 24 GPUs asked, 16 in the quota: partial admission
+    job["spec"]["elastic"] = {"minReplicas": 1, "maxReplicas": 3}
+    kube.apply(job, namespace)
+    running = wait_for_phase(kube, namespace, "Running", name="elastic", timeout=90)
+    assert len(workers(kube, namespace, "elastic")) == 2, running
+    workload = kube.get("workload", kw.workload_name("elastic"), namespace=namespace)
+    (assignment,) = workload["status"]["admission"]["podSetAssignments"]
+    assert assignment["count"] == 2
