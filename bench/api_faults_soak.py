@@ -29,7 +29,7 @@ from tests.kube import Kube
 from tools.faultproxy.cluster import proxy_in_front
 from tools.faultproxy.faults import Faults
 from tools.faultproxy.proxy import FaultProxy
-from tools.localcluster.cluster import LocalCluster
+from tools.localcluster.cluster import CONTROL_PLANE, LocalCluster
 from tools.localcluster.layout import REPO_ROOT, Layout, cached_bin_dir
 
 BENCH_PORT_BASE = 18400
@@ -215,7 +215,7 @@ def storm(rig: Rig, soak: Soak, seconds: float) -> float | None:
     failed_over = False
     while (elapsed := time.monotonic() - started) < seconds:
         if not restarted and elapsed > seconds / 3:
-            rig.cluster.restart("etcd", "kube-apiserver", "kube-controller-manager")
+            rig.cluster.restart(*CONTROL_PLANE)  # see tests/integration/test_api_faults.py
             restarted = True
         elif not failed_over and elapsed > 2 * seconds / 3:
             failover, failed_over = fail_over(rig, soak), True

@@ -19,7 +19,7 @@ from tests.kube import Kube, wait_until
 from tools.faultproxy.cluster import proxy_in_front
 from tools.faultproxy.faults import Faults, Kind
 from tools.faultproxy.proxy import FaultProxy
-from tools.localcluster.cluster import LocalCluster
+from tools.localcluster.cluster import CONTROL_PLANE, LocalCluster
 
 PROXY_PORT_OFFSET = 61  # in the test cluster's port block, beside its components
 STORMY = Faults(
@@ -66,10 +66,13 @@ def test_the_operator_converges_after_api_faults_and_restarts_of_etcd_and_the_ap
         wait_for_phase(kube, namespace, "Running", name=name, timeout=180)
     fail_worker(kube, namespace, "failing-worker-1-a0", 137, "OOMKilled")
     kube.run("scale", "dtj", "growing", "--replicas=3", "-n", namespace)
-    # The controller manager restarts with them, as in an upgrade of the control plane: left
-    # running, it would count the nodes' leases as lapsed while the API server was away and
-    # mark every pod NotReady, which kwok's fake kubelets never undo as a real kubelet would.
-    LocalCluster(session_layout()).restart("etcd", "kube-apiserver", "kube-controller-manager")
+    # The controller manager and the scheduler restart with them, as in an upgrade of the
+    # control plane. Left running, the controller manager would count the nodes' leases as
+    # lapsed while the API server was away and mark every pod NotReady, which kwok's fake
+    # kubelets never undo as a real kubelet would; and the scheduler, its binding of a pod lost
+    # in the restart, finds the pod bound elsewhere and exits ("Scheduler cache is corrupted",
+    # by design: a kubelet restarts it, and nothing restarts it here).
+    LocalCluster(session_layout()).restart(*CONTROL_PLANE)
     time.sleep(20)  # the storm goes on over the restarted API server
     proxy.faults = Faults.none()
 

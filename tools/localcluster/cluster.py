@@ -28,6 +28,8 @@ from .nodes import NODE_POOL_LABEL, build_fake_gpu_nodes
 from .pki import ensure_loopback_serving_cert, ensure_pki
 
 STARTUP_TIMEOUT_SECONDS = 90.0
+# What an upgrade of the control plane restarts (LocalCluster.restart), in start order.
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 NODE_AGENT, NODE_KUBELET = "agent", "kubelet"
 NODE_KINDS = (NODE_AGENT, NODE_KUBELET)
 
