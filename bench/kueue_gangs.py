@@ -24,6 +24,7 @@ from typing import Any
 
 from kubernetes import client, watch
 
+from ringleader import constants as c
 from ringleader import kueueworkload as kw
 from ringleader.kube import load_client_config
 from tests.harness import OperatorProcess
@@ -38,7 +39,7 @@ NAMESPACE = "gangs"
 POOL = "gangs"
 WORKERS = 8
 GPUS = "nvidia.com/gpu"
-KUEUE_API = "kueue.x-k8s.io/v1beta2"
+KUEUE_API = c.KUEUE_API_VERSION
 Obj = dict[str, Any]
 # Longer than a gang scheduler's burst of bindings: a gang holding part of its GPUs while it waits.
 STUCK_SECONDS = 1.0

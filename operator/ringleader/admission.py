@@ -16,7 +16,6 @@ a bad one ends Failed with the refusal quoted (reconcile.plan_refusal), never in
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +23,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ringleader import builders, validation
 from ringleader import constants as c
-from ringleader.kube import RetryableError, refusal_of
+from ringleader.kube import RetryableError, refusal_of, status_body
 from ringleader.models import DistributedTrainingJob, InvalidJob, parse_job
 
 Obj = dict[str, Any]
@@ -90,7 +89,7 @@ def explain(
     refused = refusal_of(error, "Pod", pod_name)
     if refused is None or not refused.lasting:
         return None
-    details = _status_body(error).get("details") or {}
+    details = status_body(error).get("details") or {}
     causes = [x for x in details.get("causes") or [] if x.get("field")]
     if causes:
         return "; ".join(f"{field_of(x['field'])}: {x.get('message', '')}" for x in causes)
@@ -120,14 +119,6 @@ def _worker_field(field: str) -> str:
 
 def _rendezvous_field(field: str) -> str:
     return f"the rendezvous pod's {field} (from spec.template)"
-
-
-def _status_body(error: ApiException) -> Obj:
-    try:
-        body = json.loads(error.body or "{}")
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 def webhook_configuration(client_config: Obj) -> Obj:

@@ -150,7 +150,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 async def job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     """A job was listed, added, changed or deleted."""
     controller = _controller(memo)
-    _relist_after_a_listing(controller, event)
+    _relist_after_a_listing(controller, event["type"])
     body: dict[str, Any] = dict(event["object"])
     if event["type"] == "DELETED":
         meta = body["metadata"]
@@ -160,9 +160,9 @@ async def job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     controller.update_phase_gauge()
 
 
-def _relist_after_a_listing(controller: Controller, event: kopf.RawEvent) -> None:
+def _relist_after_a_listing(controller: Controller, event_type: str | None) -> None:
     # A watch (re)started lists what exists (type None) but never what went meanwhile.
-    if event["type"] is None:
+    if event_type is None:
         controller.relister.soon()
 
 
@@ -171,8 +171,7 @@ def _child_event(event: kopf.RawEvent, memo: kopf.Memo) -> None:
 
 
 def _child_changed(controller: Controller, event_type: str | None, obj: dict[str, Any]) -> None:
-    if event_type is None:  # a watch (re)started lists what exists, never what went meanwhile
-        controller.relister.soon()
+    _relist_after_a_listing(controller, event_type)
     key = controller.cache.put_child(obj, deleted=event_type == "DELETED")
     if key is not None:
         controller.enqueue(key)

@@ -63,13 +63,23 @@ def refusal_of(error: ApiException, kind: str, name: str) -> CreationRefused | N
     return CreationRefused(kind, name, reason, message, lasting=not quota)
 
 
-def _status_message(error: ApiException) -> str:
-    """The message of the API server's Status body (else its HTTP reason)."""
+def status_body(error: ApiException) -> Obj:
+    """The API server's Status body of an error ({} when it sent none, or not JSON)."""
     try:
         body = json.loads(error.body or "{}")
     except ValueError:
-        body = {}
-    return str(body.get("message") or error.reason or error.status)
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _status_message(error: ApiException) -> str:
+    """The message of the API server's Status body (else its HTTP reason)."""
+    return str(status_body(error).get("message") or error.reason or error.status)
+
+
+def _api_going(error: ApiException) -> bool:
+    """A custom resource's API not served (404), or its CRD being deleted (403)."""
+    return error.status == 404 or CRD_TERMINATING in _status_message(error)
 
 
 # Seconds to connect, and to wait for an answer: without them a request lost in a restarting API
@@ -260,7 +270,7 @@ class KubeApi:
                     lambda: self.custom.patch_namespaced_custom_object(*where, meta["name"], spec),
                 )
         except ApiException as error:
-            if error.status == 404 or CRD_TERMINATING in _status_message(error):
+            if _api_going(error):
                 message = f"PodGroup {meta['name']}: gone, or {group['apiVersion']} going away"
                 raise RetryableError(message) from error
             raise
@@ -280,7 +290,7 @@ class KubeApi:
                 benign=409,
             )
         except ApiException as error:
-            if error.status == 404 or CRD_TERMINATING in _status_message(error):
+            if _api_going(error):
                 raise RetryableError(f"create Workload: {group} not served") from error
             raise
         return made

@@ -5,7 +5,6 @@ a counted restart, and runs again once the quota is back."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,26 +13,14 @@ from ringleader import kueueworkload as kw
 from tests.harness import OperatorProcess
 from tests.integration.test_operator import make_job, wait_for_phase
 from tests.kube import Kube, wait_until
-from tests.schedulers.test_kueue import build_queues
-from tests.schedulers.test_kueue_workload import PRIORITIES, priority_classes
+from tests.schedulers.test_kueue_workload import PRIORITIES, preempting_queue, priority_classes
 from tools.localcluster.nodes import NODE_POOL_LABEL
 
-__all__ = ["priority_classes"]  # a fixture of the Workload protocol's test, used here too
+# Fixtures of the Workload protocol's test, used here too: 16 GPUs of quota (one job of two
+# 8-GPU workers), a higher priority preempting a lower one.
+__all__ = ["preempting_queue", "priority_classes"]
 
 Obj = dict[str, Any]
-
-
-@pytest.fixture
-def one_job_of_quota(kube: Kube, kueue: str, pool: str, namespace: str) -> Iterator[str]:
-    """Quota for one job of two 8-GPU workers on the pool's flavor; a higher priority preempts
-    a lower one. Yields the LocalQueue's name."""
-    flavor, cluster_queue, local_queue = build_queues(pool, gpus=16)
-    cluster_queue["spec"]["preemption"] = {"withinClusterQueue": "LowerPriority"}
-    kube.apply([flavor, cluster_queue, local_queue], namespace)
-    try:
-        yield local_queue["metadata"]["name"]
-    finally:
-        kube.run("delete", "clusterqueue,resourceflavor", pool, "--wait=false", check=False)
 
 
 def queued_job(name: str, queue: str, priority_class: str | None = None) -> Obj:
@@ -57,21 +44,21 @@ def own_condition(status: Obj) -> Obj:
 
 @pytest.mark.usefixtures("crd")
 def test_a_job_waits_queued_until_kueue_admits_it_and_runs_on_its_flavor(
-    kube: Kube, operator: OperatorProcess, namespace: str, pool: str, one_job_of_quota: str
+    kube: Kube, operator: OperatorProcess, namespace: str, pool: str, preempting_queue: str
 ) -> None:
-    kube.apply(queued_job("first", one_job_of_quota), namespace)
+    kube.apply(queued_job("first", preempting_queue), namespace)
     wait_for_phase(kube, namespace, "Running", name="first", timeout=90)
     for pod in workers(kube, namespace, "first"):
         assert pod["spec"]["nodeSelector"][NODE_POOL_LABEL] == pool  # the flavor's node labels
         assert pod["spec"]["nodeName"].startswith(pool)
-    kube.apply(queued_job("second", one_job_of_quota), namespace)
+    kube.apply(queued_job("second", preempting_queue), namespace)
     queued = wait_for_phase(kube, namespace, "Queued", name="second")
     condition = own_condition(queued)
     assert condition["reason"] == "WaitingForAdmission"
-    assert f"in queue {one_job_of_quota}" in condition["message"]
+    assert f"in queue {preempting_queue}" in condition["message"]
     assert workers(kube, namespace, "second") == []
     # A job deleted while queued leaves nothing: its Workload goes with it.
-    kube.apply(queued_job("third", one_job_of_quota), namespace)
+    kube.apply(queued_job("third", preempting_queue), namespace)
     wait_for_phase(kube, namespace, "Queued", name="third")
     kube.run("get", "workload", kw.workload_name("third"), "-n", namespace)
     kube.run("delete", "dtj", "third", "-n", namespace)
@@ -91,16 +78,16 @@ def test_a_preempted_job_stops_queues_again_uncounted_and_runs_once_the_quota_is
     kube: Kube,
     operator: OperatorProcess,
     namespace: str,
-    one_job_of_quota: str,
+    preempting_queue: str,
     priority_classes: dict[str, str],
 ) -> None:
-    low = queued_job("low", one_job_of_quota, priority_classes["low"])
+    low = queued_job("low", preempting_queue, priority_classes["low"])
     kube.apply(low, namespace)
     wait_for_phase(kube, namespace, "Running", name="low", timeout=90)
     workload = kube.get("workload", kw.workload_name("low"), namespace=namespace)
     assert workload["spec"]["priority"] == PRIORITIES["low"]
 
-    kube.apply(queued_job("urgent", one_job_of_quota, priority_classes["high"]), namespace)
+    kube.apply(queued_job("urgent", preempting_queue, priority_classes["high"]), namespace)
     wait_for_phase(kube, namespace, "Running", name="urgent", timeout=120)
     status = wait_for_phase(kube, namespace, "Queued", name="low")
     assert status.get("restarts", 0) == 0 and "lastFailure" not in status
@@ -116,9 +103,9 @@ def test_a_preempted_job_stops_queues_again_uncounted_and_runs_once_the_quota_is
 
 @pytest.mark.usefixtures("crd", "operator")
 def test_an_elastic_job_is_admitted_at_what_the_quota_holds_between_its_bounds(
-    kube: Kube, namespace: str, one_job_of_quota: str
+    kube: Kube, namespace: str, preempting_queue: str
 ) -> None:
-    job = queued_job("elastic", one_job_of_quota)
+    job = queued_job("elastic", preempting_queue)
     job["spec"]["replicas"] = 3  # 24 GPUs asked, 16 in the quota: partial admission
     job["spec"]["elastic"] = {"minReplicas": 1, "maxReplicas": 3}
     kube.apply(job, namespace)
