@@ -4,6 +4,7 @@
 
 Prints: per-rank throughput of 2 ranks vs 1 process (with and without gradient accumulation),
 and of 2 uncoupled processes at once (what sharing the machine costs without communication),
+what measuring every rank's step costs per step (plain vs measured steps, alternating),
 how long the loop is held by an async vs a sync checkpoint (and by DCP's default async_save),
 and gloo all-reduce bus bandwidth vs memcpy bandwidth. Figures, not assertions.
 """
@@ -27,15 +28,17 @@ from torch.distributed.checkpoint.state_dict_saver import async_save
 
 from ringleader_client.resume import data
 from ringleader_client.resume.checkpoint import Checkpointer
+from ringleader_trainer import workerfigures
 from ringleader_trainer.loop import (
     Parts,
     Runtime,
-    agree_on_step,
+    agree_and_observe,
     build_state,
     run_step,
     save_checkpoint,
 )
 from ringleader_trainer.options import parse_options
+from ringleader_trainer.steptimes import StepTimer
 from ringleader_trainer.worker import build_parts
 
 CPU = torch.device("cpu")
@@ -88,16 +91,52 @@ def time_steps(
     *,
     align: Callable[[], object] = dist.barrier,
 ) -> float:
-    """Return seconds per optimizer step, after one warm-up step; `align` starts the clock."""
+    """Return seconds per optimizer step, after one warm-up step; `align` starts the clock.
+    Each step as the loop runs it: timed by parts, agreed with every rank's figures."""
     perm = data.compute_permutation(parts.workload.num_samples, 0, 0)
+    timer, window = StepTimer(rt.device), workerfigures.Window([rt.pod_name] * rt.world_size)
+    timer.watch_gradients(parts.model)
     for i in range(steps + 1):
         if i == 1:
             align()
             started = time.perf_counter()
         indices, following = (data.select_step_indices(perm, j * batch, batch) for j in (i, i + 1))
-        loss = run_step(parts, indices, rt, micro, following)
-        agree_on_step(loss, False, rt)
+        timer.start()
+        loss = run_step(parts, indices, rt, micro, following, timer=timer)
+        agree_and_observe(loss, False, indices, rt, (timer, window))
     return (time.perf_counter() - started) / steps
+
+
+def time_plain_steps(parts: Parts, rt: Runtime, batch: int, steps: int) -> float:
+    """Seconds per step as the loop ran before it measured every rank (the baseline): no timer,
+    no hooks, and an all-reduce of the loss and the stop request as the agreement."""
+    perm = data.compute_permutation(parts.workload.num_samples, 0, 0)
+    dist.barrier()
+    started = time.perf_counter()
+    for i in range(steps):
+        indices, following = (data.select_step_indices(perm, j * batch, batch) for j in (i, i + 1))
+        loss = run_step(parts, indices, rt, 0, following)
+        packed = torch.stack([loss.float(), torch.zeros(())])
+        dist.all_reduce(packed)
+        float(packed[0])
+    return (time.perf_counter() - started) / steps
+
+
+def bench_figures(rt: Runtime, steps: int, rounds: int) -> dict[str, float]:
+    """The per-step cost of the workers' figures (step timer, gradient hooks, the gathered
+    agreement) on the digits model, whose steps are short enough for it to show: rounds of
+    plain and measured steps alternate, on two copies of the model, and medians are kept."""
+    opts = parse_options(["--workload", "digits", "--global-batch", "64"])
+    plain, measured = build_parts(opts, rt), build_parts(opts, rt)
+    time_plain_steps(plain, rt, 64, 2)  # warm-up of each
+    time_steps(measured, rt, 64, 0, 2)
+    pairs = [
+        (time_plain_steps(plain, rt, 64, steps), time_steps(measured, rt, 64, 0, steps))
+        for _ in range(rounds)
+    ]
+    before = statistics.median(p for p, _ in pairs)
+    after = statistics.median(m for _, m in pairs)
+    return {"plain_ms": before * 1e3, "measured_ms": after * 1e3, "ratio": after / before}
 
 
 def bench_throughput(rt: Runtime, batch: int, micro: int, steps: int, **timing: Any) -> float:
@@ -205,7 +244,12 @@ def run_rank(  # noqa: PLR0917 - mp.spawn passes arguments by position
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(os.environ.get("BENCH_CKPT_DIR", tmp)) / f"{task}-{port}"
         rt = join_group(rank, world, port, root)
-        fn = {"throughput": bench_throughput, "saves": bench_saves, "allreduce": bench_allreduce}
+        fn = {
+            "throughput": bench_throughput,
+            "saves": bench_saves,
+            "allreduce": bench_allreduce,
+            "figures": bench_figures,
+        }
         result = fn[task](rt, **kw)  # type: ignore[operator]
         if rank == 0:
             out.put(result)
@@ -253,6 +297,12 @@ def main() -> None:
             f"  ratio {double / single:.2f}  | 2 uncoupled procs {apart:7.1f}/s each"
             f" (ratio {apart / single:.2f}); 2 ranks / 2 uncoupled {double / apart:.2f}"
         )
+    cost = spawn(2, "figures", steps=20 if steps > 3 else 5, rounds=5)
+    print(
+        "== the workers' figures (timer, hooks, gathered agreement), digits MLP, 2 ranks == "
+        f"plain {cost['plain_ms']:.2f} ms/step, measured {cost['measured_ms']:.2f} ms/step "
+        f"(ratio {cost['ratio']:.3f})"
+    )
     held = spawn(2, "saves", repeats=3)
     print(f"== loop held by a checkpoint, 2 ranks, {held['state_mb']:.0f} MB model+Adam ==")
     print(describe_saves(held))

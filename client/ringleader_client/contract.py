@@ -31,6 +31,7 @@ RESTART_ATTEMPT: Final = "RINGLEADER_RESTART_ATTEMPT"
 CHECKPOINT_DIR: Final = "RINGLEADER_CHECKPOINT_DIR"
 CHECKPOINT_KEEP: Final = "RINGLEADER_CHECKPOINT_KEEP"
 PROGRESS_PORT: Final = "RINGLEADER_PROGRESS_PORT"
+PREFLIGHT_MEGABYTES_NAME: Final = "RINGLEADER_PREFLIGHT_MEGABYTES"  # set only when asked for
 
 # Every name the trainer reads from the operator's env (the contract test checks this tuple).
 READ_NAMES: Final = (
@@ -51,6 +52,7 @@ READ_NAMES: Final = (
     CHECKPOINT_DIR,
     CHECKPOINT_KEEP,
     PROGRESS_PORT,
+    PREFLIGHT_MEGABYTES_NAME,
 )
 
 # Set by torch's elastic agent for each worker process, not by the operator: outside the contract.
@@ -80,6 +82,7 @@ class LaunchEnv:
     checkpoint_dir: str
     checkpoint_keep: int
     progress_port: int
+    preflight_megabytes: int  # 0: no pre-flight
 
 
 def parse_nnodes(value: str) -> tuple[int, int]:
@@ -111,6 +114,7 @@ def read_launch_env(env: dict[str, str] | None = None) -> LaunchEnv:
         checkpoint_dir=e.get(CHECKPOINT_DIR, "/checkpoints"),
         checkpoint_keep=int(e.get(CHECKPOINT_KEEP, "3")),
         progress_port=int(e.get(PROGRESS_PORT, str(DEFAULT_PROGRESS_PORT))),
+        preflight_megabytes=int(e.get(PREFLIGHT_MEGABYTES_NAME, "0")),
     )
 
 
@@ -148,9 +152,45 @@ WORLD_SIZE: Final = "world_size"
 UPDATED_AT: Final = "updated_at"  # seconds since the epoch, right after the step
 CHECKPOINT: Final = "checkpoint"  # {step, path, time}: the newest committed checkpoint
 METRICS: Final = "metrics"  # a script's own figures by name, exported on /metrics (not read)
+WORKERS: Final = "workers"  # every rank's step figures over a window (the built-in trainer)
+PREFLIGHT: Final = "preflight"  # the group's network, measured before its first step
 PROGRESS_KEYS: Final = frozenset(
     {STEP, STATE, EPOCH, LOSS, SAMPLES_PER_SECOND, SECONDS_PER_STEP, WORLD_SIZE, UPDATED_AT}
-    | {CHECKPOINT}
+    | {CHECKPOINT, WORKERS, PREFLIGHT}
+)
+# Keys of `preflight`: the all-reduce bus bandwidth and every link of a ring through the ranks
+# (the slowest, when there are many), with the median link of each kind.
+PREFLIGHT_MEGABYTES: Final = "megabytes"
+PREFLIGHT_BUS_GBPS: Final = "bus_gbps"
+PREFLIGHT_MEDIAN_IN_POD_GBPS: Final = "median_in_pod_gbps"
+PREFLIGHT_MEDIAN_ACROSS_PODS_GBPS: Final = "median_across_pods_gbps"
+PREFLIGHT_LINKS: Final = "links"
+PREFLIGHT_MEASURED_AT: Final = "measured_at"
+LINK_FROM: Final = "from"
+LINK_TO: Final = "to"
+LINK_FROM_RANK: Final = "from_rank"
+LINK_TO_RANK: Final = "to_rank"
+LINK_GBPS: Final = "gbps"
+PREFLIGHT_KEYS: Final = frozenset(
+    {PREFLIGHT_MEGABYTES, PREFLIGHT_BUS_GBPS, PREFLIGHT_MEDIAN_IN_POD_GBPS, PREFLIGHT_LINKS}
+    | {PREFLIGHT_MEDIAN_ACROSS_PODS_GBPS, PREFLIGHT_MEASURED_AT}
+)
+LINK_KEYS: Final = frozenset({LINK_FROM, LINK_TO, LINK_FROM_RANK, LINK_TO_RANK, LINK_GBPS})
+# Keys of `workers`: {window_steps, median_work_seconds, ranks: [one per rank, bounded]}, where
+# a rank's work is its data and compute seconds per step (what makes it slow, not its waiting).
+WINDOW_STEPS: Final = "window_steps"
+MEDIAN_WORK_SECONDS: Final = "median_work_seconds"
+RANKS: Final = "ranks"  # also in a heartbeat: that pod's own ranks
+RANK_INDEX: Final = "rank"
+RANK_POD: Final = "pod"
+STEP_SECONDS: Final = "step_seconds"
+DATA_SECONDS: Final = "data_seconds"
+COMPUTE_SECONDS: Final = "compute_seconds"
+COMMUNICATION_SECONDS: Final = "communication_seconds"
+MEMORY_PEAK_BYTES: Final = "memory_peak_bytes"
+RANK_KEYS: Final = frozenset(
+    {RANK_INDEX, RANK_POD, STEP_SECONDS, DATA_SECONDS, COMPUTE_SECONDS, COMMUNICATION_SECONDS}
+    | {SAMPLES_PER_SECOND, MEMORY_PEAK_BYTES}
 )
 # The failure verdict in a termination message, and the classes the trainer may name there.
 FAILURE_CLASS: Final = "failureClass"

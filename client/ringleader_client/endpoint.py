@@ -76,6 +76,7 @@ def render_metrics(root: Path, pod_name: str) -> str:
         number = _number(value)
         if number is not None:
             lines += [f"# HELP {name} {doc}", f"# TYPE {name} gauge", f"{name} {number!r}"]
+    lines += _rank_lines(beat.get(contract.RANKS))
     user = progress.get(contract.METRICS) or {}
     values = [(k, _number(v)) for k, v in sorted(user.items())[:MAX_USER_METRICS]]
     values = [(k, v) for k, v in values if v is not None]
@@ -84,6 +85,51 @@ def render_metrics(root: Path, pod_name: str) -> str:
         lines += [f"# HELP {name} What the training script reported", f"# TYPE {name} gauge"]
         lines += [f'{name}{{name="{_label(k)}"}} {v!r}' for k, v in values]
     return "\n".join(lines) + "\n"
+
+
+STEP_PART_SECONDS = "ringleader_trainer_rank_step_seconds"
+RANK_GAUGES = {
+    STEP_PART_SECONDS: "Seconds per step of each rank of this pod, by part (data: waiting for "
+    "its batch; compute; communication: waiting on the group)",
+    "ringleader_trainer_rank_samples_per_second": "Samples per second each rank of this pod "
+    "trained",
+    "ringleader_trainer_rank_memory_peak_bytes": "Memory high-water mark of each rank of this "
+    "pod (GPU memory allocated, else the process's peak RSS)",
+}
+STEP_PARTS = {
+    "data": contract.DATA_SECONDS,
+    "compute": contract.COMPUTE_SECONDS,
+    "communication": contract.COMMUNICATION_SECONDS,
+}
+
+
+def _rank_samples(figures: dict[str, Any]) -> list[tuple[str, str, float | None]]:
+    """(gauge, labels, value) of one rank's figures."""
+    rank = f'rank="{int(figures[contract.RANK_INDEX])}"'
+    out = [
+        (STEP_PART_SECONDS, f'{rank},part="{part}"', _number(figures.get(key)))
+        for part, key in STEP_PARTS.items()
+    ]
+    samples = _number(figures.get(contract.SAMPLES_PER_SECOND))
+    memory = _number(figures.get(contract.MEMORY_PEAK_BYTES))
+    out.append(("ringleader_trainer_rank_samples_per_second", rank, samples))
+    out.append(("ringleader_trainer_rank_memory_peak_bytes", rank, memory))
+    return out
+
+
+def _rank_lines(ranks: Any) -> list[str]:
+    """Per-rank gauges from this pod's heartbeat: its ranks' figures over the last steps."""
+    series: dict[str, list[str]] = {name: [] for name in RANK_GAUGES}
+    for figures in ranks if isinstance(ranks, list) else []:
+        if isinstance(figures, dict) and _number(figures.get(contract.RANK_INDEX)) is not None:
+            for name, labels, value in _rank_samples(figures):
+                if value is not None:
+                    series[name].append(f"{name}{{{labels}}} {value!r}")
+    lines: list[str] = []
+    for name, doc in RANK_GAUGES.items():
+        if series[name]:
+            lines += [f"# HELP {name} {doc}", f"# TYPE {name} gauge", *series[name]]
+    return lines
 
 
 def _label(value: str) -> str:

@@ -82,16 +82,19 @@ class ProgressReporter:
         extra: dict[str, Any] | None = None,
         state: TrainerState = TrainerState.TRAINING,
         force: bool = False,
+        beat: dict[str, Any] | None = None,
     ) -> None:
         """Record a finished step (samples: trained in it by the whole group); write progress
-        and heartbeat when their intervals allow, or now with force."""
+        and heartbeat when their intervals allow, or now with force. extra: more keys of the
+        progress document; beat: more keys of this pod's heartbeat."""
         with self._lock:
             self._window_samples += samples
             self._window_steps += state == TrainerState.TRAINING
-            self._last = _Written(step, loss, epoch, extra or {}, state, time.time())
-            beat = self.place.local_rank == 0 and (force or self._heartbeat.ready())
+            now = time.time()
+            self._last = _Written(step, loss, epoch, extra or {}, state, now, beat or {})
+            beating = self.place.local_rank == 0 and (force or self._heartbeat.ready())
             progress = self.place.rank == 0 and (force or self._progress.ready())
-            self._write(beat, progress)
+            self._write(beating, progress)
             if self._due() and self._timer is None:
                 self._start_timer()
 
@@ -106,7 +109,7 @@ class ProgressReporter:
         if last is None:
             return
         if beat and self.place.local_rank == 0:
-            self._write_heartbeat(last.step, last.state)
+            self._write_heartbeat(last)
             self._beaten = last
         if progress and self.place.rank == 0:
             if self._written is not last:  # a new step: the pace since the last write
@@ -141,7 +144,8 @@ class ProgressReporter:
         loss = last.loss if last is not None else None
         epoch = epoch if epoch is not None or last is None else last.epoch
         extra = last.extra if last is not None else None
-        self.report(step, loss=loss, epoch=epoch, extra=extra, state=state, force=True)
+        beat = last.beat if last is not None else None
+        self.report(step, loss=loss, epoch=epoch, extra=extra, state=state, force=True, beat=beat)
 
     def checkpoint_saved(self, step: int, path: str, when: float | None = None) -> None:
         """A checkpoint is committed: the progress document names it as the newest, now."""
@@ -149,15 +153,16 @@ class ProgressReporter:
             self.newest = SavedCheckpoint(step, path, time.time() if when is None else when)
             self._write(beat=False, progress=True)
 
-    def _write_heartbeat(self, step: int, state: TrainerState) -> None:
+    def _write_heartbeat(self, told: _Written) -> None:
         body = {
+            **told.beat,
             "pod": self.place.pod_name,
-            k.STEP: step,
+            k.STEP: told.step,
             "time": time.time(),
             "pid": os.getpid(),
             "rank": self.place.rank,
             k.WORLD_SIZE: self.place.world_size,
-            k.STATE: state.value,
+            k.STATE: told.state.value,
         }
         write_json_atomic(heartbeat_path(self.place.root, self.place.pod_name), body)
 
@@ -205,6 +210,7 @@ class _Written:
     extra: dict[str, Any]
     state: TrainerState
     at: float  # when the step it tells of was reported
+    beat: dict[str, Any]  # more keys of the heartbeat
 
 
 def bounded_metrics(metrics: dict[str, Any] | None) -> dict[str, float]:

@@ -207,6 +207,7 @@ def build_worker_pod(job: DistributedTrainingJob, index: int, attempt: int) -> O
     _set_networking(job, spec)
     _apply_scheduling(job, spec)
     _tolerate_node_loss_briefly(spec)
+    _avoid_nodes(spec, (job.status.avoided_nodes if job.status else None) or [])
     spec["volumes"] = [*(spec.get("volumes") or []), *build_worker_volumes(job)]
     contract = workerenv.build_contract_env(job, index, attempt)
     defaults = workerenv.build_default_env(job.spec)
@@ -235,6 +236,22 @@ def _set_networking(job: DistributedTrainingJob, spec: Obj) -> None:
     if spec.get("hostNetwork"):
         # Without this, a host-network pod resolves names with the node's DNS, not the cluster's.
         spec["dnsPolicy"] = "ClusterFirstWithHostNet"
+
+
+def _avoid_nodes(spec: Obj, nodes: list[str]) -> None:
+    """Keep the pod off these nodes (where a straggler was replaced): a required node affinity
+    term, added to each of the template's own terms (they are alternatives: each must avoid)."""
+    if not nodes:
+        return
+    avoid = {"key": "metadata.name", "operator": "NotIn", "values": sorted(nodes)}
+    affinity = spec.setdefault("affinity", {}).setdefault("nodeAffinity", {})
+    required = affinity.setdefault(
+        "requiredDuringSchedulingIgnoredDuringExecution", {"nodeSelectorTerms": []}
+    )
+    terms = required.get("nodeSelectorTerms") or [{}]
+    for term in terms:
+        term["matchFields"] = [*(term.get("matchFields") or []), avoid]
+    required["nodeSelectorTerms"] = terms
 
 
 def _tolerates(toleration: Obj, key: str) -> bool:

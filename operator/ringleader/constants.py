@@ -42,6 +42,8 @@ ENV_RESTART_ATTEMPT: Final = "RINGLEADER_RESTART_ATTEMPT"
 ENV_CHECKPOINT_DIR: Final = "RINGLEADER_CHECKPOINT_DIR"
 ENV_CHECKPOINT_KEEP: Final = "RINGLEADER_CHECKPOINT_KEEP"
 ENV_PROGRESS_PORT: Final = "RINGLEADER_PROGRESS_PORT"  # the trainer serves /progress and /metrics
+# Set only when spec.networking.preflight asks for one: the size each measurement sends.
+ENV_PREFLIGHT_MEGABYTES: Final = "RINGLEADER_PREFLIGHT_MEGABYTES"
 
 ENV_CONTRACT: Final = frozenset(
     {
@@ -65,6 +67,7 @@ ENV_CONTRACT: Final = frozenset(
         ENV_CHECKPOINT_DIR,
         ENV_CHECKPOINT_KEEP,
         ENV_PROGRESS_PORT,
+        ENV_PREFLIGHT_MEGABYTES,
     }
 )
 
@@ -152,6 +155,13 @@ class FailureClass(StrEnum):
     UNKNOWN = "Unknown"
 
 
+class StragglerAction(StrEnum):
+    """What the operator does about a straggler."""
+
+    REPORT = "Report"  # name it in status and an event
+    REPLACE_POD = "ReplacePod"  # and replace its pod, keeping the job's workers off its node
+
+
 class FailureAction(StrEnum):
     """What the failure policy does about a failed worker, mildest first."""
 
@@ -164,6 +174,21 @@ class FailureAction(StrEnum):
 CONDITION_PROGRESS_REPORTED: Final = "ProgressReported"
 REASON_REPORTED: Final = "Reported"
 REASON_NOT_REPORTED: Final = "NotReported"
+# And once a group measured its network before its first step (spec.networking.preflight):
+# whether every link was within the job's margin of the median link of its kind.
+CONDITION_PREFLIGHT_PASSED: Final = "PreflightPassed"
+REASON_NETWORK_AS_EXPECTED: Final = "NetworkAsExpected"
+REASON_SLOW_WORKER_NETWORK: Final = "SlowWorkerNetwork"
+REASON_SLOW_LINK: Final = "SlowLink"
+DEFAULT_PREFLIGHT_MEGABYTES: Final = 64
+DEFAULT_SLOW_LINK_PERCENT: Final = 50
+# Beside them too, once the workers' figures were judged: whether a worker holds the others back
+# (status.stragglers); a Straggler event names each one when it is found.
+CONDITION_STRAGGLER: Final = "Straggler"
+REASON_SLOW_WORKER: Final = "SlowWorker"
+REASON_NO_SLOW_WORKER: Final = "NoSlowWorker"
+REASON_STRAGGLER: Final = "Straggler"  # the event
+REASON_STRAGGLER_REPLACED: Final = "StragglerReplaced"  # the event when its pod is replaced
 # How long the workers may run without a progress endpoint answering before status says that
 # they report none (a script without the client library), rather than that none came yet.
 NOT_REPORTED_AFTER_SECONDS: Final = 60
@@ -206,6 +231,16 @@ DEFAULT_MAX_RESTARTS: Final = 10
 DEFAULT_IN_PLACE_TIMEOUT_SECONDS: Final = 300
 DEFAULT_HANG_MIN_SECONDS: Final = 120
 DEFAULT_HANG_STEP_MULTIPLE: Final = 20
+# --- Stragglers: a worker whose own work per step (waiting for its data and computing, not
+# waiting for the others) stays well above the group's median. By default 50 % above it for 50
+# steps in a row, and 20 ms a step above it at least: on a busy node a few milliseconds of
+# scheduling noise are a large share of a tiny step, and hold nobody back.
+DEFAULT_STRAGGLER_SLOWER_BY_PERCENT: Final = 50
+DEFAULT_STRAGGLER_STEPS: Final = 50
+STRAGGLER_MIN_EXCESS_SECONDS: Final = 0.02
+# Under action ReplacePod, the nodes a job's workers are kept off at most: a straggler that
+# follows the job from node to node is slow for another reason, and is then only reported.
+MAX_AVOIDED_NODES: Final = 4
 
 # --- Node loss. Kubernetes gives every pod 300 s of tolerance for a NotReady or unreachable node
 # before the taint manager deletes it; for a training gang that is 300 s of every other worker

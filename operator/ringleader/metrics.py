@@ -51,6 +51,17 @@ GOODPUT = Gauge(
     "nor from a failure to the first step after it",
     ["namespace", "job"],
 )
+WORK_SPREAD = Gauge(
+    "ringleader_job_worker_work_spread_ratio",
+    "The slowest worker's own work per step (data and compute, not waiting) over the median "
+    "worker's, from the trainer's figures: 1 for a balanced group",
+    ["namespace", "job"],
+)
+STRAGGLERS = Gauge(
+    "ringleader_job_stragglers",
+    "Workers named as holding the others back now (status.stragglers)",
+    ["namespace", "job"],
+)
 
 RESIZES = Counter(
     "ringleader_resizes_total",
@@ -111,3 +122,16 @@ def set_goodput(key: tuple[str, str], ratio: float | None) -> None:
 def forget_goodput(key: tuple[str, str]) -> None:
     """Drop a job's goodput series: the job is gone, or has not started (again)."""
     GOODPUT.remove(*key)
+
+
+def set_worker_balance(key: tuple[str, str], spread: float | None, stragglers: int) -> None:
+    """Set a job's work spread (when its workers report figures) and its stragglers."""
+    if spread is not None:
+        WORK_SPREAD.labels(*key).set(spread)
+    STRAGGLERS.labels(*key).set(stragglers)
+
+
+def forget_worker_balance(key: tuple[str, str]) -> None:
+    """Drop a job's balance series: the job is gone."""
+    WORK_SPREAD.remove(*key)
+    STRAGGLERS.remove(*key)

@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from ringleader import constants as c
-from ringleader.constants import FailureAction, FailureClass
+from ringleader.constants import FailureAction, FailureClass, StragglerAction
 from ringleader.modelbase import (
     ApiModel,
     Name,
@@ -159,6 +159,22 @@ class HangDetection(ApiModel):
     """How many recent step times without a new step make a hang."""
 
 
+class StragglerDetection(ApiModel):
+    """When a worker counts as a straggler: its own work per step (waiting for its data and
+    computing, not waiting for the others) is slowerByPercent above the median worker's for
+    `steps` steps in a row, and 20 ms a step above it at least. Needs the workers' figures,
+    which the built-in trainer reports."""
+
+    enabled: bool = True
+    slower_by_percent: int = Field(default=c.DEFAULT_STRAGGLER_SLOWER_BY_PERCENT, ge=10, le=10000)
+    """How much slower than the median worker (50: one and a half times its time)."""
+    steps: int = Field(default=c.DEFAULT_STRAGGLER_STEPS, ge=5, le=1000000)
+    """For how many steps in a row."""
+    action: StragglerAction = StragglerAction.REPORT
+    """Report names it (status.stragglers, a Straggler condition and event); ReplacePod also
+    deletes its pod, whose replacement and every later worker of the job avoid its node."""
+
+
 class FailurePolicy(ApiModel):
     """How many restarts a job gets, and per failure class, which kind."""
 
@@ -169,11 +185,26 @@ class FailurePolicy(ApiModel):
     the gang); Preempted and NodeLost do not count towards maxRestarts, the rest do."""
     hang_detection: HangDetection | None = None
     """A stalled step counter is a failure of class Hang (on by default)."""
+    straggler_detection: StragglerDetection | None = None
+    """A worker that holds the others back is named in status (on by default)."""
     in_place_timeout_seconds: int = Field(
         default=c.DEFAULT_IN_PLACE_TIMEOUT_SECONDS, ge=5, le=86400
     )
     """After a worker is replaced in place: how long every worker may run without completing a
     step before the whole gang restarts instead."""
+
+
+class PreflightCheck(ApiModel):
+    """Before its first step, each group the workers form measures its all-reduce bandwidth and
+    every link of a ring through its ranks; a worker or link far below the others is named in
+    status (status.preflight, condition PreflightPassed, an event). The built-in trainer does
+    this; a user's own script does not."""
+
+    megabytes: int = Field(default=c.DEFAULT_PREFLIGHT_MEGABYTES, ge=1, le=4096)
+    """Size of what each measurement sends (a few transfers each)."""
+    slow_link_percent: int = Field(default=c.DEFAULT_SLOW_LINK_PERCENT, ge=1, le=99)
+    """A link below this percent of the median link of its kind (inside a pod, between pods)
+    is slow; a worker both of whose links are slow has a slow network."""
 
 
 class NetworkingSpec(ApiModel):
@@ -185,6 +216,8 @@ class NetworkingSpec(ApiModel):
     """Run workers in the node's network namespace (for RDMA and the fastest NICs)."""
     socket_ifname: Annotated[str, StringConstraints(max_length=256)] | None = None
     """Network interface for NCCL and gloo (sets NCCL_SOCKET_IFNAME and GLOO_SOCKET_IFNAME)."""
+    preflight: PreflightCheck | None = None
+    """Measure the network before the first step of each group (off when absent)."""
 
 
 QUEUE_RULE = rule(

@@ -18,7 +18,7 @@ from http import HTTPStatus
 from typing import Any
 
 from ringleader import constants as c
-from ringleader import goodput, hang, metrics, pods, reports
+from ringleader import goodput, hang, metrics, pods, preflight, reports, stragglers
 from ringleader.apitime import truncate_to_second
 from ringleader.cache import Cache, Key
 from ringleader.kube import KubeApi, RetryableError
@@ -98,6 +98,7 @@ class ProgressPoller:
         # job -> where its time went; in memory, so an operator restart starts it again
         self.clocks: dict[Key, goodput.TrainingClock] = {}
         self.running_since: dict[Key, float] = {}  # job -> when a worker was first found running
+        self.slow: dict[Key, stragglers.SlowWatch] = {}  # job -> its ranks seen slow in a row
 
     async def run(self) -> None:
         """Poll forever (cancelled when the operator stops)."""
@@ -140,6 +141,8 @@ class ProgressPoller:
         report = reports.parse_progress(answer)
         patch = plan_progress_patch(status, report) or {}
         patch.update(self._judge_reporting(key, status, answer is not None, report))
+        patch.update(await self._judge_stragglers(key, job, report, children))
+        patch.update(await self._judge_preflight(job, report))
         watch = hang.watch_report(self.watches.get(key), attempt, report, now())
         if watch is None:
             self.watches.pop(key, None)
@@ -170,19 +173,73 @@ class ProgressPoller:
             return {}
         return {"reporting": changed.model_dump(by_alias=True, mode="json", exclude_none=True)}
 
+    async def _judge_stragglers(
+        self,
+        key: Key,
+        job: DistributedTrainingJob,
+        report: ProgressReport | None,
+        children: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """The status.stragglers patch, when the workers that hold the others back change
+        (a Straggler event names each new one); the job's balance metrics."""
+        status, policy = _status(job), stragglers.read_policy(job)
+        current = status.stragglers or []
+        named = {s.pod for s in current}
+        attempt = status.restart_attempt or 0
+        watch = stragglers.observe(self.slow.get(key), attempt, report, policy, named)
+        self._keep(self.slow, key, watch)
+        metrics.set_worker_balance(key, stragglers.spread(report), len(current))
+        if not policy.enabled:
+            return {"stragglers": None} if status.stragglers is not None else {}
+        if report is None or report.workers is None or not report.training:
+            return {}
+        slow = stragglers.persistent(watch, report, policy)
+        planned = stragglers.plan_reports(current, slow, report, children, _utcnow())
+        if planned == current and (planned or status.stragglers is None):
+            return {}
+        for straggler in stragglers.newly_named(current, planned):
+            message = stragglers.describe(straggler, policy.steps)
+            log.warning("straggler named in %s/%s: %s", *key, message)
+            await self._post_event(job, "Warning", c.REASON_STRAGGLER, message)
+        dumped = [s.model_dump(by_alias=True, mode="json", exclude_none=True) for s in planned]
+        return {"stragglers": dumped}
+
+    async def _judge_preflight(
+        self, job: DistributedTrainingJob, report: ProgressReport | None
+    ) -> dict[str, Any]:
+        """The status.preflight patch when a group reports a measurement of its network that
+        status does not hold yet (spec.networking.preflight), with an event saying how it went."""
+        check = job.spec.networking.preflight if job.spec.networking else None
+        found = report.preflight if report is not None else None
+        world = report.world_size if report is not None else None
+        if check is None or found is None or world is None or world < 2:
+            return {}
+        if not preflight.is_new(_status(job).preflight, found):
+            return {}
+        result = preflight.judge(found, world, check.slow_link_percent)
+        kind = "Normal" if result.passed else "Warning"
+        await self._post_event(job, kind, preflight.reason(result), result.message)
+        return {"preflight": result.model_dump(by_alias=True, mode="json", exclude_none=True)}
+
+    @staticmethod
+    def _keep(kept: dict[Key, Any], key: Key, value: Any) -> None:
+        if value is None:
+            kept.pop(key, None)
+        else:
+            kept[key] = value
+
     async def _announce_resize(self, job: DistributedTrainingJob, old: int, new: int) -> None:
         """A Resized event, once per change the poller sees."""
+        await self._post_event(job, "Normal", c.REASON_RESIZED, describe_resize(job, old, new))
+
+    async def _post_event(
+        self, job: DistributedTrainingJob, kind: str, reason: str, message: str
+    ) -> None:
         body = {"metadata": job.metadata.model_dump(exclude_none=True)}
         try:
-            await asyncio.to_thread(
-                self.api.post_event,
-                body,
-                "Normal",
-                c.REASON_RESIZED,
-                describe_resize(job, old, new),
-            )
+            await asyncio.to_thread(self.api.post_event, body, kind, reason, message)
         except RetryableError as error:  # an event is not worth a retry loop
-            log.warning("could not record a resize of %s: %s", job.metadata.name, error)
+            log.warning("could not record %s of %s: %s", reason, job.metadata.name, error)
 
     def _account(self, key: Key, report: ProgressReport | None) -> None:
         """Advance the job's training clock: observe recoveries that ended, set its goodput."""
@@ -256,6 +313,9 @@ class ProgressPoller:
         """Drop what was kept about jobs and pods that no longer exist."""
         known = {key for key, _ in self.cache.jobs()}
         self.watches = {k: w for k, w in self.watches.items() if k in known}
+        for key in [k for k in self.slow if k not in known]:
+            self.slow.pop(key)
+            metrics.forget_worker_balance(key)
         self.running_since = {k: t for k, t in self.running_since.items() if k in known}
         for key in [k for k in self.clocks if k not in known]:
             self.clocks.pop(key)

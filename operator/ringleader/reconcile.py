@@ -23,6 +23,7 @@ from ringleader import (
     pods,
     queueing,
     status,
+    stragglers,
     validation,
 )
 from ringleader import constants as c
@@ -89,11 +90,12 @@ def plan_reconcile(
     new = status_after(job, workers, now, decided, pod_group=pod_group, queued=gated.queued)
     create, delete = plan_children(job, decided.attempt, new.phase, children)
     delete_job, expires_in = lifecycle.plan_expiry(job, new, now)
+    new, replaced, replacing = replace_stragglers(job, new, workers)
     plan = Plan(
         status_patch=plan_status_patch(old, new),
-        delete_pods=sorted({*delete, *decided.delete_pods}),
+        delete_pods=sorted({*delete, *decided.delete_pods, *replaced}),
         create=create,
-        events=[e for e in (decided.event, phase_event(old.phase, new)) if e],
+        events=[e for e in (decided.event, phase_event(old.phase, new), *replacing) if e],
         delete_job=delete_job,
         requeue_after=sooner(expires_in, decided.wake_after),
     )
@@ -220,6 +222,18 @@ def plan_refusal(body: Obj, refused: CreationRefused, now: datetime) -> Plan:
     )
     patch = plan_status_patch(old, old.model_copy(update={"refusal": refusal}))
     return Plan(status_patch=patch, events=[Event("Warning", c.REASON_CREATION_REFUSED, message)])
+
+
+def replace_stragglers(
+    job: DistributedTrainingJob, new: JobStatus, workers: Sequence[Obj]
+) -> tuple[JobStatus, list[str], list[Event]]:
+    """Under stragglerDetection action ReplacePod: the status with the named stragglers marked
+    replaced and their nodes avoided, the pods to delete, and the events saying so."""
+    replacing = stragglers.plan_replacements(stragglers.read_policy(job), new, workers)
+    if replacing is None:
+        return new, [], []
+    update = {"stragglers": replacing.stragglers, "avoided_nodes": replacing.avoided_nodes}
+    return new.model_copy(update=update), replacing.delete_pods, replacing.events
 
 
 def plan_children(

@@ -45,9 +45,43 @@ SECONDS_PER_STEP: Final = "seconds_per_step"
 WORLD_SIZE: Final = "world_size"
 UPDATED_AT: Final = "updated_at"  # seconds since the epoch, right after the step
 CHECKPOINT: Final = "checkpoint"  # {step, path, time}: the newest committed checkpoint
+WORKERS: Final = "workers"  # every rank's step figures over a window (the built-in trainer)
+PREFLIGHT: Final = "preflight"  # the group's network, measured before its first step
 PROGRESS_KEYS: Final = frozenset(
     {STEP, STATE, EPOCH, LOSS, SAMPLES_PER_SECOND, SECONDS_PER_STEP, WORLD_SIZE, UPDATED_AT}
-    | {CHECKPOINT}
+    | {CHECKPOINT, WORKERS, PREFLIGHT}
+)
+# Keys of `preflight` and of each of its links.
+PREFLIGHT_MEGABYTES: Final = "megabytes"
+PREFLIGHT_BUS_GBPS: Final = "bus_gbps"
+PREFLIGHT_MEDIAN_IN_POD_GBPS: Final = "median_in_pod_gbps"
+PREFLIGHT_MEDIAN_ACROSS_PODS_GBPS: Final = "median_across_pods_gbps"
+PREFLIGHT_LINKS: Final = "links"
+PREFLIGHT_MEASURED_AT: Final = "measured_at"
+LINK_FROM: Final = "from"
+LINK_TO: Final = "to"
+LINK_FROM_RANK: Final = "from_rank"
+LINK_TO_RANK: Final = "to_rank"
+LINK_GBPS: Final = "gbps"
+PREFLIGHT_KEYS: Final = frozenset(
+    {PREFLIGHT_MEGABYTES, PREFLIGHT_BUS_GBPS, PREFLIGHT_MEDIAN_IN_POD_GBPS, PREFLIGHT_LINKS}
+    | {PREFLIGHT_MEDIAN_ACROSS_PODS_GBPS, PREFLIGHT_MEASURED_AT}
+)
+LINK_KEYS: Final = frozenset({LINK_FROM, LINK_TO, LINK_FROM_RANK, LINK_TO_RANK, LINK_GBPS})
+# Keys of `workers` and of each of its ranks.
+WINDOW_STEPS: Final = "window_steps"
+MEDIAN_WORK_SECONDS: Final = "median_work_seconds"
+RANKS: Final = "ranks"
+RANK_INDEX: Final = "rank"
+RANK_POD: Final = "pod"
+STEP_SECONDS: Final = "step_seconds"
+DATA_SECONDS: Final = "data_seconds"
+COMPUTE_SECONDS: Final = "compute_seconds"
+COMMUNICATION_SECONDS: Final = "communication_seconds"
+MEMORY_PEAK_BYTES: Final = "memory_peak_bytes"
+RANK_KEYS: Final = frozenset(
+    {RANK_INDEX, RANK_POD, STEP_SECONDS, DATA_SECONDS, COMPUTE_SECONDS, COMMUNICATION_SECONDS}
+    | {SAMPLES_PER_SECOND, MEMORY_PEAK_BYTES}
 )
 # Keys of the failure verdict in a termination message.
 FAILURE_CLASS: Final = "failureClass"
@@ -64,6 +98,59 @@ class CheckpointReport:
 
 
 @dataclass(frozen=True)
+class RankFigures:
+    """One rank's seconds per step by part over the trainer's window."""
+
+    rank: int
+    pod: str
+    data: float
+    compute: float
+    communication: float
+
+    @property
+    def work(self) -> float:
+        """Seconds per step on its own share: what makes a rank slow (not its waiting)."""
+        return self.data + self.compute
+
+
+@dataclass(frozen=True)
+class WorkerFigures:
+    """Every rank's figures (the slowest, when there are many) over the last steps."""
+
+    window_steps: int
+    median_work: float
+    ranks: tuple[RankFigures, ...]
+
+
+@dataclass(frozen=True)
+class LinkReport:
+    """What one rank received from the rank before it in the ring, GB/s."""
+
+    source_pod: str
+    target_pod: str
+    source: int
+    target: int
+    gbps: float
+
+    @property
+    def in_pod(self) -> bool:
+        """Both ends in one pod: not the network between pods."""
+        return self.source_pod == self.target_pod
+
+
+@dataclass(frozen=True)
+class PreflightReport:
+    """The group's network as measured before its first step."""
+
+    megabytes: int
+    bus_gbps: float
+    median_in_pod_gbps: float | None
+    median_across_pods_gbps: float | None
+    links: tuple[LinkReport, ...]
+    measured_at: float
+
+
+@dataclass(frozen=True)
 class ProgressReport:
     """One progress document."""
 
@@ -76,6 +163,8 @@ class ProgressReport:
     world_size: int | None = None
     updated_at: float | None = None
     checkpoint: CheckpointReport | None = None
+    workers: WorkerFigures | None = None
+    preflight: PreflightReport | None = None
 
     @property
     def training(self) -> bool:
@@ -97,7 +186,53 @@ def parse_progress(doc: Any) -> ProgressReport | None:
         world_size=_int(doc.get(WORLD_SIZE)),
         updated_at=_float(doc.get(UPDATED_AT)),
         checkpoint=_checkpoint(doc.get(CHECKPOINT)),
+        workers=_workers(doc.get(WORKERS)),
+        preflight=_preflight(doc.get(PREFLIGHT)),
     )
+
+
+def _preflight(doc: Any) -> PreflightReport | None:
+    if not isinstance(doc, Mapping) or not isinstance(doc.get(PREFLIGHT_LINKS), list):
+        return None
+    megabytes, bus = _int(doc.get(PREFLIGHT_MEGABYTES)), _float(doc.get(PREFLIGHT_BUS_GBPS))
+    measured = _float(doc.get(PREFLIGHT_MEASURED_AT))
+    if megabytes is None or bus is None or measured is None:
+        return None
+    links = tuple(link for link in map(_link, doc[PREFLIGHT_LINKS]) if link is not None)
+    in_pod = _float(doc.get(PREFLIGHT_MEDIAN_IN_POD_GBPS))
+    across = _float(doc.get(PREFLIGHT_MEDIAN_ACROSS_PODS_GBPS))
+    return PreflightReport(megabytes, bus, in_pod, across, links, measured)
+
+
+def _link(doc: Any) -> LinkReport | None:
+    if not isinstance(doc, Mapping):
+        return None
+    ends = _int(doc.get(LINK_FROM_RANK)), _int(doc.get(LINK_TO_RANK))
+    gbps = _float(doc.get(LINK_GBPS))
+    if ends[0] is None or ends[1] is None or gbps is None:
+        return None
+    pods = str(doc.get(LINK_FROM) or ""), str(doc.get(LINK_TO) or "")
+    return LinkReport(pods[0], pods[1], ends[0], ends[1], gbps)
+
+
+def _workers(doc: Any) -> WorkerFigures | None:
+    if not isinstance(doc, Mapping) or not isinstance(doc.get(RANKS), list):
+        return None
+    steps, median = _int(doc.get(WINDOW_STEPS)), _float(doc.get(MEDIAN_WORK_SECONDS))
+    if steps is None or median is None:
+        return None
+    ranks = tuple(r for r in map(_rank, doc[RANKS]) if r is not None)
+    return WorkerFigures(steps, median, ranks)
+
+
+def _rank(doc: Any) -> RankFigures | None:
+    if not isinstance(doc, Mapping) or _int(doc.get(RANK_INDEX)) is None:
+        return None
+    parts = [_float(doc.get(key)) for key in (DATA_SECONDS, COMPUTE_SECONDS, COMMUNICATION_SECONDS)]
+    if any(part is None for part in parts):
+        return None
+    data, compute, communication = (float(p or 0.0) for p in parts)
+    return RankFigures(doc[RANK_INDEX], str(doc.get(RANK_POD) or ""), data, compute, communication)
 
 
 def _checkpoint(doc: Any) -> CheckpointReport | None:

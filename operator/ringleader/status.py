@@ -14,12 +14,18 @@ from datetime import datetime
 from typing import Any, Literal
 
 from ringleader import constants as c
-from ringleader import gang, naming, pods, startup, workerenv
+from ringleader import gang, naming, pods, preflight, startup, workerenv
 from ringleader.apitime import truncate_to_second
 from ringleader.constants import Phase
 from ringleader.decisions import JobFailure
 from ringleader.models import DistributedTrainingJob
-from ringleader.statusmodels import Condition, JobStatus, ProgressReporting
+from ringleader.statusmodels import (
+    Condition,
+    JobStatus,
+    PreflightResult,
+    ProgressReporting,
+    StragglerReport,
+)
 
 Pod = Mapping[str, Any]
 
@@ -330,7 +336,13 @@ def _conditions(
         return list(old)  # a finished job keeps the reason it finished for
     phases = build_conditions(decision, old, generation, now)
     reporting = previous.reporting
-    return phases if reporting is None else [*phases, _reporting_condition(reporting, generation)]
+    if reporting is not None:
+        phases.append(_reporting_condition(reporting, generation))
+    if previous.stragglers is not None:
+        phases.append(_straggler_condition(previous.stragglers, old, generation, now))
+    if previous.preflight is not None:
+        phases.append(_preflight_condition(previous.preflight, generation))
+    return phases
 
 
 def _reporting_condition(reporting: ProgressReporting, generation: int) -> Condition:
@@ -343,6 +355,47 @@ def _reporting_condition(reporting: ProgressReporting, generation: int) -> Condi
         last_transition_time=reporting.since,
         observed_generation=generation,
     )
+
+
+def _straggler_condition(
+    named: Sequence[StragglerReport], old: Sequence[Condition], generation: int, now: datetime
+) -> Condition:
+    """Straggler: whether a worker holds the others back now (status.stragglers)."""
+    status: Literal["True", "False"] = "True" if named else "False"
+    before = next((x for x in old if x.type == c.CONDITION_STRAGGLER), None)
+    kept = before.last_transition_time if before is not None and before.status == status else None
+    if named:
+        message = "; ".join(
+            f"{s.pod} (rank {s.rank}{_on(s.node)}) is {s.slower_by_percent}% "
+            "slower than the median worker"
+            for s in named
+        )
+    else:
+        message = "no worker holds the others back"
+    return Condition(
+        type=c.CONDITION_STRAGGLER,
+        status=status,
+        reason=c.REASON_SLOW_WORKER if named else c.REASON_NO_SLOW_WORKER,
+        message=message,
+        last_transition_time=kept or truncate_to_second(now),
+        observed_generation=generation,
+    )
+
+
+def _preflight_condition(result: PreflightResult, generation: int) -> Condition:
+    """PreflightPassed: how the newest group's network measured (status.preflight)."""
+    return Condition(
+        type=c.CONDITION_PREFLIGHT_PASSED,
+        status="True" if result.passed else "False",
+        reason=preflight.reason(result),
+        message=result.message,
+        last_transition_time=result.measured_at,
+        observed_generation=generation,
+    )
+
+
+def _on(node: str | None) -> str:
+    return f" on node {node}" if node else ""
 
 
 def _start_time(decision: Decision, previous: datetime | None, now: datetime) -> datetime | None:

@@ -77,6 +77,47 @@ class HangReport(ApiModel):
     detected_at: datetime
 
 
+class StragglerReport(ApiModel):
+    """A worker that holds the others back, as it was when the operator named it."""
+
+    pod: str
+    pod_uid: str | None = Field(default=None, alias="podUID")
+    """The pod that was slow: a replacement of the same name is another."""
+    rank: int = Field(ge=0)
+    """Its first process's global rank in the group then."""
+    node: str | None = None
+    slower_by_percent: int = Field(ge=0)
+    """How much longer than the median worker its own work per step took."""
+    work_seconds: float = Field(ge=0)
+    """Its seconds per step waiting for data and computing (not waiting for the others)."""
+    median_work_seconds: float = Field(ge=0)
+    """The median of the other workers' (the trainer's median of all, in a large group)."""
+    step: int = Field(ge=0)
+    """The step at which it was named."""
+    since: datetime
+    replaced: bool | None = None
+    """True once its pod was deleted to be replaced (failurePolicy.stragglerDetection.action
+    ReplacePod); its node is then in status.avoidedNodes."""
+
+
+class PreflightResult(ApiModel):
+    """The network of the newest group, as it measured it before its first step, judged."""
+
+    passed: bool
+    """No link below the job's margin of the median link of its kind."""
+    world_size: int = Field(ge=2)
+    bus_bandwidth_gbps: float = Field(ge=0)
+    """The group's all-reduce bus bandwidth (nccl-tests' definition), GB/s."""
+    median_link_gbps: float | None = None
+    """The median link between pods (inside a pod when all ranks share one), GB/s."""
+    slow_pods: Annotated[list[str], Field(max_length=64)] | None = None
+    """Workers both of whose links in the ring are slow: their network, not one link."""
+    slow_links: Annotated[list[str], Field(max_length=16)] | None = None
+    """The slow links, "from-pod -> to-pod: GB/s", slowest first."""
+    message: Annotated[str, StringConstraints(max_length=2048)]
+    measured_at: datetime
+
+
 class ProgressReporting(ApiModel):
     """Whether the workers report their progress (the built-in trainer does; a script does
     through Ringleader's client library): without reports, the progress columns stay empty and
@@ -130,6 +171,13 @@ class DistributedTrainingJobStatus(ApiModel):
     """Set by the operator when the API server refused a child; cleared once all exist."""
     reporting: ProgressReporting | None = None
     """Set by the progress poller: reports seen, or none for a while after the workers started."""
+    stragglers: Annotated[list[StragglerReport], Field(max_length=64)] | None = None
+    """Set by the progress poller from the workers' figures: workers that hold the others back
+    now (empty once none does)."""
+    preflight: PreflightResult | None = None
+    """Set by the progress poller when a group measured its network (spec.networking.preflight)."""
+    avoided_nodes: Annotated[list[str], Field(max_length=64)] | None = None
+    """Nodes whose straggler was replaced: the job's later workers are kept off them."""
     conditions: Annotated[list[Condition], Field(max_length=16)] | None = Field(
         default=None,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},

@@ -64,6 +64,8 @@ def build_contract_env(job: DistributedTrainingJob, index: int, attempt: int) ->
     keep = spec.checkpoint.keep if spec.checkpoint else c.DEFAULT_CHECKPOINT_KEEP
     # The elastic agent counts in-place process restarts; it gets the same budget as the job.
     max_restarts = (spec.failure_policy or FailurePolicy()).max_restarts
+    preflight = spec.networking.preflight if spec.networking else None
+    asked = [_value(c.ENV_PREFLIGHT_MEGABYTES, preflight.megabytes)] if preflight else []
     return [
         # For scripts run without torchrun: rank 0 serves the store, so it goes with the group's
         # processes and a restarted group starts from an empty one. (Served by the rendezvous
@@ -93,6 +95,7 @@ def build_contract_env(job: DistributedTrainingJob, index: int, attempt: int) ->
         _value(c.ENV_CHECKPOINT_DIR, checkpoint_dir),
         _value(c.ENV_CHECKPOINT_KEEP, keep),
         _value(c.ENV_PROGRESS_PORT, c.PROGRESS_PORT),
+        *asked,
     ]
 
 

@@ -131,9 +131,12 @@ class Cluster:
         rdzv_id: str = "job-0",
         nproc: int = 1,
         max_restarts: int = 0,
+        env: dict[str, str] | None = None,
     ) -> Pod:
-        """Start a launcher with its own PET_* env, as the operator would configure a pod."""
+        """Start a launcher with its own PET_* env, as the operator would configure a pod
+        (env: more of the operator's contract, e.g. a pre-flight)."""
         env = child_env(
+            **(env or {}),
             PET_NNODES=nnodes,
             PET_NPROC_PER_NODE=str(nproc),
             PET_RDZV_BACKEND="c10d",
@@ -168,10 +171,13 @@ class Cluster:
         rdzv_id: str = "job-0",
         nproc: int = 1,
         timeout: float = 240,
+        *,
+        env: dict[str, str] | None = None,
     ) -> list[Pod]:
         """Run a fixed-size job to completion and check every pod exits 0."""
+        nnodes = f"{pods}:{pods}"
         started = [
-            self.start_pod(f"pod-{i}", f"{pods}:{pods}", args, rdzv_id=rdzv_id, nproc=nproc)
+            self.start_pod(f"pod-{i}", nnodes, args, rdzv_id=rdzv_id, nproc=nproc, env=env)
             for i in range(pods)
         ]
         for pod in started:

@@ -12,14 +12,16 @@ import pytest
 import torch
 
 import ringleader.constants as operator_constants
-from ringleader import failures, goodput, hang, poller, progress, reports
+from ringleader import failures, goodput, hang, poller, progress, reports, stragglers
 from ringleader.constants import FailureClass
+from ringleader.models import StragglerDetection
 from ringleader.statusmodels import JobStatus
 from ringleader_client import contract, termination
 from ringleader_client.endpoint import serve_progress
 from ringleader_client.progressfiles import PROGRESS_FILE, read_json
 from ringleader_client.resume import data
 from ringleader_client.resume.checkpoint import Committed
+from ringleader_trainer import workerfigures
 from ringleader_trainer.loop import Runtime
 from ringleader_trainer.options import parse_options
 from ringleader_trainer.report import Reporter
@@ -89,6 +91,13 @@ def test_the_trainer_states_are_the_ones_the_operator_reads() -> None:
 
 def test_the_progress_document_keys_and_paths_agree_with_the_operator() -> None:
     assert contract.PROGRESS_KEYS == reports.PROGRESS_KEYS
+    assert contract.RANK_KEYS == reports.RANK_KEYS
+    workers = (contract.WINDOW_STEPS, contract.MEDIAN_WORK_SECONDS, contract.RANKS)
+    assert workers == (reports.WINDOW_STEPS, reports.MEDIAN_WORK_SECONDS, reports.RANKS)
+    assert (contract.PREFLIGHT_KEYS, contract.LINK_KEYS) == (
+        reports.PREFLIGHT_KEYS,
+        reports.LINK_KEYS,
+    )
     assert (contract.PROGRESS_PATH, contract.HEARTBEATS_PATH) == (
         reports.PROGRESS_PATH,
         reports.HEARTBEATS_PATH,
@@ -125,6 +134,24 @@ def test_the_reporters_real_output_reaches_status_hang_detection_and_goodput(
     watch = hang.watch_report(None, 0, report, now=5.0)
     assert watch is not None and watch.step == 12
     assert goodput.step_completed_at(report) == report.updated_at
+
+
+def test_the_reporters_worker_figures_name_the_slow_rank_to_the_operator(tmp_path: Path) -> None:
+    rt = Runtime(0, 2, 0, torch.device("cpu"), cast(Any, None), tmp_path, 2, "w-0", "job")
+    reporter = Reporter(rt, parse_options(["--progress-interval", "0"]), 100, pods=["w-0", "w-1"])
+    policy, watch = StragglerDetection(steps=10), None
+    for step in range(30):
+        times = [(0.0, 0.01, 0.3), (0.002, 0.3, 0.01)]  # rank 1 computes, rank 0 waits for it
+        rows = torch.tensor([[0.5, 0.0, *t, 32, 2**30] for t in times], dtype=torch.float64)
+        reporter.window.add(rows)
+        reporter.report(step, data.Position(0, step), 0.5, samples=64, newest=None)
+        report = reports.parse_progress(read_json(tmp_path / PROGRESS_FILE))
+        watch = stragglers.observe(watch, 0, report, policy)
+    assert report is not None and report.workers is not None
+    assert report.workers.window_steps == workerfigures.WINDOW_STEPS
+    slow = stragglers.persistent(watch, report, policy)
+    assert [(r.rank, r.pod) for r in slow] == [(1, "w-1")]
+    assert stragglers.spread(report) == pytest.approx(0.302 / ((0.302 + 0.01) / 2), rel=1e-3)
 
 
 @pytest.mark.parametrize("state", list(contract.TrainerState)[1:])

@@ -25,10 +25,11 @@ from ringleader_client.contract import TrainerState
 from ringleader_client.resume import data
 from ringleader_client.resume.checkpoint import Checkpointer, CheckpointError
 from ringleader_client.stopping import StopRequest
-from ringleader_trainer import parallel
+from ringleader_trainer import parallel, preflight, workerfigures
 from ringleader_trainer.feeder import BatchFeeder
 from ringleader_trainer.options import Options
 from ringleader_trainer.report import Reporter
+from ringleader_trainer.steptimes import StepTimer, peak_memory_bytes
 from ringleader_trainer.workloads import Workload
 
 log = logging.getLogger("ringleader.loop")
@@ -162,10 +163,14 @@ def run_step(
     rt: Runtime,
     micro: int,
     next_step: torch.Tensor | None = None,
+    *,
+    timer: StepTimer | None = None,
 ) -> torch.Tensor:
     """Train one optimizer step on a rank's share; return its summed per-sample loss.
 
-    `next_step`, the indices of the step after, lets its first micro-batch be fetched ahead."""
+    `next_step`, the indices of the step after, lets its first micro-batch be fetched ahead;
+    `timer` is told where the rank waited (for its data, for the gradient exchange)."""
+    timer = timer or StepTimer(rt.device)
     batches = rank_micro_batches(step_indices, rt, micro)
     after = [] if next_step is None else rank_micro_batches(next_step, rt, micro)[:1]
     upcoming = [*batches[1:], *after]
@@ -174,12 +179,13 @@ def run_step(
     total = torch.zeros((), device=rt.device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=rt.device.type == "cuda")
     for i, batch in enumerate(batches):
-        x, y = parts.feeder.take(batch)
+        with timer.fetching():
+            x, y = parts.feeder.take(batch)
         if i < len(upcoming):  # fetched while this micro-batch computes
             parts.feeder.fetch_ahead(upcoming[i])
         # Only the last micro-batch exchanges gradients: one per step, whatever the world size.
         last = i == len(batches) - 1
-        sync = contextlib.nullcontext() if last else parallel.accumulate_only(parts.wrapped)
+        sync = timer.syncing_backward() if last else parallel.accumulate_only(parts.wrapped)
         with sync:
             with autocast:
                 losses = parts.workload.loss(parts.wrapped(x), y)
@@ -190,11 +196,19 @@ def run_step(
     return total
 
 
-def agree_on_step(loss_sum: torch.Tensor, stop_here: bool, rt: Runtime) -> tuple[float, bool]:
-    """All-reduce the step's loss and the stop requests; return (global loss sum, stop?)."""
-    packed = torch.stack([loss_sum.float(), torch.tensor(float(stop_here), device=rt.device)])
-    dist.all_reduce(packed)
-    return float(packed[0]), bool(packed[1] > 0)
+def agree_on_step(row: torch.Tensor, rt: Runtime) -> torch.Tensor:
+    """All-gather every rank's row (workerfigures.pack_row: its loss sum, stop request and
+    step figures); workerfigures.agree reads the group's loss and stop from the result."""
+    rows = torch.empty(rt.world_size * row.numel(), dtype=row.dtype, device=row.device)
+    dist.all_gather_into_tensor(rows, row)  # flat: gloo takes no stacked output
+    return rows.view(rt.world_size, row.numel())
+
+
+def gather_pods(rt: Runtime) -> list[str]:
+    """Every rank's pod, by rank (once per group: it stays the same until the group re-forms)."""
+    pods: list[Any] = [None] * rt.world_size
+    dist.all_gather_object(pods, rt.pod_name)
+    return [str(pod) for pod in pods]
 
 
 def save_checkpoint(
@@ -209,19 +223,28 @@ def train(parts: Parts, opts: Options, rt: Runtime, stop: StopRequest) -> Outcom
     """Run the loop from the newest checkpoint to the last epoch or a SIGTERM."""
     ckpt = Checkpointer(rt.root, rt.keep, rt.ckpt_group)
     pos, step = resume(parts, ckpt, rt)
-    reporter = Reporter(rt, opts, parts.workload.num_samples)
+    pods = gather_pods(rt)
+    reporter = Reporter(rt, opts, parts.workload.num_samples, pods=pods)
+    asked = contract.read_launch_env().preflight_megabytes
+    reporter.preflight = preflight.run_preflight(asked, rt.device, rt.rank, pods)
+    timer = StepTimer(rt.device)
+    timer.watch_gradients(parts.model)
     n = parts.workload.num_samples
     order = data.DataOrder(n, opts.seed, opts.global_batch)
     outcome = Outcome.FINISHED
     while pos.epoch < opts.epochs:
         started = time.perf_counter()
+        timer.start()
         indices = order.step_at(pos)
         if step == opts.debug_stall_at_step:
             stall_for_tests(rt, stop)
+        slow_down_for_tests(rt, opts)
         following = data.advance(pos, indices.numel(), n)
         next_step = order.step_at(following) if following.epoch < opts.epochs else None
-        loss_sum = run_step(parts, indices, rt, opts.micro_batch, next_step)
-        loss, stopping = agree_on_step(loss_sum, stop.is_set(), rt)
+        loss_sum = run_step(parts, indices, rt, opts.micro_batch, next_step, timer=timer)
+        loss, stopping = agree_and_observe(
+            loss_sum, stop.is_set(), indices, rt, (timer, reporter.window)
+        )
         reporter.trace(step, pos, indices, loss / indices.numel())
         pos, step = following, step + 1
         if stopping:
@@ -247,6 +270,29 @@ def train(parts: Parts, opts: Options, rt: Runtime, stop: StopRequest) -> Outcom
     ckpt.close()
     reporter.announce(step, pos, ckpt.newest_committed(), outcome.value)
     return outcome
+
+
+def agree_and_observe(
+    loss_sum: torch.Tensor,
+    stop_here: bool,
+    indices: torch.Tensor,
+    rt: Runtime,
+    observers: tuple[StepTimer, workerfigures.Window],
+) -> tuple[float, bool]:
+    """The step's agreement: every rank's loss, stop request and figures gathered in one
+    collective (timed: the wait is told with the next step) and kept in the window; return
+    (the group's loss sum, whether to stop)."""
+    timer, window = observers
+    samples = data.shard_indices(indices, rt.rank, rt.world_size).numel()
+    row = workerfigures.pack_row(
+        loss_sum, stop_here, timer.finish(), samples, peak_memory_bytes(rt.device)
+    )
+    began = time.perf_counter()
+    rows = agree_on_step(row, rt)
+    loss, stopping = workerfigures.agree(rows)  # reads the rows: the host waited for them
+    timer.agreed(time.perf_counter() - began)
+    window.add(rows)
+    return loss, stopping
 
 
 def checkpoint_due(step: int, opts: Options) -> bool:
@@ -287,6 +333,22 @@ def stall_for_tests(rt: Runtime, stop: StopRequest) -> None:
     if first_attempt and rt.rank == rt.world_size - 1:
         print(f"ringleader: debug: rank {rt.rank} stalls until SIGTERM", flush=True)
         stop.wait()
+
+
+def slow_down_for_tests(rt: Runtime, opts: Options) -> None:
+    """Debug: a rank, or the ranks on a node, compute slower than the others (a straggler for
+    the operator to name). The nodes file is read every step, so a test can slow a node down
+    once it knows where the pods run."""
+    if opts.debug_slow_seconds <= 0:
+        return
+    slow = opts.debug_slow_rank == rt.rank
+    if not slow and opts.debug_slow_nodes_file:
+        node = os.environ.get("NODE_NAME", "")
+        with contextlib.suppress(OSError):
+            listed = (rt.root / opts.debug_slow_nodes_file).read_text().split()
+            slow = bool(node) and node in listed
+    if slow:
+        time.sleep(opts.debug_slow_seconds)
 
 
 def pace(started: float, min_seconds: float) -> None:

@@ -29,6 +29,9 @@ class Options:
     trace_dir: str | None
     min_step_seconds: float
     debug_stall_at_step: int | None
+    debug_slow_rank: int | None
+    debug_slow_nodes_file: str | None
+    debug_slow_seconds: float
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,6 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="debug: in the first restart attempt the last rank stops at this step (hang tests)",
     )
+    p.add_argument(
+        "--debug-slow-rank",
+        type=int,
+        default=None,
+        help="debug: this rank computes --debug-slow-seconds longer each step (straggler tests)",
+    )
+    p.add_argument(
+        "--debug-slow-nodes-file",
+        default=None,
+        help="debug: ranks whose node (env NODE_NAME, from the downward API) is a line of this "
+        "file (a path under the checkpoint directory) compute --debug-slow-seconds longer each "
+        "step: a slow node (straggler tests)",
+    )
+    p.add_argument("--debug-slow-seconds", type=float, default=0.0, help="debug: see above")
     return p
 
 

@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ringleader_client.contract import TrainerState
+from ringleader_client.contract import PREFLIGHT, RANKS, WORKERS, TrainerState
+from ringleader_client.progressfiles import Throttle
 from ringleader_client.reporting import Place, ProgressReporter, SavedCheckpoint
 from ringleader_client.resume import data
+from ringleader_trainer import workerfigures
 
 if TYPE_CHECKING:
     from ringleader_client.resume.checkpoint import Committed
@@ -27,11 +29,19 @@ FINAL_MODEL = "final_model.pt"
 class Reporter:
     """Writes progress.json, this pod's heartbeat and, when asked, per-step traces."""
 
-    def __init__(self, rt: Runtime, opts: Options, num_samples: int) -> None:
+    def __init__(
+        self, rt: Runtime, opts: Options, num_samples: int, pods: list[str] | None = None
+    ) -> None:
         self.rt, self.num_samples = rt, num_samples
         place = Place(rt.rank, rt.local_rank, rt.world_size, rt.pod_name, rt.job_name, rt.root)
         self.progress = ProgressReporter(place, opts.progress_interval, opts.heartbeat_interval)
         self._trace = Path(opts.trace_dir) if opts.trace_dir else None
+        # Every rank's figures of the last steps (the loop adds them); pods: every rank's pod.
+        self.window = workerfigures.Window(pods or [rt.pod_name] * rt.world_size)
+        # Summing the window costs a little per rank: done once per progress interval at most.
+        self._summing = Throttle(min(opts.progress_interval, opts.heartbeat_interval))
+        self._figures: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
+        self.preflight: dict[str, Any] | None = None  # the group's network, measured first
 
     def report(
         self,
@@ -46,10 +56,33 @@ class Reporter:
     ) -> None:
         """Record a finished step; write progress and heartbeat when their intervals allow."""
         self.progress.newest = None if newest is None else SavedCheckpoint(*_fields(newest))
-        extra: dict[str, Any] = {"cursor": pos.cursor}
+        extra, beat = self._summed_figures(force)
+        extra = {**extra, "cursor": pos.cursor}
+        if self.preflight is not None:
+            extra[PREFLIGHT] = self.preflight
         self.progress.report(
-            step, loss=loss, samples=samples, epoch=pos.epoch, extra=extra, state=state, force=force
+            step,
+            loss=loss,
+            samples=samples,
+            epoch=pos.epoch,
+            extra=extra,
+            state=state,
+            force=force,
+            beat=beat,
         )
+
+    def _summed_figures(self, force: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The window's figures for the progress document and the heartbeat, summed again
+        when an interval is over. Only rank 0 (progress) and each pod's first rank
+        (heartbeat) write them: the others skip the sums."""
+        writes = self.rt.rank == 0 or self.rt.local_rank == 0
+        if writes and len(self.window) > 0 and (self._summing.ready() or force):
+            figures = self.window.figures()
+            self._figures = (
+                {WORKERS: workerfigures.progress_document(figures, len(self.window))},
+                {RANKS: workerfigures.pod_document(figures, self.rt.pod_name)},
+            )
+        return self._figures
 
     def announce(
         self, step: int, pos: data.Position, newest: Committed | None, state: TrainerState
