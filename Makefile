@@ -10,7 +10,7 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 PYTEST_FLAGS ?=
 
-.PHONY: help venv binaries addon-binaries node-binaries host-packages images realnodes demo cluster-up cluster-down cluster-status crds crds-check openapi run lint format unit integration trainer-test bench-trainer gpu-checks bench-recovery bench-elastic e2e schedulers-test test clean
+.PHONY: help venv binaries addon-binaries node-binaries host-packages images realnodes demo cluster-up cluster-down cluster-status crds crds-check openapi run lint format unit integration trainer-test bench-trainer bench-sharding gpu-checks bench-recovery bench-elastic e2e schedulers-test test clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -88,6 +88,9 @@ trainer-test: venv ## the trainer's tests: real torch.distributed processes on C
 
 bench-trainer: venv ## trainer throughput, checkpoint stall and all-reduce bandwidth figures
 	OMP_NUM_THREADS=1 $(PY) -m bench.trainer
+
+bench-sharding: venv ## DDP vs FSDP per-rank memory and throughput (201M parameters), activation checkpointing
+	OMP_NUM_THREADS=1 $(PY) -m bench.sharding
 
 gpu-checks: venv ## on a machine with an NVIDIA GPU: the GPU-marked tests (NCCL) and GPU figures
 	PYTHON=$(PY) bench/gpu-checks.sh gpu-logs

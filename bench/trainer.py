@@ -237,28 +237,32 @@ def bench_allreduce(rt: Runtime, mbytes: int, repeats: int) -> float:
     return tensor.numel() * 4 * 2 * (rt.world_size - 1) / rt.world_size / per / 1e9
 
 
+Task = str | Callable[..., Any]  # a benchmark of this module by name, or any top-level function
+
+
 def run_rank(  # noqa: PLR0917 - mp.spawn passes arguments by position
-    rank: int, world: int, port: int, task: str, kw: dict[str, int], out: Any
+    rank: int, world: int, port: int, task: Task, kw: dict[str, Any], out: Any
 ) -> None:
     """Entry of each benchmark process: run one task and report rank 0's figure."""
+    named: dict[str, Callable[..., Any]] = {
+        "throughput": bench_throughput,
+        "saves": bench_saves,
+        "allreduce": bench_allreduce,
+        "figures": bench_figures,
+    }
+    fn: Callable[..., Any] = named[task] if isinstance(task, str) else task
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(os.environ.get("BENCH_CKPT_DIR", tmp)) / f"{task}-{port}"
+        root = Path(os.environ.get("BENCH_CKPT_DIR", tmp)) / f"{fn.__name__}-{port}"
         rt = join_group(rank, world, port, root)
-        fn = {
-            "throughput": bench_throughput,
-            "saves": bench_saves,
-            "allreduce": bench_allreduce,
-            "figures": bench_figures,
-        }
-        result = fn[task](rt, **kw)  # type: ignore[operator]
+        result = fn(rt, **kw)
         if rank == 0:
             out.put(result)
         dist.barrier()
         dist.destroy_process_group()
 
 
-def spawn(world: int, task: str, **kw: int) -> Any:
-    """Run a task on `world` fresh processes and return rank 0's result."""
+def spawn(world: int, task: Task, **kw: Any) -> Any:
+    """Run a task (`fn(rt, **kw)`) on `world` fresh processes and return rank 0's result."""
     from tests.trainer.conftest import pick_free_port  # noqa: PLC0415 - bench-only helper
 
     queue = mp.get_context("spawn").SimpleQueue()

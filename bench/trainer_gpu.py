@@ -7,7 +7,8 @@ Prints, for the synthetic model at two sizes trained by the trainer's own step (
 accumulation, AdamW): samples/s with inputs fetched on the host (what the loop does) and with
 the sample bank already on the device (what the input path costs), and the model arithmetic
 that is (6 x parameters x samples/s) next to a bf16 matrix product's rate measured in the same
-run. Then how long the loop is held by a staged async checkpoint (pinned host buffers) vs a
+run; the large size again under DDP, FSDP and FSDP with activation checkpointing, with each one's
+peak memory. Then how long the loop is held by a staged async checkpoint (pinned host buffers) vs a
 sync one. Figures, not assertions.
 """
 
@@ -25,6 +26,7 @@ import torch.distributed as dist
 from bench.trainer import bench_saves, describe_saves, join_group, time_steps
 from ringleader_trainer.loop import Runtime
 from ringleader_trainer.options import parse_options
+from ringleader_trainer.steptimes import peak_memory_bytes
 from ringleader_trainer.worker import build_parts
 from tests.trainer.conftest import pick_free_port
 
@@ -110,6 +112,46 @@ def print_throughput(rt: Runtime, sizes: tuple[Size, ...], steps: int, peak: flo
         print(f"  host input path / on-device: {host / device:.2f}")
 
 
+# One device, the large size: DDP, then FSDP (bf16 compute, fp32 gradient reduction), then FSDP
+# recomputing each unit's activations in backward (issue 19: memory and rate side by side).
+PARALLELISMS = (
+    ("DDP (bf16 autocast)", ()),
+    ("FSDP (bf16 params, fp32 reduce)", ("--parallel", "fsdp")),
+    ("FSDP + activation checkpointing", ("--parallel", "fsdp", "--activation-checkpointing")),
+)
+
+
+def memory_and_rate(
+    rt: Runtime, size: Size, steps: int, extra: tuple[str, ...]
+) -> tuple[float, int, int]:
+    """Return (samples/s, parameters, peak memory in bytes) of training steps with `extra`."""
+    if rt.device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(rt.device)
+    options = [*synthetic(size.dim, size.hidden, size.layers), "--global-batch", str(size.batch)]
+    parts = build_parts(parse_options([*options, "--micro-batch", str(size.micro), *extra]), rt)
+    params = sum(p.numel() for p in parts.model.parameters())
+    seconds = time_steps(parts, rt, size.batch, size.micro, steps)
+    peak = peak_memory_bytes(rt.device)
+    del parts
+    if rt.device.type == "cuda":
+        torch.cuda.empty_cache()
+    return size.batch / seconds, params, peak
+
+
+def print_parallelisms(rt: Runtime, size: Size, steps: int, peak: float) -> None:
+    """DDP, FSDP and FSDP with recomputation on one device: peak memory and model arithmetic
+    (6 x parameters x samples/s: recomputation's extra forward is not counted as useful)."""
+    print(f"== one device, {size.dim}-{size.hidden}x{size.layers}, batch {size.batch} ==")
+    for label, extra in PARALLELISMS:
+        rate, params, memory = memory_and_rate(rt, size, steps, extra)
+        tflops = 6 * params * rate / 1e12
+        print(
+            f"  {label:34s} peak {memory / 2**30:7.2f} GiB  {rate:9.0f} samples/s  "
+            f"{tflops:7.1f} TFLOP/s of model arithmetic ({tflops / peak:.2f} of the matrix product)"
+        )
+
+
 def main() -> None:
     """Run every figure on the first CUDA device (or the CPU with --dry-run) and print them."""
     parser = argparse.ArgumentParser()
@@ -123,6 +165,7 @@ def main() -> None:
         peak = measure_matmul(device, 256 if dry else 8192)
         print(f"bf16 matrix product (random data): {peak:.1f} TFLOP/s")
         print_throughput(rt, DRY_RUN_SIZES if dry else SIZES, 2 if dry else 10, peak)
+        print_parallelisms(rt, DRY_RUN_SIZES[0] if dry else SIZES[1], 2 if dry else 10, peak)
         save_model = synthetic(64, 128, 2) if dry else synthetic(2048, 4096, 4)
         held = bench_saves(rt, repeats=3, model=save_model)
         print(f"== loop held by a checkpoint, {held['state_mb']:.0f} MB model+AdamW ==")

@@ -146,6 +146,16 @@ def test_fsdp_trains_digits_to_95_percent(
     assert f"FSDP over a mesh of {mesh}" in pod.output()
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fsdp_trains_on_the_gpu_in_bf16_with_recomputation(cluster: Cluster) -> None:
+    args = [*DIGITS, *FSDP, "--activation-checkpointing", "--epochs", "15"]
+    (pod,) = cluster.run_job(1, args, nproc=torch.cuda.device_count())
+    progress = read_json(cluster.ckpt / PROGRESS_FILE)
+    assert progress is not None and progress["eval"]["accuracy"] >= 0.95
+    assert "(backend nccl," in pod.output() and "FSDP over a mesh" in pod.output()
+
+
 def test_fsdp_killed_three_times_resumes_to_bitwise_identical_weights(
     cluster: Cluster, tmp_path: Path
 ) -> None:

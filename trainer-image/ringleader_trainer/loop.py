@@ -200,7 +200,7 @@ def agree_on_step(row: torch.Tensor, rt: Runtime) -> torch.Tensor:
     """All-gather every rank's row (workerfigures.pack_row: its loss sum, stop request and
     step figures); workerfigures.agree reads the group's loss and stop from the result."""
     rows = torch.empty(rt.world_size * row.numel(), dtype=row.dtype, device=row.device)
-    dist.all_gather_into_tensor(rows, row)  # flat: gloo takes no stacked output
+    dist.all_gather_single(rows, row)  # flat: gloo takes no stacked output
     return rows.view(rt.world_size, row.numel())
 
 

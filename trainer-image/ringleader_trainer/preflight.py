@@ -89,7 +89,7 @@ def ring_links(megabytes: int, device: torch.device, rank: int, pods: list[str])
     seconds = min(exchange() for _ in range(REPEATS))
     mine = torch.tensor([send.numel() * 4 / seconds / 1e9], dtype=torch.float64, device=device)
     every = torch.empty(world, dtype=torch.float64, device=device)
-    dist.all_gather_into_tensor(every, mine)
+    dist.all_gather_single(every, mine)
     return [
         Link((target - 1) % world, target, float(gbps), pods[(target - 1) % world], pods[target])
         for target, gbps in enumerate(every.tolist())
