@@ -95,7 +95,7 @@ def time_steps(
     Each step as the loop runs it: timed by parts, agreed with every rank's figures."""
     perm = data.compute_permutation(parts.workload.num_samples, 0, 0)
     timer, window = StepTimer(rt.device), workerfigures.Window([rt.pod_name] * rt.world_size)
-    timer.watch_gradients(parts.model)
+    timer.watch(parts.wrapped, parts.model)
     for i in range(steps + 1):
         if i == 1:
             align()

@@ -187,7 +187,10 @@ class ProgressPoller:
         named = {s.pod for s in current}
         attempt = status.restart_attempt or 0
         watch = stragglers.observe(self.slow.get(key), attempt, report, policy, named)
-        self._keep(self.slow, key, watch)
+        if watch is None:
+            self.slow.pop(key, None)
+        else:
+            self.slow[key] = watch
         metrics.set_worker_balance(key, stragglers.spread(report), len(current))
         if not policy.enabled:
             return {"stragglers": None} if status.stragglers is not None else {}
@@ -197,6 +200,7 @@ class ProgressPoller:
         planned = stragglers.plan_reports(current, slow, report, children, _utcnow())
         if planned == current and (planned or status.stragglers is None):
             return {}
+        metrics.set_worker_balance(key, None, len(planned))
         for straggler in stragglers.newly_named(current, planned):
             message = stragglers.describe(straggler, policy.steps)
             log.warning("straggler named in %s/%s: %s", *key, message)
@@ -220,13 +224,6 @@ class ProgressPoller:
         kind = "Normal" if result.passed else "Warning"
         await self._post_event(job, kind, preflight.reason(result), result.message)
         return {"preflight": result.model_dump(by_alias=True, mode="json", exclude_none=True)}
-
-    @staticmethod
-    def _keep(kept: dict[Key, Any], key: Key, value: Any) -> None:
-        if value is None:
-            kept.pop(key, None)
-        else:
-            kept[key] = value
 
     async def _announce_resize(self, job: DistributedTrainingJob, old: int, new: int) -> None:
         """A Resized event, once per change the poller sees."""

@@ -367,7 +367,7 @@ def _straggler_condition(
     if named:
         message = "; ".join(
             f"{s.pod} (rank {s.rank}{_on(s.node)}) is {s.slower_by_percent}% "
-            "slower than the median worker"
+            "slower than the other workers' median"
             for s in named
         )
     else:

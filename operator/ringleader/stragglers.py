@@ -3,9 +3,9 @@
 In synchronous training every rank's step lasts as long as the slowest one's, so the step time
 cannot name the slow one. The trainer reports each rank's step split into waiting for data,
 computing and waiting on the group (reports.WorkerFigures, averaged over its last steps); a
-rank whose own work (data and compute) stays far above the other ranks' median, report after report
-for `steps` steps in a row, is a straggler. Once named, a rank stays named until it is back
-within half the margin, so that one that hovers at the threshold does not flap.
+rank whose own work (data and compute) stays far above the other ranks' median, report after
+report for `steps` steps in a row, is a straggler. Once named, a rank stays named until it is
+back within half the margin, so that one that hovers at the threshold does not flap.
 """
 
 from __future__ import annotations
@@ -192,11 +192,15 @@ def plan_replacements(
     for straggler in status.stragglers or []:
         pod = live.get(straggler.pod)
         # By uid: its replacement, of the same name, is not the pod that was slow.
-        named = pod is not None and pods.uid_of(pod) == straggler.pod_uid
-        if straggler.replaced or not named or len(avoided) >= c.MAX_AVOIDED_NODES:
+        if (
+            pod is None
+            or pods.uid_of(pod) != straggler.pod_uid
+            or straggler.replaced
+            or len(avoided) >= c.MAX_AVOIDED_NODES
+        ):
             kept.append(straggler)
             continue
-        node = str(pods.node_of(pod))  # type: ignore[arg-type]  # named: pod is not None
+        node = str(pods.node_of(pod))
         avoided += [node] if node not in avoided else []
         deleted.append(straggler.pod)
         kept.append(straggler.model_copy(update={"replaced": True}))

@@ -21,8 +21,12 @@ from .conftest import Cluster
 SLOW = 0.08  # seconds the slowed rank computes longer per step
 
 
-def test_a_slowed_rank_computes_longer_and_the_others_wait_for_it(cluster: Cluster) -> None:
+@pytest.mark.parametrize("parallel", [["ddp"], ["fsdp", "--no-hybrid-sharding"]], ids=str)
+def test_a_slowed_rank_computes_longer_and_the_others_wait_for_it(
+    cluster: Cluster, parallel: list[str]
+) -> None:
     args = ["--workload", "digits", "--global-batch", "64", "--epochs", "1"]
+    args += ["--parallel", *parallel]
     args += ["--debug-slow-rank", "3", "--debug-slow-seconds", str(SLOW)]
     cluster.run_job(2, args, nproc=2)
     progress = read_json(cluster.ckpt / PROGRESS_FILE)
@@ -34,7 +38,8 @@ def test_a_slowed_rank_computes_longer_and_the_others_wait_for_it(cluster: Clust
     slow = ranks.pop(3)
     assert slow[k.COMPUTE_SECONDS] >= SLOW
     for rank, figures in ranks.items():
-        # The others finish their share sooner and wait in the gradient exchange for rank 3.
+        # The others finish their share sooner and wait for rank 3: in DDP's gradient exchange,
+        # in FSDP's all-gathers and reduce-scatters.
         assert figures[k.COMPUTE_SECONDS] < slow[k.COMPUTE_SECONDS] - SLOW / 2, rank
         assert figures[k.COMMUNICATION_SECONDS] > SLOW / 2, rank
         assert set(figures) == k.RANK_KEYS
@@ -72,7 +77,7 @@ def test_the_wait_after_the_last_local_gradient_is_communication() -> None:
     with timer.fetching():
         time.sleep(0.05)
         x = torch.randn(4, 8)
-    with timer.syncing_backward():
+    with timer.backward(syncing=True):
         model(x).sum().backward()
         time.sleep(0.1)  # as DDP's backward waits for the last bucket's all-reduce
     timer.agreed(0.02)

@@ -185,11 +185,12 @@ def run_step(
             parts.feeder.fetch_ahead(upcoming[i])
         # Only the last micro-batch exchanges gradients: one per step, whatever the world size.
         last = i == len(batches) - 1
-        sync = timer.syncing_backward() if last else parallel.accumulate_only(parts.wrapped)
+        sync = contextlib.nullcontext() if last else parallel.accumulate_only(parts.wrapped)
         with sync:
             with autocast:
                 losses = parts.workload.loss(parts.wrapped(x), y)
-            torch.autograd.backward(losses.sum() * scale)
+            with timer.backward(syncing=last):
+                torch.autograd.backward(losses.sum() * scale)
         total += losses.detach().sum()
     parts.optim.step()
     parts.sched.step()
@@ -228,7 +229,7 @@ def train(parts: Parts, opts: Options, rt: Runtime, stop: StopRequest) -> Outcom
     asked = contract.read_launch_env().preflight_megabytes
     reporter.preflight = preflight.run_preflight(asked, rt.device, rt.rank, pods)
     timer = StepTimer(rt.device)
-    timer.watch_gradients(parts.model)
+    timer.watch(parts.wrapped, parts.model)
     n = parts.workload.num_samples
     order = data.DataOrder(n, opts.seed, opts.global_batch)
     outcome = Outcome.FINISHED
