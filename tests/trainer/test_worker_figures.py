@@ -21,7 +21,11 @@ from .conftest import Cluster
 SLOW = 0.08  # seconds the slowed rank computes longer per step
 
 
-@pytest.mark.parametrize("parallel", [["ddp"], ["fsdp", "--no-hybrid-sharding"]], ids=str)
+@pytest.mark.parametrize(
+    "parallel",
+    [["ddp"], ["fsdp", "--no-hybrid-sharding"], ["fsdp"]],
+    ids=["ddp", "fsdp", "fsdp-hybrid"],
+)
 def test_a_slowed_rank_computes_longer_and_the_others_wait_for_it(
     cluster: Cluster, parallel: list[str]
 ) -> None:
@@ -39,7 +43,7 @@ def test_a_slowed_rank_computes_longer_and_the_others_wait_for_it(
     assert slow[k.COMPUTE_SECONDS] >= SLOW
     for rank, figures in ranks.items():
         # The others finish their share sooner and wait for rank 3: in DDP's gradient exchange,
-        # in FSDP's all-gathers and reduce-scatters.
+        # in FSDP's all-gathers and reduce-scatters (and, hybrid, the all-reduce across pods).
         assert figures[k.COMPUTE_SECONDS] < slow[k.COMPUTE_SECONDS] - SLOW / 2, rank
         assert figures[k.COMMUNICATION_SECONDS] > SLOW / 2, rank
         assert set(figures) == k.RANK_KEYS

@@ -45,11 +45,14 @@ class UnitWaits:
             unit.register_forward_hook(self._hook_outputs_after_fsdp)
 
     def _recording(self) -> bool:
+        """Whether a forward is part of a step (not an evaluation): only then are its tensors
+        hooked for the backward that follows."""
         return self.timer.running and torch.is_grad_enabled()
 
     def begin(self, _grad: Any = None) -> None:
-        """A wait begins (ending one that lasted until now)."""
-        if self._recording():
+        """A wait begins (ending one that lasted until now). Called in backward too, where
+        autograd has turned grad mode off."""
+        if self.timer.running:
             self.close()
             self._open = self.timer.mark()
 
