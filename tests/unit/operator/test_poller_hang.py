@@ -20,28 +20,39 @@ HANG_POLICY = {"failurePolicy": {"hangDetection": {"minSeconds": 5, "stepTimeMul
 
 
 class PatchRecorder:
-    """The one API call the poller makes here: status patches, kept in order."""
+    """The API calls the poller makes here: status patches and events, kept in order."""
 
     def __init__(self) -> None:
         self.patches: list[Obj] = []
+        self.events: list[tuple[str, str, str]] = []
 
     def patch_job_status(
         self, namespace: str, name: str, patch: Obj, resource_version: str | None = None
     ) -> None:
         self.patches.append(patch)
 
+    def post_event(self, body: Obj, kind: str, reason: str, message: str) -> None:
+        self.events.append((kind, reason, message))
 
-def running_job() -> tuple[ProgressPoller, PatchRecorder, tuple[str, str]]:
-    """A poller that knows one Running job whose workers have IPs."""
-    job, children = settled(HANG_POLICY)
+
+def poller_knowing(
+    job: Obj, children: list[Obj], api: PatchRecorder
+) -> tuple[ProgressPoller, tuple[str, str]]:
+    """A poller whose cache holds the job, Running, and its children, each with a pod IP."""
     job["status"]["phase"] = "Running"
-    api = PatchRecorder()
     controller = Controller(cast(KubeApi, api))
     key = controller.cache.put_job(job)
     for child in children:
         child.setdefault("status", {})["podIP"] = "10.0.0.9"
         controller.cache.put_child(child)
-    return ProgressPoller(cast(KubeApi, api), controller.cache, interval=1.0), api, key
+    return ProgressPoller(cast(KubeApi, api), controller.cache, interval=1.0), key
+
+
+def running_job() -> tuple[ProgressPoller, PatchRecorder, tuple[str, str]]:
+    """A poller that knows one Running job whose workers have IPs."""
+    api = PatchRecorder()
+    poller, key = poller_knowing(*settled(HANG_POLICY), api)
+    return poller, api, key
 
 
 def poll_at(
@@ -126,15 +137,8 @@ class KeyedRecorder(PatchRecorder):
 def test_a_worker_can_write_only_its_own_jobs_status_whatever_it_claims(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    job, children = settled(HANG_POLICY)
-    job["status"]["phase"] = "Running"
     api = KeyedRecorder()
-    controller = Controller(cast(KubeApi, api))
-    key = controller.cache.put_job(job)
-    for child in children:
-        child.setdefault("status", {})["podIP"] = "10.0.0.9"
-        controller.cache.put_child(child)
-    poller = ProgressPoller(cast(KubeApi, api), controller.cache, interval=1.0)
+    poller, key = poller_knowing(*settled(HANG_POLICY), api)
     lying = {"step": 99, "state": "Training", "job": "someone-else", "namespace": "team-b"}
     poll_at(monkeypatch, poller, key, 0.0, lambda ip: lying)
     assert api.targets and set(api.targets) == {key}

@@ -4,22 +4,19 @@ a slow link, or every link as expected), asked for through the env, shown in sta
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from ringleader import poller as poller_module
 from ringleader import preflight, workerenv
-from ringleader.controller import Controller
-from ringleader.kube import KubeApi
-from ringleader.poller import ProgressPoller
 from ringleader.reports import LinkReport, PreflightReport, parse_progress
 from ringleader.status import compute_status
 from ringleader.statusmodels import JobStatus
 from tests.unit.operator.jobs import make_job, parse
+from tests.unit.operator.test_poller_hang import PatchRecorder, poller_knowing
 from tests.unit.operator.test_reconcile_plan import NOW
 from tests.unit.operator.test_reconcile_recovery import settled
-from tests.unit.operator.test_stragglers import Recorder
 
 Obj = dict[str, Any]
 
@@ -109,22 +106,16 @@ def test_the_poller_writes_each_measurement_once_with_an_event(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     job, children = settled({"networking": {"preflight": {}}})
-    job["status"]["phase"] = "Running"
-    api = Recorder()
-    controller = Controller(cast(KubeApi, api))
-    key = controller.cache.put_job(job)
-    for child in children:
-        child.setdefault("status", {})["podIP"] = "10.0.0.9"
-        controller.cache.put_child(child)
-    poller = ProgressPoller(cast(KubeApi, api), controller.cache, interval=1.0)
+    api = PatchRecorder()
+    poller, key = poller_knowing(job, children, api)
 
     def poll(measured_at: float) -> None:
         answer = progress_with_preflight(measured_at)
         monkeypatch.setattr(poller_module, "fetch_progress", lambda ip: answer)
-        asyncio.run(poller._poll(key, parse(controller.cache.job(key) or {})))
+        asyncio.run(poller._poll(key, parse(poller.cache.job(key) or {})))
         for patch in api.patches:  # what the watch would bring back
             job["status"].update({k: v for k, v in patch.items() if k == "preflight"})
-        controller.cache.put_job(job)
+        poller.cache.put_job(job)
 
     poll(1_800_000_000.0)
     poll(1_800_000_000.0)  # the same measurement, reported again

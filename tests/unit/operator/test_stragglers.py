@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from ringleader import builders, stragglers
 from ringleader import poller as poller_module
-from ringleader.controller import Controller
-from ringleader.kube import KubeApi
 from ringleader.models import StragglerDetection
-from ringleader.poller import ProgressPoller
 from ringleader.reconcile import plan_reconcile
 from ringleader.reports import ProgressReport, RankFigures, WorkerFigures, parse_progress
 from ringleader.status import compute_status
 from ringleader.statusmodels import JobStatus, StragglerReport
 from tests.unit.operator.jobs import make_job, parse
+from tests.unit.operator.test_poller_hang import PatchRecorder, poller_knowing
 from tests.unit.operator.test_reconcile_plan import NOW
 from tests.unit.operator.test_reconcile_recovery import apply, settled
 
@@ -148,20 +146,6 @@ def test_the_trainers_document_parses_to_the_figures_judged() -> None:
     assert stragglers.spread(parsed) == pytest.approx(1.0)
 
 
-class Recorder:
-    """The API calls the poller makes here: status patches and events, in order."""
-
-    def __init__(self) -> None:
-        self.patches: list[Obj] = []
-        self.events: list[tuple[str, str, str]] = []
-
-    def patch_job_status(self, namespace: str, name: str, patch: Obj, version: Any = None) -> None:
-        self.patches.append(patch)
-
-    def post_event(self, body: Obj, kind: str, reason: str, message: str) -> None:
-        self.events.append((kind, reason, message))
-
-
 def figures_doc(step: int, works: tuple[float, float]) -> Obj:
     ranks = [
         {
@@ -182,14 +166,8 @@ def test_the_poller_names_a_straggler_once_then_clears_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     job, _ = settled({"failurePolicy": {"stragglerDetection": {"steps": 20}}})
-    job["status"]["phase"] = "Running"
-    api = Recorder()
-    controller = Controller(cast(KubeApi, api))
-    key = controller.cache.put_job(job)
-    for child in children_on_nodes():
-        child.setdefault("status", {})["podIP"] = "10.0.0.9"
-        controller.cache.put_child(child)
-    poller = ProgressPoller(cast(KubeApi, api), controller.cache, interval=1.0)
+    api = PatchRecorder()
+    poller, key = poller_knowing(job, children_on_nodes(), api)
 
     def poll(step: int, works: tuple[float, float]) -> None:
         monkeypatch.setattr(poller_module, "fetch_progress", lambda ip: figures_doc(step, works))
@@ -197,7 +175,7 @@ def test_the_poller_names_a_straggler_once_then_clears_it(
         for patch in api.patches:  # the cache sees what was written, as the watch would
             if "stragglers" in patch:
                 job["status"]["stragglers"] = patch["stragglers"]
-        controller.cache.put_job(copy.deepcopy(job))
+        poller.cache.put_job(copy.deepcopy(job))
 
     for step in range(100, 125, 5):
         poll(step, (0.05, 0.3))
