@@ -289,8 +289,9 @@ def agree_and_observe(
         loss_sum, stop_here, timer.finish(), samples, peak_memory_bytes(rt.device)
     )
     began = time.perf_counter()
-    rows = agree_on_step(row, rt)
-    loss, stopping = workerfigures.agree(rows)  # reads the rows: the host waited for them
+    # One copy to the host (on a GPU), read by both the agreement and the window.
+    rows = agree_on_step(row, rt).to("cpu", torch.float64)
+    loss, stopping = workerfigures.agree(rows)
     timer.agreed(time.perf_counter() - began)
     window.add(rows)
     return loss, stopping
