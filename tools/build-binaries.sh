@@ -3,7 +3,7 @@
 # Prints the bin directory on its last line. Idempotent: a complete cache is reused as is.
 # Usage: tools/build-binaries.sh [--print-dir] [control-plane|node]
 #   control-plane (default): kube-apiserver, controller-manager, scheduler, etcd, kwok, helm
-#   node: what a real node runs: kubelet, containerd (+ ctr, the runc shim) and CoreDNS
+#   node: what real nodes run: kubelet, containerd (+ ctr, the runc shim), CoreDNS, kube-proxy
 # Each set has its own cache directory named by its pins, so a changed pin rebuilds only its set.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -20,7 +20,7 @@ case "$set_name" in
     binaries=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok kwokctl helm) ;;
   node)
     cache="$cache_root/node-k8s-$K8S_VERSION-containerd-$CONTAINERD_VERSION-coredns-$COREDNS_VERSION"
-    binaries=(kubelet containerd ctr containerd-shim-runc-v2 coredns) ;;
+    binaries=(kubelet containerd ctr containerd-shim-runc-v2 coredns kube-proxy) ;;
   *) echo "unknown binary set: $set_name (control-plane or node)" >&2; exit 2 ;;
 esac
 bin="$cache/bin"
@@ -108,6 +108,7 @@ build_node() {
   [[ -x "$bin/containerd" && -x "$bin/ctr" && -x "$bin/containerd-shim-runc-v2" ]] || build_containerd
   [[ -x "$bin/coredns" ]] || build_go_install github.com/coredns/coredns "$COREDNS_VERSION"
   [[ -x "$bin/kubelet" ]] || build_kubernetes kubelet
+  [[ -x "$bin/kube-proxy" ]] || build_kubernetes kube-proxy
 }
 
 "build_${set_name//-/_}"

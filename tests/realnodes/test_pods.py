@@ -83,6 +83,31 @@ def test_pods_on_different_nodes_reach_each_other_by_ip_and_by_headless_service_
         assert found[name] == [ips["pb"]], name
 
 
+API_VERSION = """
+import json, os, ssl, urllib.request
+secrets = "/var/run/secrets/kubernetes.io/serviceaccount"
+host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+context = ssl.create_default_context(cafile=f"{secrets}/ca.crt")
+token = open(f"{secrets}/token").read()
+request = urllib.request.Request(f"https://{host}:{port}/version",
+                                 headers={"Authorization": f"Bearer {token}"})
+version = json.load(urllib.request.urlopen(request, context=context, timeout=10))
+print(json.dumps({"host": host, "port": port, "version": version["gitVersion"]}))
+"""
+
+
+def test_a_pod_reaches_the_api_server_through_the_kubernetes_service(
+    kube: Kube, namespace: str, real_nodes: RealNodes, base_image: str
+) -> None:
+    manifest = pod("api", base_image, ["python3", "-c", API_VERSION])
+    kube.apply(manifest, namespace)
+    state = terminated(kube, namespace, "api")
+    log = kube.run("logs", "-n", namespace, "api")
+    assert state["exitCode"] == 0, log
+    # 10.96.0.1:443 is the Service's ClusterIP: kube-proxy routes it; TLS checks the cluster CA.
+    assert json.loads(log) == {"host": "10.96.0.1", "port": "443", "version": "v1.36.3"}
+
+
 RESTRICTED_CHECK = """
 import json, os
 status = dict(line.split(":\\t", 1) for line in open("/proc/self/status").read().splitlines())

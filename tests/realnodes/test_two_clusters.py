@@ -38,12 +38,14 @@ def _traces(root: Path, naming: ClusterNaming) -> dict[str, list[str]]:
     if iptables:
         rules = subprocess.run([iptables], capture_output=True, text=True, check=False).stdout
     marks = (f"rn{naming.tag}-", str(naming.network))
+    routing = hostnet.run_ip("rule", "show") + hostnet.run_ip("netns", "list")
     return {
         "processes": processes,
         "mounts": mounts.mounts_under(root),
         "links": hostnet.cluster_links(naming, hostnet.link_names()),
         "cgroups": cgroup_roots,
         "iptables": [line for line in rules.splitlines() if any(m in line for m in marks)],
+        "routing": [line for line in routing.splitlines() if any(m in line for m in marks)],
     }
 
 
@@ -77,12 +79,12 @@ def test_a_second_cluster_runs_beside_the_first_and_its_down_leaves_nothing_behi
     wait_ready(kube, namespace, "first")
     naming = ClusterNaming(OTHER_PORT_BASE)
     running = _traces(other_cluster.layout.root, naming)
-    assert running["processes"] and running["mounts"] and running["links"] and running["cgroups"]
+    assert all(running[key] for key in ("processes", "mounts", "links", "cgroups", "routing"))
 
     other_cluster.down()
 
     assert _traces(other_cluster.layout.root, naming) == {
-        "processes": [], "mounts": [], "links": [], "cgroups": [], "iptables": [],
+        "processes": [], "mounts": [], "links": [], "cgroups": [], "iptables": [], "routing": [],
     }  # fmt: skip
     # The first cluster's nodes did not notice: a new pod there starts and resolves names.
     kube.apply(pod("after", base_image, SLEEP), namespace)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.realnodes.naming import ClusterNaming, NamingError
+
 from .layout import FAKE_NODE_IP, POD_CIDR, SERVICE_CIDR, Layout
 from .pki import Pki
 
@@ -41,12 +43,28 @@ def etcd(layout: Layout) -> Component:
     return Component("etcd", "etcd", argv, f"{client}/health")
 
 
+def _advertise_flags(layout: Layout) -> list[str]:
+    """Where pods reach the API server: the `kubernetes` Service's endpoint.
+
+    The cluster's address on the host (real nodes' pods route to it; kube-proxy sends
+    10.96.0.1:443 there). A port base that cannot name a cluster runs no real nodes: loopback,
+    and no endpoint to publish.
+    """
+    try:
+        address = ClusterNaming(layout.port_base).apiserver_ip
+    except NamingError:
+        return ["--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none"]
+    return [f"--advertise-address={address}"]
+
+
 def kube_apiserver(layout: Layout, pki: Pki) -> Component:
     argv = [
         layout.binary("kube-apiserver"),
         f"--etcd-servers=http://127.0.0.1:{layout.etcd_port}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
+        # Every address, as on a real control plane: pods come from the nodes' bridges to the
+        # cluster's host address (clients still need a certificate or a token).
+        "--bind-address=0.0.0.0",
+        *_advertise_flags(layout),
         f"--secure-port={layout.apiserver_port}",
         f"--tls-cert-file={pki.serving_cert}",
         f"--tls-private-key-file={pki.serving_key}",
@@ -63,8 +81,6 @@ def kube_apiserver(layout: Layout, pki: Pki) -> Component:
         f"--service-account-key-file={pki.service_account_pub}",
         f"--service-account-signing-key-file={pki.service_account_key}",
         "--api-audiences=https://kubernetes.default.svc.cluster.local",
-        # One API server on loopback: nothing to publish in the `kubernetes` Endpoints.
-        "--endpoint-reconciler-type=none",
         "--allow-privileged=true",
         "--profiling=false",
         f"--cert-dir={layout.pki_dir}",

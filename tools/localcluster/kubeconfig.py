@@ -12,14 +12,21 @@ from .pki import CLIENT_IDENTITIES, Pki
 CONTEXT = "ringleader-local"
 
 
-def render_kubeconfig(server: str, ca: Path, cert: Path, key: Path) -> str:
-    """A kubeconfig with one cluster, one client-certificate user and one current context."""
+def render_kubeconfig(
+    server: str, ca: Path, cert: Path, key: Path, tls_server_name: str | None = None
+) -> str:
+    """A kubeconfig with one cluster, one client-certificate user and one current context.
+
+    tls_server_name: the name to check the server's certificate for, when server is an address
+    the certificate does not name.
+    """
+    cluster: dict[str, str] = {"server": server, "certificate-authority": str(ca)}
+    if tls_server_name:
+        cluster["tls-server-name"] = tls_server_name
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [
-            {"name": CONTEXT, "cluster": {"server": server, "certificate-authority": str(ca)}},
-        ],
+        "clusters": [{"name": CONTEXT, "cluster": cluster}],
         "users": [
             {"name": CONTEXT, "user": {"client-certificate": str(cert), "client-key": str(key)}},
         ],

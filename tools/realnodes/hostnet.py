@@ -13,7 +13,8 @@ class HostNetError(RuntimeError):
     """An `ip` command failed."""
 
 
-def _ip(*args: str, check: bool = True) -> str:
+def run_ip(*args: str, check: bool = True) -> str:
+    """Run `ip` with args; return its stdout."""
     result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
     if check and result.returncode != 0:
         raise HostNetError(f"ip {' '.join(args)}: {result.stderr.strip()}")
@@ -22,7 +23,7 @@ def _ip(*args: str, check: bool = True) -> str:
 
 def link_names() -> list[str]:
     """Every network interface of the host's namespace."""
-    return [link["ifname"] for link in json.loads(_ip("-json", "link", "show") or "[]")]
+    return [link["ifname"] for link in json.loads(run_ip("-json", "link", "show") or "[]")]
 
 
 def cluster_links(cluster: ClusterNaming, names: list[str]) -> list[str]:
@@ -39,18 +40,18 @@ def ensure_host_interface(cluster: ClusterNaming, node_ips: list[str]) -> None:
     """
     name = cluster.host_interface
     if name not in link_names():
-        _ip("link", "add", name, "type", "bridge")
-    shown = _ip("-o", "addr", "show", "dev", name)
+        run_ip("link", "add", name, "type", "bridge")
+    shown = run_ip("-o", "addr", "show", "dev", name)
     for address in [cluster.dns_ip, *node_ips]:
         if f" {address}/32 " not in shown:
-            _ip("addr", "add", f"{address}/32", "dev", name)
-    _ip("link", "set", name, "up")
+            run_ip("addr", "add", f"{address}/32", "dev", name)
+    run_ip("link", "set", name, "up")
 
 
 def check_range_free(cluster: ClusterNaming) -> None:
     """Refuse to start when a route not made by this cluster already covers its 10.T.0.0/16."""
     own = set(cluster_links(cluster, link_names()))
-    for route in json.loads(_ip("-json", "route", "show") or "[]"):
+    for route in json.loads(run_ip("-json", "route", "show") or "[]"):
         dst, dev = route.get("dst", ""), route.get("dev", "")
         if dst == "default" or dev in own:
             continue
@@ -61,4 +62,4 @@ def check_range_free(cluster: ClusterNaming) -> None:
 def delete_links(names: list[str]) -> None:
     """Delete these interfaces (bridges, the dummy); a bridge's pods' veths went with them."""
     for name in names:
-        _ip("link", "del", name, check=False)
+        run_ip("link", "del", name, check=False)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 PREFIX = "rn"
 HOST_OCTET = 255  # 10.T.255.0/24 holds the host-side addresses: DNS and node IPs
+SERVICE_OCTET = 254  # 10.T.254.0/30 joins the host to the cluster's Service router
+ROUTING_TABLE_BASE = 1000  # the Service router's routing table and rule priority: 1000 + T
 MAX_NODES = 200
 NODE_IP_OFFSET = 10
 
@@ -51,6 +53,34 @@ class ClusterNaming:
     @property
     def dns_ip(self) -> str:
         return f"10.{self.tag}.{HOST_OCTET}.1"
+
+    @property
+    def apiserver_ip(self) -> str:
+        """Where pods reach the API server (the `kubernetes` Service's endpoint): the host."""
+        return self.dns_ip
+
+    @property
+    def service_netns(self) -> str:
+        """The network namespace where kube-proxy routes this cluster's Services."""
+        return f"{PREFIX}{self.tag}-svc"
+
+    @property
+    def service_link(self) -> str:
+        """The host's end of the veth pair into the Service router's namespace."""
+        return f"{PREFIX}{self.tag}-svc"
+
+    @property
+    def service_host_ip(self) -> str:
+        return f"10.{self.tag}.{SERVICE_OCTET}.1"
+
+    @property
+    def service_router_ip(self) -> str:
+        return f"10.{self.tag}.{SERVICE_OCTET}.2"
+
+    @property
+    def routing_table(self) -> int:
+        """The host's routing table (and rule priority) that sends Service traffic to kube-proxy."""
+        return ROUTING_TABLE_BASE + int(self.tag)
 
     def node(self, index: int, name: str) -> NodeNaming:
         """Names of the index-th node, called `name` in the API."""

@@ -13,16 +13,18 @@ from tools.images.build import Builder, Image
 from tools.images.store import Store, cache_root
 from tools.localcluster import processes
 from tools.localcluster.health import answers_ok
-from tools.localcluster.layout import REPO_ROOT, Layout, cached_bin_dir
-from tools.localcluster.pki import Pki
+from tools.localcluster.kubeconfig import render_kubeconfig
+from tools.localcluster.layout import REPO_ROOT, SERVICE_CIDR, Layout, cached_bin_dir
+from tools.localcluster.pki import Pki, ensure_client_cert
 
-from . import coredns, hostnet
+from . import coredns, hostnet, kubeproxy, servicenet
 from .hostshare import HostShare
 from .naming import ClusterNaming
 from .node import NodeBinaries, NodeError, RealNode
 from .nodedirs import CONTAINERD_HOST_PATHS, KUBELET_HOST_PATHS
 
 COREDNS = "coredns"
+KUBE_PROXY = "kube-proxy"
 DNS_TIMEOUT_SECONDS = 60.0
 NODE_FILE = "node.json"  # in each node's directory: its index, so `down` finds its names
 
@@ -46,7 +48,7 @@ class RealNodes:
 
     def processes(self) -> list[tuple[str, str]]:
         """(pid-file name, binary) of every daemon the real nodes run."""
-        daemons = [(COREDNS, COREDNS)]
+        daemons = [(COREDNS, COREDNS), (KUBE_PROXY, KUBE_PROXY)]
         for node in self.existing():
             daemons += [(node.containerd_name, "containerd"), (node.kubelet_name, "kubelet")]
         return daemons
@@ -90,6 +92,7 @@ class RealNodes:
             node.import_image(pause.ref, pause.archive)  # before the kubelet: pods need it
             node.start_kubelet()
         self._start_dns()
+        self._start_service_proxy(pki, names[0])
         return nodes
 
     def _start_dns(self) -> None:
@@ -103,6 +106,24 @@ class RealNodes:
             argv = coredns.argv(self.binaries.path(COREDNS), corefile)
             processes.start(layout.run_dir, layout.log_dir, COREDNS, argv)
         _wait(f"http://127.0.0.1:{layout.coredns_ready_port}/ready", DNS_TIMEOUT_SECONDS)
+
+    def _start_service_proxy(self, pki: Pki, node: str) -> None:
+        """kube-proxy in the cluster's Service router namespace; wait for its first sync."""
+        layout, naming = self.layout, self.naming
+        servicenet.ensure(naming, SERVICE_CIDR)
+        # system:kube-proxy: the identity the default ClusterRoleBinding system:node-proxier names.
+        ensure_client_cert(pki, KUBE_PROXY, "system:kube-proxy", None)
+        kubeconfig = layout.component_kubeconfig(KUBE_PROXY)
+        # Its namespace has a loopback of its own: it reaches the API server at the host's address.
+        server = f"https://{naming.apiserver_ip}:{layout.apiserver_port}"
+        cert, key = pki.path(f"{KUBE_PROXY}.crt"), pki.path(f"{KUBE_PROXY}.key")
+        kubeconfig.write_text(render_kubeconfig(server, pki.ca_cert, cert, key, "localhost"))
+        config = layout.root / "kube-proxy.yaml"
+        config.write_text(kubeproxy.render_config(naming, kubeconfig, node))
+        if processes.running_pid(layout.run_dir, KUBE_PROXY, KUBE_PROXY) is None:
+            argv = kubeproxy.argv(self.binaries.path(KUBE_PROXY), naming, config)
+            processes.start(layout.run_dir, layout.log_dir, KUBE_PROXY, argv)
+        _wait(kubeproxy.healthz_url(naming), DNS_TIMEOUT_SECONDS)
 
     def ensure_images(self, names: list[str], node_names: list[str] | None = None) -> list[Image]:
         """Build (or take from the cache) the named images; import them where missing.
@@ -130,8 +151,10 @@ class RealNodes:
             stopped += node.stop()
         if nodes:
             delete_nodes([node.naming.name for node in nodes])
-        if processes.stop(self.layout.run_dir, COREDNS, COREDNS):
-            stopped.append(COREDNS)
+        for daemon in (KUBE_PROXY, COREDNS):
+            if processes.stop(self.layout.run_dir, daemon, daemon):
+                stopped.append(daemon)
+        servicenet.delete(self.naming)
         hostnet.delete_links(hostnet.cluster_links(self.naming, hostnet.link_names()))
         self.host.leave(self.naming.tag, cluster_alive)
         return stopped

@@ -120,6 +120,19 @@ def test_the_control_plane_starts_in_dependency_order_with_paths_inside_its_root
         assert client.argv[1].startswith(f"--kubeconfig={layout.root}/kubeconfigs/")
 
 
+def test_pods_reach_the_api_server_at_the_clusters_host_address_behind_the_kubernetes_service(
+    tmp_path: Path,
+) -> None:
+    pki = ensure_pki(_layout(tmp_path).pki_dir, SERVICE_IP)
+    apiserver = components.kube_apiserver(_layout(tmp_path, 17400), pki)
+    assert "--bind-address=0.0.0.0" in apiserver.argv
+    assert "--advertise-address=10.174.255.1" in apiserver.argv
+    assert not any(arg.startswith("--endpoint-reconciler-type") for arg in apiserver.argv)
+    # A port base that names no real-node cluster keeps the old loopback-only endpoint.
+    odd = components.kube_apiserver(_layout(tmp_path, 17450), pki)
+    assert {"--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none"} <= set(odd.argv)
+
+
 def test_the_kwok_stages_cover_node_and_pod_lifecycles_and_chaos() -> None:
     stages = list(yaml.safe_load_all(components.STAGES_FILE.read_text()))
     names = {stage["metadata"]["name"] for stage in stages}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tools.realnodes import cni, containerd, coredns, kubelet, mounts
+from tools.realnodes import cni, containerd, coredns, kubelet, kubeproxy, mounts
 from tools.realnodes.hostshare import SYSCTLS, HostShare, missing_ancestors
 from tools.realnodes.naming import ClusterNaming, NamingError
 from tools.realnodes.nodedirs import NodeDirs, check_socket_path
@@ -118,6 +118,33 @@ def test_coredns_answers_on_the_cluster_dns_address_from_the_api_server(tmp_path
     assert f"kubeconfig {tmp_path / 'coredns.kubeconfig'}" in text
     assert "kubernetes cluster.local" in text
     assert "ready 127.0.0.1:16453" in text
+
+
+def test_each_cluster_routes_its_services_through_a_namespace_and_table_of_its_own() -> None:
+    for cluster in (DEV, TEST, ClusterNaming(25500)):
+        assert len(cluster.service_link) <= 15 and len(cluster.service_netns) <= 15
+        for address in (cluster.service_host_ip, cluster.service_router_ip, cluster.apiserver_ip):
+            assert ipaddress.IPv4Address(address) in cluster.network
+    assert DEV.service_netns != TEST.service_netns
+    assert DEV.routing_table != TEST.routing_table
+    # The router's /30 is apart from every node's pod range.
+    router = ipaddress.IPv4Network(f"{DEV.service_host_ip}/30", strict=False)
+    assert not any(router.overlaps(ipaddress.IPv4Network(DEV.node(i, "n").pod_cidr))
+                   for i in range(200))  # fmt: skip
+
+
+def test_kube_proxy_masquerades_every_service_connection_and_leaves_host_conntrack_alone(
+    tmp_path: Path,
+) -> None:
+    config = kubeproxy.build_config(DEV, tmp_path / "kp.kubeconfig", "local-0")
+    assert config["mode"] == "iptables"
+    assert config["iptables"]["masqueradeAll"] is True  # replies come back through the router
+    assert config["clusterCIDR"] == str(DEV.network)
+    assert config["conntrack"]["maxPerCore"] == 0
+    assert config["healthzBindAddress"].startswith(f"{DEV.service_router_ip}:")
+    assert kubeproxy.healthz_url(DEV).startswith(f"http://{DEV.service_router_ip}:")
+    argv = kubeproxy.argv("/bin/kube-proxy", DEV, tmp_path / "kp.yaml")
+    assert argv[:4] == ["ip", "netns", "exec", DEV.service_netns]
 
 
 def test_a_socket_path_too_long_for_unix_sockets_is_refused_early(tmp_path: Path) -> None:
