@@ -29,7 +29,7 @@ binaries: ## build the pinned Kubernetes, etcd, kwok and helm binaries (cached i
 addon-binaries: ## build the optional schedulers: Kueue, Volcano, coscheduling (cached in ~/.cache/ringleader)
 	tools/build-addons.sh kueue volcano coscheduling
 
-node-binaries: ## build kubelet, containerd and CoreDNS for real local nodes (cached in ~/.cache/ringleader)
+node-binaries: ## build kubelet, containerd, CoreDNS and kube-proxy for real local nodes (cached in ~/.cache/ringleader)
 	tools/build-binaries.sh node
 
 host-packages: ## install the Debian packages real nodes and image builds need (root; only those missing)
@@ -52,7 +52,7 @@ cluster-down: venv ## stop the local cluster (its data stays in .cluster/ until 
 cluster-status: venv ## show whether each local cluster component is running
 	$(PY) -m tools.localcluster status
 
-demo: venv binaries ## the local cluster, the operator and a real training job end to end (root)
+demo: venv binaries node-binaries host-packages ## real nodes, the operator installed by its chart, a training job end to end (root)
 	$(PY) -m tools.demo
 
 crds: venv ## regenerate crds/ from operator/ringleader/models.py

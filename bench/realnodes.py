@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from tools.localcluster import processes
-from tools.localcluster.addons import local_node_names
 from tools.localcluster.cluster import NODE_KUBELET, LocalCluster
 from tools.localcluster.layout import REPO_ROOT, Layout, cached_bin_dir
-from tools.realnodes.kubelet import LOCAL_POOL, NODE_POOL_LABEL
+from tools.realnodes.naming import LOCAL_POOL, NODE_POOL_LABEL, local_node_names
 from tools.realnodes.node import RealNode
 from tools.realnodes.nodeset import RealNodes, open_real_nodes
 

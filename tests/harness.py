@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.kube import Kube
+from tools.localcluster.operatorchart import NAMESPACE as OPERATOR_NAMESPACE
+from tools.localcluster.operatorchart import RELEASE as OPERATOR_RELEASE
 from tools.nodeagent.config import StateDir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -74,6 +76,19 @@ class OperatorProcess:
     def log_tail(self, lines: int = 40) -> str:
         """The end of its log, for failure messages."""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class InstalledOperator:
+    """The operator installed in the cluster by its Helm chart (LocalCluster.install_operator)."""
+
+    def __init__(self, kube: Kube, image: str) -> None:
+        self.kube = kube
+        self.image = image
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of its pod's log, for failure messages."""
+        args = ["logs", "-n", OPERATOR_NAMESPACE, f"deploy/{OPERATOR_RELEASE}", f"--tail={lines}"]
+        return self.kube.run(*args, check=False)
 
 
 # The test cluster's local nodes, apart from the developer cluster's agent (rlbr0, 10.250/16).

@@ -1,9 +1,11 @@
-"""`make demo`: the local cluster, the operator and a real training job, end to end.
+"""`make demo`: real nodes, the operator installed by its chart, a real training job, end to end.
 
-Starts the cluster with two local nodes (pods run as real processes), installs the CRD, runs the
-operator, applies examples/digits-job.yaml pinned to the local nodes, shows `kubectl get dtj`
-as it trains, deletes a worker pod mid-run to show recovery from the checkpoint, and ends with
-the final accuracy and where the checkpoints and logs are. The cluster stays up afterwards.
+Starts the cluster with two real nodes (kubelet, containerd), installs the operator with
+`helm install` from the image operator/Dockerfile builds (on a system node of its own), imports
+the trainer image into the nodes, applies examples/digits-job.yaml in a namespace that enforces
+the restricted Pod Security Standard, shows `kubectl get dtj` as it trains, deletes a worker pod
+mid-run to show recovery from the checkpoint, and ends with `kubectl logs` of a worker and where
+the checkpoints are. The cluster stays up afterwards.
 """
 
 from __future__ import annotations
@@ -15,15 +17,19 @@ from typing import Any
 
 import yaml
 
-from tools.localcluster.cluster import ClusterError, LocalCluster
+from tools.localcluster.cluster import NODE_KUBELET, ClusterError, LocalCluster
 from tools.localcluster.layout import REPO_ROOT, default_layout
-from tools.nodeagent.config import StateDir
+from tools.localcluster.operatorchart import NAMESPACE as OPERATOR_NAMESPACE
+from tools.localcluster.operatorchart import RELEASE
+from tools.realnodes.naming import LOCAL_POOL, NODE_POOL_LABEL
 
 NAMESPACE = "ringleader-demo"
 JOB = "digits"
 VICTIM = f"{JOB}-worker-1-a0"
 # Paced steps, so there is time to watch the STEP column and to interrupt the run.
 STEP_SECONDS = "0.15"
+LOG_LINES = 4
+RESTRICTED = "pod-security.kubernetes.io/enforce=restricted"
 
 
 def say(message: str) -> None:
@@ -31,12 +37,14 @@ def say(message: str) -> None:
     print(f"\n==> {message}", flush=True)
 
 
-def demo_job() -> dict[str, Any]:
-    """The example job, pinned to the local nodes and paced for watching."""
+def demo_job(image: str) -> dict[str, Any]:
+    """The example job with the locally built trainer image, on the real nodes, paced."""
     job: dict[str, Any] = yaml.safe_load((REPO_ROOT / "examples" / "digits-job.yaml").read_text())
     pod_spec = job["spec"]["template"]["spec"]
-    pod_spec["nodeSelector"] = {"ringleader.dev/node-pool": "local"}
-    pod_spec["containers"][0]["args"] += ["--min-step-seconds", STEP_SECONDS]
+    pod_spec["nodeSelector"] = {NODE_POOL_LABEL: LOCAL_POOL}
+    trainer = pod_spec["containers"][0]
+    trainer["image"], trainer["imagePullPolicy"] = image, "Never"  # no registry to pull from
+    trainer["args"] += ["--min-step-seconds", STEP_SECONDS]
     return job
 
 
@@ -74,19 +82,28 @@ class Watcher:
         raise ClusterError(f"the demo job did not get there within {timeout:.0f}s")
 
 
-def start(cluster: LocalCluster) -> None:
+def start(cluster: LocalCluster) -> str:
+    """The cluster, the operator and the demo's namespace; return the trainer image."""
     say("Starting the local cluster: etcd, kube-apiserver, controller-manager, scheduler,")
-    print("    kwok (4 simulated GPU nodes) and 2 local nodes that run pods as processes")
+    print(
+        "    kwok (4 simulated GPU nodes), 2 real nodes (kubelet + containerd), CoreDNS, kube-proxy"
+    )
     cluster.up()
-    say("Installing the DistributedTrainingJob CRD and starting the operator")
-    cluster.start_operator(REPO_ROOT / "crds")
+    say(f"helm install {RELEASE} charts/ringleader -n {OPERATOR_NAMESPACE}")
+    print("    (the image operator/Dockerfile builds, on the system node local-system)")
+    print(f"    {cluster.install_operator()}")
+    say("Importing the trainer image (trainer-image/Dockerfile) into the real nodes")
+    [trainer] = cluster.import_images(["trainer"])
+    print(f"    {trainer.ref}")
     cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true")
     cluster.kubectl("create", "namespace", NAMESPACE)
+    cluster.kubectl("label", "namespace", NAMESPACE, RESTRICTED)
+    return trainer.ref
 
 
-def train_and_interrupt(cluster: LocalCluster, watcher: Watcher) -> None:
+def train_and_interrupt(cluster: LocalCluster, watcher: Watcher, image: str) -> None:
     say(f"kubectl apply -f examples/digits-job.yaml -n {NAMESPACE}   (2 workers, digits MLP)")
-    cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(demo_job()))
+    cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(demo_job(image)))
     status = watcher.until(lambda s: (s.get("checkpoint") or {}).get("step", 0) >= 40, 300)
     ckpt = status["checkpoint"]["step"]
     say(f"Deleting worker pod {VICTIM} at step {status['progress']['step']} (checkpoint {ckpt})")
@@ -98,20 +115,17 @@ def train_and_interrupt(cluster: LocalCluster, watcher: Watcher) -> None:
 
 def report(cluster: LocalCluster, watcher: Watcher) -> int:
     status = watcher.status()
-    logs = StateDir(cluster.layout.root / "nodeagent")
-    log = logs.log_file(NAMESPACE, f"{JOB}-worker-0-a0", "trainer").read_text()
-    marker = "ringleader: training finished; evaluation "
-    final = [line.split(marker, 1)[1] for line in log.splitlines() if marker in line]
+    pod = f"{JOB}-worker-0-a0"
+    say(f"kubectl logs {pod} -n {NAMESPACE} --tail={LOG_LINES}")
+    print(cluster.kubectl("logs", pod, "-n", NAMESPACE, f"--tail={LOG_LINES}").rstrip())
     claim = json.loads(
         cluster.kubectl("get", "pvc", f"{JOB}-checkpoint", "-n", NAMESPACE, "-o", "json")
     )
     volume = cluster.layout.root / "volumes" / f"pvc-{claim['metadata']['uid']}"
     say(f"Job {status.get('phase')}: {status.get('progress', {}).get('step')} steps")
-    print(f"    final evaluation:  {final[-1] if final else 'not reported'}")
     print(f"    newest checkpoint: step {status.get('checkpoint', {}).get('step')}")
     print(f"    checkpoints:       {volume}")
-    print(f"    pod logs:          {logs.logs_dir / NAMESPACE}")
-    print(f"    operator log:      {cluster.layout.log_dir / 'operator.log'}")
+    print(f"    operator log:      kubectl logs -n {OPERATOR_NAMESPACE} deploy/{RELEASE}")
     print(f"\nThe cluster is still up:  export KUBECONFIG={cluster.layout.kubeconfig}", end="")
     print(f" PATH={cluster.layout.tools_dir}:$PATH")
     print("Stop it with `make cluster-down`.")
@@ -120,11 +134,11 @@ def report(cluster: LocalCluster, watcher: Watcher) -> int:
 
 def main() -> int:
     """Run the demo; exit 0 when the job succeeded."""
-    cluster = LocalCluster(default_layout(), local_nodes=2)
+    cluster = LocalCluster(default_layout(), local_nodes=2, node_kind=NODE_KUBELET)
     watcher = Watcher(cluster)
     try:
-        start(cluster)
-        train_and_interrupt(cluster, watcher)
+        image = start(cluster)
+        train_and_interrupt(cluster, watcher, image)
         return report(cluster, watcher)
     except ClusterError as error:
         print(f"demo failed: {error}", file=sys.stderr)

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import session_layout, use_existing_cluster
+from tests.harness import InstalledOperator
 from tests.kube import Kube, wait_until
-from tools.localcluster.addons import local_node_names
 from tools.localcluster.cluster import NODE_KUBELET, LocalCluster
-from tools.realnodes.kubelet import LOCAL_POOL, NODE_POOL_LABEL
+from tools.realnodes.naming import LOCAL_POOL, NODE_POOL_LABEL, local_node_names
 
 NODE_COUNT = 2
 
@@ -44,6 +44,14 @@ def real_nodes(kube: Kube) -> Iterator[RealNodes]:
         yield RealNodes(local_node_names(NODE_COUNT), cluster)
     finally:
         cluster.stop_real_nodes()
+
+
+@pytest.fixture(scope="session")
+def operator(kube: Kube, real_nodes: RealNodes) -> InstalledOperator:
+    """The operator as users install it: `helm install` of charts/ringleader with the image
+    operator/Dockerfile builds, in the cluster, on its system node (real-node tests only)."""
+    image = real_nodes.cluster.install_operator()
+    return InstalledOperator(kube, image)
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.test_training_through_the_operator import status_when, wait_finished
-from tests.harness import OperatorProcess
+from tests.harness import InstalledOperator
 from tests.kube import Kube
 from tests.realnodes.conftest import RealNodes
-from tools.realnodes.kubelet import LOCAL_POOL, NODE_POOL_LABEL
+from tools.realnodes.naming import LOCAL_POOL, NODE_POOL_LABEL
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAIN = REPO_ROOT / "examples" / "scripts" / "train.py"
@@ -51,7 +51,7 @@ def user_script_job(image: str) -> dict[str, Any]:
 
 
 def test_a_torchrun_script_in_the_plain_torch_image_runs_to_succeeded(
-    kube: Kube, namespace: str, operator: OperatorProcess, real_nodes: RealNodes
+    kube: Kube, namespace: str, operator: InstalledOperator, real_nodes: RealNodes
 ) -> None:
     image = real_nodes.image("user")
     kube.run("create", "configmap", "scripts", f"--from-file={TRAIN}", "-n", namespace)

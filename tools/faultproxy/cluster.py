@@ -22,5 +22,6 @@ def proxy_in_front(layout: Layout, port: int, seed: int, kubeconfig: Path) -> Fa
     proxy = FaultProxy(upstream, port, seed=seed)
     proxy.start()
     server = f"https://127.0.0.1:{proxy.port}"
-    kubeconfig.write_text(render_kubeconfig(server, pki.ca_cert, *map(Path, admin)))
+    cert, key = (Path(path) for path in admin)
+    kubeconfig.write_text(render_kubeconfig(server, pki.ca_cert, cert, key))
     return proxy

@@ -7,6 +7,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.realnodes.naming import local_node_names
+
 from .layout import REPO_ROOT, Layout
 
 # /proc/PID/exe of a Python component: the interpreter behind the virtual environment.
@@ -14,7 +16,6 @@ PYTHON_BINARY = Path(os.path.realpath(sys.executable)).name
 PROVISIONER = "volume-provisioner"
 NODE_AGENT = "node-agent"
 OPERATOR = "operator"
-LOCAL_NODE_PREFIX = "local-"
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,6 @@ def provisioner(layout: Layout) -> Addon:
         f"--volumes-dir={layout.root / 'volumes'}",
     ]  # fmt: skip
     return Addon(PROVISIONER, argv)
-
-
-def local_node_names(count: int) -> list[str]:
-    """local-0 … local-(count-1)."""
-    return [f"{LOCAL_NODE_PREFIX}{index}" for index in range(count)]
 
 
 def node_agent(layout: Layout, count: int) -> Addon:

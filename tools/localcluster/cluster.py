@@ -17,10 +17,11 @@ from ringleader import admission
 from tools.images.build import Image
 from tools.images.store import BuildError
 from tools.realnodes.hostnet import HostNetError
+from tools.realnodes.naming import SYSTEM_NODE, local_node_names
 from tools.realnodes.node import NodeError
 from tools.realnodes.nodeset import open_real_nodes
 
-from . import addons, components, crds, processes, schedulers
+from . import addons, components, crds, operatorchart, processes, schedulers
 from .health import answers_ok
 from .kubeconfig import write_kubeconfigs
 from .layout import SERVICE_IP, Layout
@@ -120,16 +121,21 @@ class LocalCluster:
             if open_real_nodes(self.layout, build=False).processes_running():
                 raise ClusterError("real nodes run here: cluster-down first")
             self._start_addon(agent)
-        for name in addons.local_node_names(count):
+        for name in local_node_names(count):
             self._wait_for(
                 f"local node {name} Ready",
                 "wait", "--for=condition=Ready", f"node/{name}", "--timeout=5s",
             )  # fmt: skip
 
     def _start_real_nodes(self, count: int) -> None:
+        self.start_nodes(local_node_names(count))
+
+    def start_nodes(self, names: list[str]) -> None:
+        """Start these real nodes (those already running are left as they are), without waiting
+        for them to be Ready."""
         pki = ensure_pki(self.layout.pki_dir, SERVICE_IP)
         try:
-            open_real_nodes(self.layout).up(addons.local_node_names(count), pki)
+            open_real_nodes(self.layout).up(names, pki)
         except (NodeError, BuildError, HostNetError) as error:
             raise ClusterError(f"real nodes: {error}") from error
 
@@ -181,6 +187,37 @@ class LocalCluster:
         self.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
                      stdin=json.dumps(configuration))  # fmt: skip
         return (f"--webhook-port={port}", "--webhook-addr=127.0.0.1", f"--webhook-cert-dir={certs}")
+
+    def install_operator(self) -> str:
+        """Install the operator with its Helm chart, as users do: the image operator/Dockerfile
+        builds, on the system node (started here, real nodes only); return the image."""
+        if self.node_kind != NODE_KUBELET:
+            raise ClusterError("the operator's image runs only on real nodes (--node-kind kubelet)")
+        self.start_nodes([SYSTEM_NODE])
+        self._wait_for(
+            f"node {SYSTEM_NODE} Ready",
+            "wait", "--for=condition=Ready", f"node/{SYSTEM_NODE}", "--timeout=5s",
+        )  # fmt: skip
+        [image] = self.import_images(["operator"], [SYSTEM_NODE])
+        self._retire_host_operator()
+        self.kubectl("apply", "-f", "-", stdin=json.dumps(operatorchart.build_namespace()))
+        values = self.layout.root / "operator-values.json"
+        values.write_text(json.dumps(operatorchart.build_values(image.ref), indent=2))
+        argv = operatorchart.install_argv(self.layout, values)
+        env = {**os.environ, **operatorchart.helm_env(self.layout)}
+        result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+        if result.returncode != 0:
+            raise ClusterError(f"helm install failed: {result.stderr.strip()}")
+        return image.ref
+
+    def _retire_host_operator(self) -> None:
+        """Stop the operator run from this checkout (start_operator), and unregister its
+        webhook: two operators would reconcile the same jobs."""
+        processes.stop(self.layout.run_dir, addons.OPERATOR, addons.PYTHON_BINARY)
+        self.kubectl(
+            "delete", "validatingwebhookconfiguration", admission.CONFIGURATION_NAME,
+            "--ignore-not-found",
+        )  # fmt: skip
 
     def stop_addons(self) -> list[str]:
         """Stop the operator, the node agent (it stops its pods first), then the provisioner."""

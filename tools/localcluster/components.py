@@ -77,6 +77,10 @@ def kube_apiserver(layout: Layout, pki: Pki) -> Component:
         f"--kubelet-client-certificate={pki.path('apiserver-kubelet-client.crt')}",
         f"--kubelet-client-key={pki.path('apiserver-kubelet-client.key')}",
         "--kubelet-preferred-address-types=InternalIP",
+        # Webhooks and aggregated APIs behind a Service are called at an endpoint's pod IP: the
+        # host routes to every node's bridge, while only pods' traffic goes through kube-proxy
+        # (tools/realnodes/servicenet.py), so a Service's ClusterIP means nothing on the host.
+        "--enable-aggregator-routing=true",
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         f"--service-account-key-file={pki.service_account_pub}",
         f"--service-account-signing-key-file={pki.service_account_key}",

@@ -7,11 +7,11 @@ from typing import Any
 
 import yaml
 
-from .naming import NodeNaming
+from .naming import NODE_POOL_LABEL, SYSTEM_POOL, NodeNaming
 from .nodedirs import NodeDirs
 
-NODE_POOL_LABEL = "ringleader.dev/node-pool"
-LOCAL_POOL = "local"
+# Only pods that tolerate it run on the system node: training pods never land there.
+SYSTEM_TAINT = f"{NODE_POOL_LABEL}={SYSTEM_POOL}:NoSchedule"
 KUBELET_PORT = 10250  # each kubelet binds its own node IP, so every node can use the same port
 HEALTHZ_PORT = 10248
 CLUSTER_DOMAIN = "cluster.local"
@@ -77,6 +77,7 @@ def render_config(node: NodeNaming, dirs: NodeDirs, ca_file: Path) -> str:
 
 def argv(binary: str, node: NodeNaming, dirs: NodeDirs) -> list[str]:
     """The kubelet's command line (what its config file cannot say)."""
+    taints = [f"--register-with-taints={SYSTEM_TAINT}"] if node.pool == SYSTEM_POOL else []
     return [
         binary,
         f"--config={dirs.kubelet_config}",
@@ -85,6 +86,7 @@ def argv(binary: str, node: NodeNaming, dirs: NodeDirs) -> list[str]:
         f"--node-ip={node.node_ip}",
         f"--root-dir={dirs.kubelet_root}",
         f"--cert-dir={dirs.kubelet_certs}",
-        f"--node-labels={NODE_POOL_LABEL}={LOCAL_POOL}",
+        f"--node-labels={NODE_POOL_LABEL}={node.pool}",
+        *taints,
         "--v=1",
     ]

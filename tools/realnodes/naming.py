@@ -12,6 +12,12 @@ import ipaddress
 from dataclasses import dataclass
 
 PREFIX = "rn"
+LOCAL_NODE_PREFIX = "local-"
+# The node the operator installed by the chart runs on, apart from the training nodes: losing a
+# training node never takes the operator with it (a system node pool, as on real clusters).
+SYSTEM_NODE = f"{LOCAL_NODE_PREFIX}system"
+NODE_POOL_LABEL = "ringleader.dev/node-pool"
+LOCAL_POOL, SYSTEM_POOL = "local", "system"
 HOST_OCTET = 255  # 10.T.255.0/24 holds the host-side addresses: DNS and node IPs
 SERVICE_OCTET = 254  # 10.T.254.0/30 joins the host to the cluster's Service router
 ROUTING_TABLE_BASE = 1000  # the Service router's routing table and rule priority: 1000 + T
@@ -21,6 +27,21 @@ NODE_IP_OFFSET = 10
 
 class NamingError(ValueError):
     """The port base or node index cannot be given names that stay apart from other clusters."""
+
+
+def local_node_names(count: int) -> list[str]:
+    """The training nodes: local-0 … local-(count-1)."""
+    return [f"{LOCAL_NODE_PREFIX}{index}" for index in range(count)]
+
+
+def node_index(name: str) -> int:
+    """The index a local node's name stands for: local-N is N, the system node the last one."""
+    if name == SYSTEM_NODE:
+        return MAX_NODES - 1
+    number = name.removeprefix(LOCAL_NODE_PREFIX)
+    if not number.isdigit() or name == number or int(number) >= MAX_NODES - 1:
+        raise NamingError(f"not a local node's name: {name!r} (local-N, N < {MAX_NODES - 1})")
+    return int(number)
 
 
 @dataclass(frozen=True)
@@ -118,6 +139,11 @@ class NodeNaming:
     def cgroup_root(self) -> str:
         """The kubelet's cgroupRoot: its pods' cgroups stay apart from every other kubelet's."""
         return f"/{PREFIX}{self.cluster.tag}-{self.name}"
+
+    @property
+    def pool(self) -> str:
+        """The node pool label's value: the system node's own, or the training nodes'."""
+        return SYSTEM_POOL if self.name == SYSTEM_NODE else LOCAL_POOL
 
     @property
     def cni_network(self) -> str:

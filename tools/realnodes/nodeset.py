@@ -19,7 +19,7 @@ from tools.localcluster.pki import Pki, ensure_client_cert
 
 from . import coredns, hostnet, kubeproxy, servicenet
 from .hostshare import HostShare
-from .naming import ClusterNaming
+from .naming import ClusterNaming, node_index
 from .node import NodeBinaries, NodeError, RealNode
 from .nodedirs import CONTAINERD_HOST_PATHS, KUBELET_HOST_PATHS
 
@@ -60,29 +60,26 @@ class RealNodes:
             processes.running_pid(run_dir, name, binary) for name, binary in self.processes()
         )
 
-    def node(self, index: int, name: str) -> RealNode:
-        """The index-th node, called name."""
-        return RealNode(self.layout, self.naming.node(index, name), self.binaries)
+    def node(self, name: str) -> RealNode:
+        """The node called name (local-N, or the system node)."""
+        return RealNode(self.layout, self.naming.node(node_index(name), name), self.binaries)
 
     def existing(self) -> list[RealNode]:
         """Every node that has a directory under the state dir (running or not)."""
         nodes = []
         for path in sorted(self.layout.nodes_dir.glob(f"*/{NODE_FILE}")):
-            record = json.loads(path.read_text())
-            nodes.append(self.node(record["index"], record["name"]))
+            nodes.append(self.node(json.loads(path.read_text())["name"]))
         return nodes
 
     def up(self, names: list[str], pki: Pki) -> list[RealNode]:
-        """Start the nodes (containerd, the pause image, the kubelet) and the cluster DNS."""
+        """Start the nodes (containerd, the pause image, the kubelet), the cluster DNS and
+        kube-proxy. Nodes already running are left as they are, so this also brings back one
+        that was stopped."""
         if os.geteuid() != 0:
             raise NodeError("real nodes need root (mount namespaces, cgroups, interfaces)")
         pause = self.builder.ensure("pause")
-        nodes = [self.node(index, name) for index, name in enumerate(names)]
-        mountpoints = [*CONTAINERD_HOST_PATHS, *KUBELET_HOST_PATHS]
-        self.layout.nodes_dir.mkdir(parents=True, exist_ok=True)  # so `down` undoes the join
-        self.host.join(self.naming.tag, self.layout.root, mountpoints, cluster_alive)
-        hostnet.check_range_free(self.naming)
-        hostnet.ensure_host_interface(self.naming, [node.naming.node_ip for node in nodes])
+        nodes = [self.node(name) for name in names]
+        self._join_host(nodes)
         for node in nodes:
             node.start_containerd(pki, pause.ref)
             record = {"index": node.naming.index, "name": node.naming.name}
@@ -94,6 +91,18 @@ class RealNodes:
         self._start_dns()
         self._start_service_proxy(pki, names[0])
         return nodes
+
+    def _join_host(self, nodes: list[RealNode]) -> None:
+        """The host's shared settings, the cluster's address range and its host interface."""
+        mountpoints = [*CONTAINERD_HOST_PATHS, *KUBELET_HOST_PATHS]
+        self.layout.nodes_dir.mkdir(parents=True, exist_ok=True)  # so `down` undoes the join
+        self.host.join(self.naming.tag, self.layout.root, mountpoints, cluster_alive)
+        hostnet.check_range_free(self.naming)
+        hostnet.ensure_host_interface(self.naming, [node.naming.node_ip for node in nodes])
+
+    def stop_node(self, name: str) -> list[str]:
+        """Stop one node as a machine that vanished: its kubelet, containers and containerd."""
+        return self.node(name).stop()
 
     def _start_dns(self) -> None:
         layout = self.layout
@@ -111,6 +120,16 @@ class RealNodes:
         """kube-proxy in the cluster's Service router namespace; wait for its first sync."""
         layout, naming = self.layout, self.naming
         servicenet.ensure(naming, SERVICE_CIDR)
+        if processes.running_pid(layout.run_dir, KUBE_PROXY, KUBE_PROXY) is None:
+            # Written only before it starts: kube-proxy exits when its configuration file changes.
+            config = self._write_proxy_files(pki, node)
+            argv = kubeproxy.argv(self.binaries.path(KUBE_PROXY), naming, config)
+            processes.start(layout.run_dir, layout.log_dir, KUBE_PROXY, argv)
+        _wait(kubeproxy.healthz_url(naming), DNS_TIMEOUT_SECONDS)
+
+    def _write_proxy_files(self, pki: Pki, node: str) -> Path:
+        """kube-proxy's kubeconfig and configuration file; return the latter."""
+        layout, naming = self.layout, self.naming
         # system:kube-proxy: the identity the default ClusterRoleBinding system:node-proxier names.
         ensure_client_cert(pki, KUBE_PROXY, "system:kube-proxy", None)
         kubeconfig = layout.component_kubeconfig(KUBE_PROXY)
@@ -120,10 +139,7 @@ class RealNodes:
         kubeconfig.write_text(render_kubeconfig(server, pki.ca_cert, cert, key, "localhost"))
         config = layout.root / "kube-proxy.yaml"
         config.write_text(kubeproxy.render_config(naming, kubeconfig, node))
-        if processes.running_pid(layout.run_dir, KUBE_PROXY, KUBE_PROXY) is None:
-            argv = kubeproxy.argv(self.binaries.path(KUBE_PROXY), naming, config)
-            processes.start(layout.run_dir, layout.log_dir, KUBE_PROXY, argv)
-        _wait(kubeproxy.healthz_url(naming), DNS_TIMEOUT_SECONDS)
+        return config
 
     def ensure_images(self, names: list[str], node_names: list[str] | None = None) -> list[Image]:
         """Build (or take from the cache) the named images; import them where missing.

@@ -12,7 +12,13 @@ import yaml
 
 from tools.realnodes import cni, containerd, coredns, kubelet, kubeproxy, mounts
 from tools.realnodes.hostshare import SYSCTLS, HostShare, missing_ancestors
-from tools.realnodes.naming import ClusterNaming, NamingError
+from tools.realnodes.naming import (
+    SYSTEM_NODE,
+    ClusterNaming,
+    NamingError,
+    local_node_names,
+    node_index,
+)
 from tools.realnodes.nodedirs import NodeDirs, check_socket_path
 from tools.realnodes.toml import dumps
 
@@ -47,6 +53,31 @@ def test_each_node_gets_its_own_pod_range_and_a_node_ip_outside_every_pod_range(
         assert all(ipaddress.IPv4Address(node.node_ip) not in r for r in ranges)
         assert ipaddress.IPv4Address(node.node_ip) in DEV.network
     assert ipaddress.IPv4Address(DEV.dns_ip) in DEV.network
+
+
+def test_local_nodes_are_numbered_and_the_system_node_takes_the_last_index() -> None:
+    assert local_node_names(2) == ["local-0", "local-1"]
+    assert [node_index(name) for name in local_node_names(3)] == [0, 1, 2]
+    system = DEV.node(node_index(SYSTEM_NODE), SYSTEM_NODE)
+    assert system.pool == "system" and DEV.node(0, "local-0").pool == "local"
+    assert system.pod_cidr not in {
+        DEV.node(i, "n").pod_cidr for i in range(node_index(SYSTEM_NODE))
+    }
+    for name in ("local-", "local-x", "node-1", "local-199"):
+        with pytest.raises(NamingError):
+            node_index(name)
+
+
+def test_only_the_system_node_is_tainted_and_each_node_is_labelled_with_its_pool(
+    tmp_path: Path,
+) -> None:
+    dirs = _dirs(tmp_path)
+    training = kubelet.argv("/bin/kubelet", DEV.node(0, "local-0"), dirs)
+    system = kubelet.argv("/bin/kubelet", DEV.node(node_index(SYSTEM_NODE), SYSTEM_NODE), dirs)
+    assert "--node-labels=ringleader.dev/node-pool=local" in training
+    assert not any(arg.startswith("--register-with-taints") for arg in training)
+    assert "--node-labels=ringleader.dev/node-pool=system" in system
+    assert f"--register-with-taints={kubelet.SYSTEM_TAINT}" in system
 
 
 @pytest.mark.parametrize("port_base", [16450, 0, 25600])
