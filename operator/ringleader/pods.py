@@ -68,6 +68,16 @@ def phase_of(pod: Obj) -> str:
     return str((pod.get("status") or {}).get("phase") or "Pending")
 
 
+def exited_cleanly(pod: Obj) -> bool:
+    """Every container has terminated with exit code 0: Succeeded, or about to be. A kubelet
+    writes the containers' states first and the pod's phase a moment later; in between the pod
+    is Running and not Ready."""
+    containers = (pod.get("spec") or {}).get("containers") or []
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    exits = [((s.get("state") or {}).get("terminated") or {}).get("exitCode") for s in statuses]
+    return bool(containers) and len(exits) == len(containers) and all(e == 0 for e in exits)
+
+
 def is_finished(pod: Obj) -> bool:
     """Succeeded or Failed."""
     return phase_of(pod) in FINISHED_PHASES

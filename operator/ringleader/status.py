@@ -56,7 +56,9 @@ def count_worker_pods(workers: Sequence[Pod], attempt: int) -> PodCounts:
             continue
         if pods.is_leaving(pod):
             continue  # on its way out: neither capacity nor a result
-        phase = pods.phase_of(pod)
+        # A worker whose containers all exited 0 has finished, whatever the phase says yet:
+        # counted as running-but-not-ready it would make a finishing job look Starting.
+        phase = "Succeeded" if pods.exited_cleanly(pod) else pods.phase_of(pod)
         key = {"Running": "running", "Succeeded": "succeeded", "Failed": "failed"}.get(phase)
         counts[key or "pending"] += 1
         counts["ready"] += pods.is_ready(pod)

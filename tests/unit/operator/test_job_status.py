@@ -25,6 +25,16 @@ def pod(phase: str = "Running", ready: bool = True, attempt: int = 0, **meta: An
     }
 
 
+def exited(*codes: int) -> Any:
+    """A pod a kubelet has seen exit but not yet marked finished: Running, not Ready, each
+    container terminated with its code."""
+    finished = pod(ready=False)
+    finished["spec"] = {"containers": [{"name": f"c{i}"} for i in range(len(codes))]}
+    states = [{"state": {"terminated": {"exitCode": code}}} for code in codes]
+    finished["status"]["containerStatuses"] = states
+    return finished
+
+
 def job_with(spec: dict[str, Any] | None = None, **status_fields: Any) -> Any:
     job = make_job(spec=spec)
     if status_fields:
@@ -58,6 +68,11 @@ DEADLINE = JobFailure("DeadlineExceeded", "ran longer than activeDeadlineSeconds
         ({}, "Restarting", [pod(), pod()], None, "Running/AllWorkersRunning"),
         ({}, None, [pod("Succeeded"), pod("Succeeded")], None, "Succeeded/AllWorkersSucceeded"),
         ({}, None, [pod("Succeeded"), pod()], None, "Running/AllWorkersRunning"),
+        # Containers exited 0 before the kubelet wrote the phase: finishing, not starting.
+        ({}, None, [exited(0), exited(0, 0)], None, "Succeeded/AllWorkersSucceeded"),
+        ({}, None, [exited(0), pod()], None, "Running/AllWorkersRunning"),
+        # One container exited 1: not a clean exit; the Failed phase that follows is a failure.
+        ({}, None, [exited(0), exited(0, 1)], None, "Starting/WorkersStarting"),
         ({}, None, [pod(), pod()], DEADLINE, "Failed/DeadlineExceeded"),
         ({"runPolicy": {"suspend": True}}, "Running", [pod()], None, "Suspended/JobSuspended"),
         ({"runPolicy": {"suspend": True}}, None, [], DEADLINE, "Failed/DeadlineExceeded"),
