@@ -265,6 +265,10 @@ def test_the_charts_webhook_is_the_operators_with_a_certificate_for_its_service(
     assert base64.b64decode(tls["ca.crt"]) == base64.b64decode(webhook["clientConfig"]["caBundle"])
     args = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
     assert "--webhook-port=9443" in args["containers"][0]["args"]
+    # The Service sends the API server's calls only to a pod that already listens: one that
+    # does not yet would have a job admitted unchecked (failurePolicy Ignore).
+    probe = args["containers"][0]["readinessProbe"]
+    assert probe["tcpSocket"] == {"port": "https-webhook"}
 
 
 def test_an_unknown_value_is_refused_with_its_name(helm: Helm) -> None:
@@ -373,3 +377,28 @@ def test_upgrade_and_uninstall_keep_the_users_jobs_and_the_crd(helm: Helm, kube:
         helm.run("uninstall", name, "-n", system, check=False)
         for namespace in (system, jobs):
             kube.run("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_upgrades_between_one_replica_and_two_change_the_update_strategy(
+    helm: Helm, kube: Kube
+) -> None:
+    system = fresh_namespace(kube, "rl-system")
+    name = f"rl-{uuid.uuid4().hex[:6]}"
+    chart = [name, str(CHART), "-n", system, "--set", KWOK_ONLY, "--take-ownership"]
+
+    def strategy() -> dict[str, Any]:
+        found: dict[str, Any] = kube.get("deployment", f"{name}-ringleader", system)["spec"]
+        return dict(found["strategy"])
+
+    try:
+        helm.run("install", *chart)
+        assert strategy() == {"type": "Recreate"}  # one operator at a time
+        helm.run("upgrade", *chart, "--set", "replicas=2")  # HA: peers hand over, rolling
+        assert strategy()["type"] == "RollingUpdate"
+        # Back to one: the rolling update's own fields must go with it (the API server refuses
+        # a Recreate strategy that keeps them).
+        helm.run("upgrade", *chart, "--set", "replicas=1")
+        assert strategy() == {"type": "Recreate"}
+    finally:
+        helm.run("uninstall", name, "-n", system, check=False)
+        kube.run("delete", "namespace", system, "--wait=false", check=False)
