@@ -106,15 +106,17 @@ bench-elastic: venv binaries ## time to train at a new size, in place vs gang re
 schedulers-test: venv binaries addon-binaries ## integration with the real Kueue, Volcano and coscheduling (builds them once)
 	$(BIN)/pytest tests/schedulers $(PYTEST_FLAGS)
 
-e2e: venv binaries ## end-to-end: real training through the operator on local nodes (root)
-	$(BIN)/pytest tests/e2e $(PYTEST_FLAGS)
+# Without root the tests skip themselves, so nothing is installed or built for them. One pytest
+# session for both directories: one cluster, its images imported into its nodes once.
+e2e: venv binaries ## real nodes (pods, images, DNS) and real training through the chart-installed operator (root; skipped otherwise)
+	[ "$$(id -u)" -ne 0 ] || { tools/install-host-packages.sh && tools/build-binaries.sh node; }
+	$(BIN)/pytest tests/realnodes tests/e2e $(PYTEST_FLAGS)
 
-# Without root the tests skip themselves, so nothing is installed or built for them.
-realnodes: venv binaries ## real nodes: kubelet, containerd, DNS, locally built images (root; skipped otherwise)
+realnodes: venv binaries ## the real-node tests only: kubelet, containerd, DNS, kube-proxy, images (root; skipped otherwise)
 	[ "$$(id -u)" -ne 0 ] || { tools/install-host-packages.sh && tools/build-binaries.sh node; }
 	$(BIN)/pytest tests/realnodes $(PYTEST_FLAGS)
 
-test: lint unit trainer-test integration e2e realnodes ## everything CI runs: lint, unit, trainer, integration, e2e, real nodes
+test: lint unit trainer-test integration e2e ## everything CI runs: lint, unit, trainer, integration, real nodes and e2e
 
 clean: ## stop the local cluster and remove its state and the virtual environment
 	if [ -x $(PY) ]; then $(PY) -m tools.localcluster down; fi

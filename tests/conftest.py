@@ -6,24 +6,23 @@ of starting their own.
 
 from __future__ import annotations
 
-import functools
 import os
-import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.harness import LOCAL_NODES, LocalNodes, OperatorProcess, node_ready, start_node_agent
+from tests.harness import InstalledOperator, LocalNodes, OperatorProcess
 from tests.kube import Kube, wait_until
-from tools.localcluster.cluster import LocalCluster
+from tools.localcluster.cluster import NODE_KUBELET, LocalCluster
 from tools.localcluster.layout import Layout, cached_bin_dir
-from tools.nodeagent.config import StateDir
+from tools.realnodes.naming import local_node_names
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The test cluster's ports sit apart from the developer's (16400). Another block (e.g. 19400)
-# lets a second test session run beside the first; it must not use the local nodes as well.
+# lets a second test session run beside the first, real nodes included: their interfaces,
+# addresses and cgroups are named after the block (tools/realnodes/naming.py).
 TEST_PORT_BASE = int(os.environ.get("RINGLEADER_TEST_PORT_BASE", "17400"))
 TEST_CLUSTER_DIR = ".cluster-test" if TEST_PORT_BASE == 17400 else f".cluster-test-{TEST_PORT_BASE}"
 
@@ -107,17 +106,27 @@ def operator(
     process.stop()
 
 
+LOCAL_NODE_COUNT = 2
+
+
 @pytest.fixture(scope="session")
-def local_nodes(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNodes]:
-    """A node agent with two local nodes that run pods as processes, stopped afterwards."""
+def local_nodes(kube: Kube) -> Iterator[LocalNodes]:
+    """Two real nodes (local-0, local-1: kubelet, containerd) in the session's cluster."""
     if os.geteuid() != 0:
-        pytest.skip("the local node agent needs root")
-    state = tmp_path_factory.mktemp("nodeagent")
-    process = start_node_agent(kube.kubeconfig, state)
+        pytest.skip("real nodes need root (mount namespaces, cgroups, network interfaces)")
+    if use_existing_cluster():
+        pytest.skip("real nodes join only the cluster the tests start themselves")
+    cluster = LocalCluster(session_layout(), provisioner=False, node_kind=NODE_KUBELET)
     try:
-        for name in LOCAL_NODES:
-            wait_until(functools.partial(node_ready, kube, name), what=f"node {name} Ready")
-        yield LocalNodes(StateDir(state), process)
+        cluster.start_local_nodes(LOCAL_NODE_COUNT)
+        yield LocalNodes(local_node_names(LOCAL_NODE_COUNT), cluster)
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
+        cluster.stop_real_nodes()
+
+
+@pytest.fixture(scope="session")
+def installed_operator(kube: Kube, local_nodes: LocalNodes) -> InstalledOperator:
+    """The operator as users install it: `helm install` of charts/ringleader with the image
+    operator/Dockerfile builds, in the cluster, on its system node (real nodes only). A session
+    that uses it must not also run the `operator` process: both would reconcile every job."""
+    return InstalledOperator(kube, local_nodes.cluster.install_operator())

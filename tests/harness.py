@@ -1,21 +1,21 @@
-"""Processes the tests run beside the cluster: the operator, and the local node agent."""
+"""What the tests run beside the cluster: the operator (a process, or installed by the chart),
+and the real local nodes."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.kube import Kube
+from tools.localcluster.cluster import LocalCluster
 from tools.localcluster.operatorchart import NAMESPACE as OPERATOR_NAMESPACE
 from tools.localcluster.operatorchart import RELEASE as OPERATOR_RELEASE
-from tools.nodeagent.config import StateDir
+from tools.realnodes.nodeset import open_real_nodes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,41 +90,52 @@ class InstalledOperator:
         args = ["logs", "-n", OPERATOR_NAMESPACE, f"deploy/{OPERATOR_RELEASE}", f"--tail={lines}"]
         return self.kube.run(*args, check=False)
 
-
-# The test cluster's local nodes, apart from the developer cluster's agent (rlbr0, 10.250/16).
-LOCAL_NODES = ["local-test-0", "local-test-1"]
-LOCAL_BRIDGE, LOCAL_POD_CIDR = "rlbr9", "10.249.0.0/16"
+    def log(self) -> str:
+        """Its pod's whole log."""
+        return self.kube.run("logs", "-n", OPERATOR_NAMESPACE, f"deploy/{OPERATOR_RELEASE}")
 
 
 @dataclass(frozen=True)
 class LocalNodes:
-    """The node agent started for a test session."""
+    """The session's real nodes (kubelet, containerd) and the cluster that runs them."""
 
-    state: StateDir
-    process: subprocess.Popen[bytes]
+    names: list[str]
+    cluster: LocalCluster
 
-    @contextlib.contextmanager
-    def kept_away(self, node: str) -> Iterator[None]:
-        """Within this block, `node` once deleted stays away, like a machine still down; it
-        registers again when the block ends (and no pod is bound to it)."""
-        marker = self.state.kept_away(node)
-        marker.parent.mkdir(exist_ok=True)
-        marker.touch()
-        try:
-            yield
-        finally:
-            marker.unlink()
+    def image(self, name: str, on: list[str] | None = None) -> str:
+        """The reference of a locally built image, imported into the nodes (or those in on)."""
+        [image] = self.cluster.import_images([name], on)
+        return image.ref
 
+    def lose(self, name: str, delete: bool = False) -> None:
+        """The node's machine vanishes (its containers die); delete: its Node object too."""
+        self.cluster.lose_node(name, delete)
 
-def start_node_agent(kubeconfig: Path, state: Path) -> subprocess.Popen[bytes]:
-    """Start the local node agent for LOCAL_NODES (it removes its nodes when stopped)."""
-    argv = [
-        sys.executable, "-m", "tools.nodeagent", f"--kubeconfig={kubeconfig}",
-        f"--state-dir={state}", f"--bridge={LOCAL_BRIDGE}", f"--pod-cidr={LOCAL_POD_CIDR}",
-        "--unregister", *[f"--node={name}" for name in LOCAL_NODES],
-    ]  # fmt: skip
-    with open(state / "agent.log", "ab") as log:
-        return subprocess.Popen(argv, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    def restore(self, name: str) -> None:
+        """Start a lost node again; it registers (again) and turns Ready."""
+        self.cluster.start_nodes([name])
+        self.cluster.wait_node_ready(name)
+
+    def leftovers(self, pod_uids: list[str]) -> dict[str, list[str]]:
+        """What of these pods the nodes still hold: processes in their cgroups, containers in
+        containerd, mounts (volumes, the sandbox's network namespace) named by their uids."""
+        processes = []
+        for proc in Path("/proc").iterdir():
+            try:
+                cgroups = (proc / "cgroup").read_text() if proc.name.isdigit() else ""
+            except OSError:
+                continue  # gone meanwhile
+            if any(f"pod{uid}" in cgroups for uid in pod_uids):
+                processes.append(proc.name)
+        containers = []
+        for node in open_real_nodes(self.cluster.layout, build=False).existing():
+            for uid in pod_uids:
+                query = f'labels."io.kubernetes.pod.uid"=={uid}'
+                found = node.ctr("containers", "list", "--quiet", query, check=False).stdout
+                containers += found.split()
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+        held = [line.split()[4] for line in mounts if any(uid in line for uid in pod_uids)]
+        return {"processes": processes, "containers": containers, "mounts": held}
 
 
 def node_ready(kube: Kube, name: str) -> bool:

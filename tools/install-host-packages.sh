@@ -10,6 +10,7 @@ wanted=(
   "/usr/bin/mmdebstrap mmdebstrap"                            # the base image's root filesystem
   "/usr/bin/buildah buildah"                                  # Dockerfiles -> OCI images
   "/usr/bin/catatonit catatonit"                              # the sandbox (pause) process
+  "/usr/sbin/iptables iptables"                               # kube-proxy's Service rules
 )
 
 missing=()

@@ -1,10 +1,8 @@
-"""Failures injected into real training on local nodes: each job finishes, and its final
+"""Failures injected into real training on real nodes: each job finishes, and its final
 weights are bitwise equal to those of a clean run of the same job (fixed world size)."""
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,13 +12,15 @@ import torch
 
 from ringleader_client.progressfiles import heartbeat_path, read_json
 from ringleader_trainer.report import FINAL_MODEL
+from tests.e2e.conftest import create_restricted_namespace
 from tests.e2e.test_training_through_the_operator import (
     DIGITS_ARGS,
     digits_job,
+    pod_log,
     status_when,
     wait_finished,
 )
-from tests.harness import LocalNodes, OperatorProcess
+from tests.harness import InstalledOperator
 from tests.kube import Kube, wait_until
 
 # Long enough to inject a failure after the first checkpoint (step 20) and recover before the
@@ -29,8 +29,8 @@ ARGS = [*DIGITS_ARGS, "--epochs", "5", "--min-step-seconds", "0.1"]
 Weights = dict[str, torch.Tensor]
 
 
-def recovery_job(name: str) -> dict[str, Any]:
-    job = digits_job(name)
+def recovery_job(name: str, image: str) -> dict[str, Any]:
+    job = digits_job(name, image)
     job["spec"]["template"]["spec"]["containers"][0]["args"] = ARGS
     return job
 
@@ -42,9 +42,12 @@ def volume_of(kube: Kube, namespace: str, job: str) -> Path:
     return Path(volume["spec"]["hostPath"]["path"])
 
 
-def train(kube: Kube, namespace: str, name: str, inject: Callable[[], None] | None) -> Weights:
+def train(
+    kube: Kube, namespace: str, job: dict[str, Any], inject: Callable[[], None] | None
+) -> Weights:
     """Apply the job, inject the failure once a checkpoint exists, and return final weights."""
-    kube.apply(recovery_job(name), namespace)
+    name = job["metadata"]["name"]
+    kube.apply(job, namespace)
     if inject is not None:
         status_when(
             kube,
@@ -68,12 +71,12 @@ def assert_bitwise_equal(got: Weights, want: Weights) -> None:
 
 
 @pytest.fixture(scope="module")
-def clean_weights(kube: Kube, operator: OperatorProcess, local_nodes: LocalNodes) -> Weights:
+def clean_weights(kube: Kube, operator: InstalledOperator, trainer_image: str) -> Weights:
     """The final weights of the job trained without a failure."""
     namespace = "clean-run"
-    kube.run("create", "namespace", namespace)
+    create_restricted_namespace(kube, namespace)
     try:
-        return train(kube, namespace, "clean", None)
+        return train(kube, namespace, recovery_job("clean", trainer_image), None)
     finally:
         kube.run("delete", "namespace", namespace, "--wait=false", check=False)
 
@@ -88,17 +91,19 @@ def replaced(kube: Kube, namespace: str, pod: str, uid: str) -> bool:
 
 
 def test_kill_9_of_a_training_process_is_restarted_in_place(
-    kube: Kube, clean_weights: Weights, namespace: str
+    kube: Kube, clean_weights: Weights, trainer_image: str, namespace: str
 ) -> None:
     killed: list[int] = []
 
     def kill_worker() -> None:
         volume = volume_of(kube, namespace, "killed")
         beat = read_json(heartbeat_path(volume, "killed-worker-1-a0")) or {}
-        os.kill(int(beat["pid"]), signal.SIGKILL)
+        # The pid in the pod's own PID namespace: killed from inside, as a user would.
+        kill = ["sh", "-c", f"kill -9 {int(beat['pid'])}"]
+        kube.run("exec", "-n", namespace, "killed-worker-1-a0", "-c", "trainer", "--", *kill)
         killed.append(int(beat["pid"]))
 
-    weights = train(kube, namespace, "killed", kill_worker)
+    weights = train(kube, namespace, recovery_job("killed", trainer_image), kill_worker)
     assert_bitwise_equal(weights, clean_weights)
     status = kube.get("dtj", "killed", namespace=namespace)["status"]
     assert status["restartAttempt"] == 0 and "lastFailure" not in status  # the agent did it
@@ -108,7 +113,7 @@ def test_kill_9_of_a_training_process_is_restarted_in_place(
 
 @pytest.mark.parametrize("index", [1, 0], ids=["worker", "rank-0-worker"])
 def test_a_deleted_worker_pod_is_recreated_and_the_group_re_forms(
-    kube: Kube, clean_weights: Weights, namespace: str, index: int
+    kube: Kube, clean_weights: Weights, trainer_image: str, namespace: str, index: int
 ) -> None:
     pod = f"deleted-worker-{index}-a0"
     uids: list[str] = []
@@ -118,7 +123,7 @@ def test_a_deleted_worker_pod_is_recreated_and_the_group_re_forms(
         kube.run("delete", "pod", pod, "-n", namespace, "--wait=false")
         wait_until(lambda: replaced(kube, namespace, pod, uids[0]), what=f"{pod} recreated")
 
-    weights = train(kube, namespace, "deleted", delete_pod)
+    weights = train(kube, namespace, recovery_job("deleted", trainer_image), delete_pod)
     assert_bitwise_equal(weights, clean_weights)
     status = kube.get("dtj", "deleted", namespace=namespace)["status"]
     assert status["restartAttempt"] == 0  # the survivor stayed; nothing failed
@@ -128,7 +133,7 @@ def test_a_deleted_worker_pod_is_recreated_and_the_group_re_forms(
 
 
 def test_a_deleted_rendezvous_pod_is_recreated_and_training_finishes(
-    kube: Kube, clean_weights: Weights, namespace: str
+    kube: Kube, clean_weights: Weights, trainer_image: str, namespace: str
 ) -> None:
     uids: list[str] = []
 
@@ -139,7 +144,7 @@ def test_a_deleted_rendezvous_pod_is_recreated_and_training_finishes(
             lambda: replaced(kube, namespace, "store-rdzv", uids[0]), what="store-rdzv recreated"
         )
 
-    weights = train(kube, namespace, "store", delete_store)
+    weights = train(kube, namespace, recovery_job("store", trainer_image), delete_store)
     assert_bitwise_equal(weights, clean_weights)
     # The agents lose their rendezvous; each pod says so and is replaced in place.
     status = kube.get("dtj", "store", namespace=namespace)["status"]
@@ -148,9 +153,9 @@ def test_a_deleted_rendezvous_pod_is_recreated_and_training_finishes(
 
 
 def test_a_hung_worker_is_noticed_and_the_gang_restarts_from_its_checkpoint(
-    kube: Kube, local_nodes: LocalNodes, clean_weights: Weights, namespace: str
+    kube: Kube, clean_weights: Weights, trainer_image: str, namespace: str
 ) -> None:
-    job = recovery_job("hung")
+    job = recovery_job("hung", trainer_image)
     job["spec"]["template"]["spec"]["containers"][0]["args"] = [
         *ARGS, "--debug-stall-at-step", "30"
     ]  # fmt: skip
@@ -162,7 +167,7 @@ def test_a_hung_worker_is_noticed_and_the_gang_restarts_from_its_checkpoint(
     assert (status["restartAttempt"], status["restartsByClass"]) == (1, {"Hang": 1})
     reasons = kube.run("get", "events", "-n", namespace, "-o", "jsonpath={.items[*].reason}")
     assert "HangDetected" in reasons.split()
-    log = local_nodes.state.log_file(namespace, "hung-worker-0-a1", "trainer").read_text()
+    log = pod_log(kube, namespace, "hung-worker-0-a1")
     assert "ringleader: resumed from" in log  # the new gang started from a checkpoint
     weights: Weights = torch.load(volume_of(kube, namespace, "hung") / FINAL_MODEL)
     assert_bitwise_equal(weights, clean_weights)

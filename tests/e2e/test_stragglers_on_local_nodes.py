@@ -1,4 +1,4 @@
-"""A slow node on local nodes: the worker on it is named a straggler in status (with its node,
+"""A slow node among the real nodes: the worker on it is named a straggler in status (with its node,
 a condition and an event) within a few dozen steps; under ReplacePod its pod is replaced off
 that node, the group goes on at full speed from its checkpoint and the job succeeds. Each group
 measures its network first (a pre-flight), over the pod network between the two nodes."""
@@ -19,7 +19,7 @@ from tests.e2e.test_training_through_the_operator import (
     status_when,
     wait_finished,
 )
-from tests.harness import LocalNodes, OperatorProcess
+from tests.harness import InstalledOperator
 from tests.kube import Kube, wait_until
 
 SLOW_NODES = "slow-nodes"  # under the checkpoint volume: the nodes the trainers slow down on
@@ -30,10 +30,10 @@ WORKER_1 = "slow-worker-1-a0"
 PREFLIGHT_REASONS = {"NetworkAsExpected", "SlowLink", "SlowWorkerNetwork"}
 
 
-def slow_node_job() -> dict[str, Any]:
+def slow_node_job(image: str) -> dict[str, Any]:
     """The digits job, its two workers on two nodes, slowed down on the nodes the test lists,
     with stragglers replaced."""
-    job = digits_job("slow")
+    job = digits_job("slow", image)
     spec = job["spec"]["template"]["spec"]
     trainer = spec["containers"][0]
     trainer["args"] = [
@@ -79,9 +79,9 @@ def event_reasons(kube: Kube, namespace: str) -> list[str]:
 
 @pytest.mark.planted_straggler
 def test_a_worker_on_a_slow_node_is_named_then_replaced_off_that_node(
-    kube: Kube, operator: OperatorProcess, local_nodes: LocalNodes, namespace: str
+    kube: Kube, operator: InstalledOperator, trainer_image: str, namespace: str
 ) -> None:
-    kube.apply(slow_node_job(), namespace)
+    kube.apply(slow_node_job(trainer_image), namespace)
     running = status_when(
         kube, namespace, "slow", lambda s: step_of(s) >= 5, timeout=180, what="step 5"
     )

@@ -2,13 +2,64 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.harness import LocalNodes, node_ready
+import pytest
+
+from tests.harness import node_ready
 from tests.kube import Kube, wait_until
-from tools.nodeagent.config import netns_name, veth_names
+from tools.nodeagent.config import StateDir, netns_name, veth_names
+
+# The agent's nodes, apart from the developer cluster's agent (rlbr0, 10.250/16) and from the
+# real nodes local-N the e2e tests run.
+LOCAL_NODES = ["local-test-0", "local-test-1"]
+LOCAL_BRIDGE, LOCAL_POD_CIDR = "rlbr9", "10.249.0.0/16"
+
+
+@dataclass(frozen=True)
+class LocalNodes:
+    """The node agent started for these tests (the benches still run on it; the tests and the
+    demo run on real nodes)."""
+
+    state: StateDir
+    process: subprocess.Popen[bytes]
+
+
+def start_node_agent(kubeconfig: Path, state: Path) -> subprocess.Popen[bytes]:
+    """Start the local node agent for LOCAL_NODES (it removes its nodes when stopped)."""
+    argv = [
+        sys.executable, "-m", "tools.nodeagent", f"--kubeconfig={kubeconfig}",
+        f"--state-dir={state}", f"--bridge={LOCAL_BRIDGE}", f"--pod-cidr={LOCAL_POD_CIDR}",
+        "--unregister", *[f"--node={name}" for name in LOCAL_NODES],
+    ]  # fmt: skip
+    with open(state / "agent.log", "ab") as log:
+        return subprocess.Popen(argv, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
+@pytest.fixture(scope="module")
+def local_nodes(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNodes]:
+    """A node agent with two local nodes that run pods as processes, stopped afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("the local node agent needs root")
+    state = tmp_path_factory.mktemp("nodeagent")
+    process = start_node_agent(kube.kubeconfig, state)
+    try:
+        for name in LOCAL_NODES:
+            wait_until(functools.partial(node_ready, kube, name), what=f"node {name} Ready")
+        yield LocalNodes(StateDir(state), process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

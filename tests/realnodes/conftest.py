@@ -1,63 +1,27 @@
-"""Real nodes for the session's cluster: two kubelets with their own containerd, and images."""
+"""Real-node tests: the nodes are the session's (tests/conftest.py `local_nodes`), the operator
+the one the chart installs."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from tests.conftest import session_layout, use_existing_cluster
-from tests.harness import InstalledOperator
+from tests.harness import InstalledOperator, LocalNodes
 from tests.kube import Kube, wait_until
-from tools.localcluster.cluster import NODE_KUBELET, LocalCluster
-from tools.realnodes.naming import LOCAL_POOL, NODE_POOL_LABEL, local_node_names
-
-NODE_COUNT = 2
-
-
-@dataclass(frozen=True)
-class RealNodes:
-    """The session's real nodes: their names, and the cluster that runs them."""
-
-    names: list[str]
-    cluster: LocalCluster
-
-    def image(self, name: str, on: list[str] | None = None) -> str:
-        """The reference of a locally built image, imported into the nodes (or those in on)."""
-        [image] = self.cluster.import_images([name], on)
-        return image.ref
+from tools.realnodes.naming import LOCAL_POOL, NODE_POOL_LABEL
 
 
 @pytest.fixture(scope="session")
-def real_nodes(kube: Kube) -> Iterator[RealNodes]:
-    """Two real nodes (local-0, local-1) in the session's cluster, stopped afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("real nodes need root (mount namespaces, cgroups, network interfaces)")
-    if use_existing_cluster():
-        pytest.skip("real nodes join only the cluster the tests start themselves")
-    cluster = LocalCluster(session_layout(), provisioner=False, node_kind=NODE_KUBELET)
-    try:
-        cluster.start_local_nodes(NODE_COUNT)
-        yield RealNodes(local_node_names(NODE_COUNT), cluster)
-    finally:
-        cluster.stop_real_nodes()
+def operator(installed_operator: InstalledOperator) -> InstalledOperator:
+    """The real-node tests' operator is the one the chart installs in the cluster."""
+    return installed_operator
 
 
 @pytest.fixture(scope="session")
-def operator(kube: Kube, real_nodes: RealNodes) -> InstalledOperator:
-    """The operator as users install it: `helm install` of charts/ringleader with the image
-    operator/Dockerfile builds, in the cluster, on its system node (real-node tests only)."""
-    image = real_nodes.cluster.install_operator()
-    return InstalledOperator(kube, image)
-
-
-@pytest.fixture(scope="session")
-def base_image(real_nodes: RealNodes) -> str:
+def base_image(local_nodes: LocalNodes) -> str:
     """Debian 12 with Python, on every real node."""
-    return real_nodes.image("base")
+    return local_nodes.image("base")
 
 
 SLEEP = ["python3", "-c", "import time; time.sleep(3600)"]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
+from tests.harness import LocalNodes
 from tests.kube import Kube
-from tests.realnodes.conftest import RealNodes, pod, terminated
+from tests.realnodes.conftest import pod, terminated
 
 REPORT = """
 import importlib.util, json, os
@@ -27,10 +28,10 @@ def _run(kube: Kube, namespace: str, name: str, image: str, node: str) -> dict[s
 
 
 def test_the_trainer_image_has_torch_and_the_trainer_and_runs_as_its_own_user(
-    kube: Kube, namespace: str, real_nodes: RealNodes
+    kube: Kube, namespace: str, local_nodes: LocalNodes
 ) -> None:
-    node = real_nodes.names[0]  # a torch image takes about a minute to import into a node
-    image = real_nodes.image("trainer", on=[node])
+    node = local_nodes.names[0]  # a torch image takes about a minute to import into a node
+    image = local_nodes.image("trainer", on=[node])
     command = ["python", "-c", "import torch, ringleader_trainer; print(torch.__version__)"]
     # The image's entry point is the launcher; `command` replaces it as a pod spec would.
     kube.apply(pod("imports", image, command, nodeName=node), namespace)
@@ -41,18 +42,18 @@ def test_the_trainer_image_has_torch_and_the_trainer_and_runs_as_its_own_user(
 
 
 def test_the_user_image_has_torch_and_nothing_of_ringleader(
-    kube: Kube, namespace: str, real_nodes: RealNodes
+    kube: Kube, namespace: str, local_nodes: LocalNodes
 ) -> None:
-    node = real_nodes.names[0]
-    image = real_nodes.image("user", on=[node])
+    node = local_nodes.names[0]
+    image = local_nodes.image("user", on=[node])
     report = _run(kube, namespace, "user", image, node)
     assert report == {"uid": 0, "torch": True, "ringleader_trainer": False, "ringleader": False}
 
 
 def test_the_operator_image_has_the_operator_and_runs_as_non_root(
-    kube: Kube, namespace: str, real_nodes: RealNodes
+    kube: Kube, namespace: str, local_nodes: LocalNodes
 ) -> None:
-    node = real_nodes.names[0]
-    image = real_nodes.image("operator", on=[node])
+    node = local_nodes.names[0]
+    image = local_nodes.image("operator", on=[node])
     report = _run(kube, namespace, "operator", image, node)
     assert report == {"uid": 65532, "torch": False, "ringleader_trainer": False, "ringleader": True}

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
+from tests.harness import LocalNodes
 from tests.kube import Kube, wait_until
-from tests.realnodes.conftest import RealNodes, pod, terminated, wait_ready
+from tests.realnodes.conftest import pod, terminated, wait_ready
 
 
 def _on(node: str) -> dict[str, str]:
@@ -13,7 +14,7 @@ def _on(node: str) -> dict[str, str]:
 
 
 def test_a_pod_on_a_real_node_becomes_ready_and_serves_logs_and_exec(
-    kube: Kube, namespace: str, real_nodes: RealNodes, base_image: str
+    kube: Kube, namespace: str, local_nodes: LocalNodes, base_image: str
 ) -> None:
     script = "import socket, time; print('hello from', socket.gethostname()); time.sleep(600)"
     container = {
@@ -22,7 +23,7 @@ def test_a_pod_on_a_real_node_becomes_ready_and_serves_logs_and_exec(
     }
     manifest = pod(
         "hello", base_image, ["python3", "-c", script],
-        nodeSelector=_on(real_nodes.names[0]), container=container,
+        nodeSelector=_on(local_nodes.names[0]), container=container,
     )  # fmt: skip
     kube.apply(manifest, namespace)
     wait_ready(kube, namespace, "hello")
@@ -47,7 +48,7 @@ print(json.dumps(answers))
 
 
 def test_pods_on_different_nodes_reach_each_other_by_ip_and_by_headless_service_names(
-    kube: Kube, namespace: str, real_nodes: RealNodes, base_image: str
+    kube: Kube, namespace: str, local_nodes: LocalNodes, base_image: str
 ) -> None:
     service = {
         "apiVersion": "v1",
@@ -60,7 +61,7 @@ def test_pods_on_different_nodes_reach_each_other_by_ip_and_by_headless_service_
     pods = [
         pod(name, base_image, server, nodeSelector=_on(node), hostname=name, subdomain="peers",
             metadata=labels)
-        for name, node in zip(["pa", "pb"], real_nodes.names, strict=True)
+        for name, node in zip(["pa", "pb"], local_nodes.names, strict=True)
     ]  # fmt: skip
     kube.apply([service, *pods], namespace)
     wait_ready(kube, namespace, "pa", "pb")
@@ -97,7 +98,7 @@ print(json.dumps({"host": host, "port": port, "version": version["gitVersion"]})
 
 
 def test_a_pod_reaches_the_api_server_through_the_kubernetes_service(
-    kube: Kube, namespace: str, real_nodes: RealNodes, base_image: str
+    kube: Kube, namespace: str, local_nodes: LocalNodes, base_image: str
 ) -> None:
     manifest = pod("api", base_image, ["python3", "-c", API_VERSION])
     kube.apply(manifest, namespace)
@@ -123,7 +124,7 @@ print(json.dumps({"uid": os.getuid(), "root_writable": writable,
 
 
 def test_a_pod_with_a_restricted_security_context_runs_as_asked(
-    kube: Kube, namespace: str, real_nodes: RealNodes, base_image: str
+    kube: Kube, namespace: str, local_nodes: LocalNodes, base_image: str
 ) -> None:
     container_context = {
         "allowPrivilegeEscalation": False,
@@ -152,7 +153,7 @@ def test_a_pod_with_a_restricted_security_context_runs_as_asked(
 
 
 def test_a_pod_over_its_memory_limit_is_oom_killed(
-    kube: Kube, namespace: str, real_nodes: RealNodes, base_image: str
+    kube: Kube, namespace: str, local_nodes: LocalNodes, base_image: str
 ) -> None:
     allocate = "import time; block = b'x' * (200 << 20); time.sleep(60)"
     limits = {"resources": {"limits": {"memory": "64Mi"}, "requests": {"memory": "64Mi"}}}

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT, TEST_PORT_BASE, session_layout
+from tests.harness import LocalNodes
 from tests.kube import Kube
-from tests.realnodes.conftest import SLEEP, RealNodes, pod, wait_ready
+from tests.realnodes.conftest import SLEEP, pod, wait_ready
 from tools.localcluster.cluster import NODE_KUBELET, LocalCluster
 from tools.localcluster.layout import Layout
 from tools.realnodes import cgroups, hostnet, mounts
@@ -50,7 +51,7 @@ def _traces(root: Path, naming: ClusterNaming) -> dict[str, list[str]]:
 
 
 @pytest.fixture
-def other_cluster(real_nodes: RealNodes) -> Iterator[LocalCluster]:
+def other_cluster(local_nodes: LocalNodes) -> Iterator[LocalCluster]:
     """A second cluster with one real node, beside the session's (destroyed by the test)."""
     root = REPO_ROOT / f".cluster-test-{OTHER_PORT_BASE}"
     layout = Layout(root, session_layout().bin_dir, OTHER_PORT_BASE)
@@ -65,7 +66,11 @@ def other_cluster(real_nodes: RealNodes) -> Iterator[LocalCluster]:
 
 
 def test_a_second_cluster_runs_beside_the_first_and_its_down_leaves_nothing_behind(
-    kube: Kube, namespace: str, real_nodes: RealNodes, base_image: str, other_cluster: LocalCluster
+    kube: Kube,
+    namespace: str,
+    local_nodes: LocalNodes,
+    base_image: str,
+    other_cluster: LocalCluster,
 ) -> None:
     other = Kube(other_cluster.layout.kubeconfig)
     other_cluster.import_images(["base"])

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.test_training_through_the_operator import status_when, wait_finished
-from tests.harness import InstalledOperator
+from tests.harness import InstalledOperator, LocalNodes
 from tests.kube import Kube
-from tests.realnodes.conftest import RealNodes
 from tools.realnodes.naming import LOCAL_POOL, NODE_POOL_LABEL
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -51,9 +50,9 @@ def user_script_job(image: str) -> dict[str, Any]:
 
 
 def test_a_torchrun_script_in_the_plain_torch_image_runs_to_succeeded(
-    kube: Kube, namespace: str, operator: InstalledOperator, real_nodes: RealNodes
+    kube: Kube, namespace: str, operator: InstalledOperator, local_nodes: LocalNodes
 ) -> None:
-    image = real_nodes.image("user")
+    image = local_nodes.image("user")
     kube.run("create", "configmap", "scripts", f"--from-file={TRAIN}", "-n", namespace)
     kube.apply(user_script_job(image), namespace)
     status_when(

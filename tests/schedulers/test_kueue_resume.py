@@ -1,5 +1,5 @@
 """A training job preempted by Kueue resumes from its checkpoint: the real Kueue, the operator,
-and the built-in trainer as processes on local nodes. The preempted job stops at a step
+and the built-in trainer image on real nodes. The preempted job stops at a step
 boundary with a checkpoint, waits Queued, and once the quota is back trains on from where it
 stopped — at most one checkpoint interval redone — to Succeeded, with no restart counted."""
 
@@ -71,9 +71,9 @@ def local_queue(kube: Kube, kueue: str, namespace: str) -> Iterator[str]:
         kube.run("delete", "clusterqueue,resourceflavor", name, "--wait=false", check=False)
 
 
-def queued_digits(name: str, queue: str, priority_class: str, epochs: int) -> Obj:
+def queued_digits(name: str, image: str, queue: str, priority_class: str, epochs: int) -> Obj:
     """The e2e digits job, placed by its flavor rather than by its own node selector."""
-    job = digits_job(name)
+    job = digits_job(name, image)
     job["metadata"]["labels"] = {kw.QUEUE_LABEL: queue}
     job["spec"]["scheduling"] = {"priorityClassName": priority_class}
     pod_spec = job["spec"]["template"]["spec"]
@@ -87,9 +87,9 @@ def step_of(status: Obj) -> int:
     return int((status.get("progress") or {}).get("step") or 0)
 
 
-def resumed_at(local_nodes: LocalNodes, namespace: str, pod: str) -> list[int]:
-    """The steps the trainer of every incarnation of the pod resumed from, in order."""
-    log = local_nodes.state.log_file(namespace, pod, "trainer").read_text()
+def resumed_at(kube: Kube, namespace: str, pod: str) -> list[int]:
+    """The steps the trainer of the pod's newest incarnation resumed from (`kubectl logs`)."""
+    log = kube.run("logs", "-n", namespace, pod, "-c", "trainer")
     return [int(s) for s in re.findall(r"ringleader: resumed from \S+ at step (\d+)", log)]
 
 
@@ -101,13 +101,16 @@ def test_a_job_preempted_by_kueue_resumes_from_its_checkpoint_and_succeeds(
     local_queue: str,
     priority_classes: dict[str, str],
 ) -> None:
-    kube.apply(queued_digits("low", local_queue, priority_classes["low"], epochs=40), namespace)
+    image = local_nodes.image("trainer")
+    low = queued_digits("low", image, local_queue, priority_classes["low"], epochs=40)
+    kube.apply(low, namespace)
     status_when(
         kube, namespace, "low",
         lambda s: s.get("phase") == "Running" and (s.get("checkpoint") or {}).get("step", 0) >= 20,
         timeout=240, what="low training, a checkpoint written",
     )  # fmt: skip
-    kube.apply(queued_digits("urgent", local_queue, priority_classes["high"], epochs=5), namespace)
+    urgent_job = queued_digits("urgent", image, local_queue, priority_classes["high"], epochs=5)
+    kube.apply(urgent_job, namespace)
     preempted = status_when(
         kube, namespace, "low", lambda s: s.get("phase") == "Queued",
         timeout=120, what="low preempted",
@@ -120,6 +123,6 @@ def test_a_job_preempted_by_kueue_resumes_from_its_checkpoint_and_succeeds(
     final = wait_finished(kube, namespace, "low", timeout=400)
     assert final["phase"] == "Succeeded", final
     assert final.get("restarts", 0) == 0 and "lastFailure" not in final, final
-    resumed = resumed_at(local_nodes, namespace, "low-worker-0-a0")
+    resumed = resumed_at(kube, namespace, "low-worker-0-a0")
     assert resumed, "low never resumed from a checkpoint"
     assert resumed[-1] >= stopped_at - CHECKPOINT_EVERY, (resumed, stopped_at)

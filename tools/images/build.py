@@ -19,6 +19,7 @@ from .wheelhouse import build_args as wheelhouse_args
 from .wheelhouse import ensure_wheelhouse
 
 PAUSE_BINARY = Path("/usr/bin/catatonit")
+KEEP_BUILDS = 2  # of each image, the newest
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 
 
@@ -69,13 +70,26 @@ class Builder:
         return image
 
     def _forget_older(self, image: Image) -> None:
-        """Drop the image's builds at other keys (archives and buildah's copies): gigabytes."""
-        for path in image.archive.parent.glob(f"{image.name}-*.tar"):
-            if path != image.archive:
-                path.unlink()
+        """Drop the image's older builds (archives and buildah's copies): gigabytes each.
+
+        The newest KEEP_BUILDS stay: the cache is shared by every clone on the machine, and two
+        branches that differ in an image's inputs would otherwise rebuild it in turn.
+        """
+        archives = sorted(
+            image.archive.parent.glob(f"{image.name}-*.tar"),
+            key=lambda path: path.stat().st_mtime,
+            reverse=True,
+        )
+        kept = {path.stem.removeprefix(f"{image.name}-") for path in archives[:KEEP_BUILDS]}
+        for path in archives[KEEP_BUILDS:]:
+            path.unlink()
         repository = image.ref.rpartition(":")[0]
         names = self.store.buildah("images", "--format={{.Name}}:{{.Tag}}").split()
-        older = [ref for ref in names if ref.startswith(f"{repository}:") and ref != image.ref]
+        older = [
+            ref
+            for ref in names
+            if ref.startswith(f"{repository}:") and ref.rpartition(":")[2] not in kept
+        ]
         if older:
             self.store.buildah("rmi", *older)
 

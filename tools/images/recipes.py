@@ -78,6 +78,13 @@ def build_recipes(repo: Path) -> dict[str, Recipe]:
             description="the Ringleader trainer (trainer-image/Dockerfile)",
         ),
         Recipe(
+            "hf",
+            "dockerfile",
+            dockerfile="tools/images/hf.Dockerfile",
+            base="user",
+            description="the user image with transformers, accelerate and the client library",
+        ),
+        Recipe(
             "operator",
             "dockerfile",
             dockerfile="operator/Dockerfile",

@@ -29,7 +29,12 @@ class Store:
         return self.root / "archives" / f"{name}-{key}.tar"
 
     def wheelhouse(self, key: str) -> Path:
-        return self.root / "wheels" / key
+        return self.wheelhouses / key
+
+    @property
+    def wheelhouses(self) -> Path:
+        """Where every wheelhouse is, one directory per key."""
+        return self.root / "wheels"
 
     @property
     def work_dir(self) -> Path:

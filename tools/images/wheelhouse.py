@@ -22,15 +22,23 @@ INPUTS = (
 )
 # The projects' build backend, needed inside the image to install them from source.
 BUILD_REQUIREMENTS = ("setuptools>=68",)
+# What images install beside the projects (tools/images/hf.Dockerfile), pinned by the constraints.
+EXTRA_REQUIREMENTS = ("transformers", "accelerate")
 MOUNT_POINT = "/mnt"  # exists, empty, in Debian and python:3.11-slim: the build leaves no trace
 
 
 def wheelhouse_key(repo: Path) -> str:
     """A hash of the files that decide which wheels are needed."""
-    digest = hashlib.sha256()
+    digest = hashlib.sha256("\0".join(EXTRA_REQUIREMENTS).encode())
     for name in INPUTS:
         digest.update(name.encode() + b"\0" + (repo / name).read_bytes())
     return digest.hexdigest()[:16]
+
+
+def newest_wheelhouse(store: Store) -> Path | None:
+    """The most recently completed wheelhouse (of other pins), if there is one."""
+    done = [path.parent for path in store.wheelhouses.glob("*/.complete")]
+    return max(done, key=lambda path: (path / ".complete").stat().st_mtime, default=None)
 
 
 def ensure_wheelhouse(store: Store, repo: Path) -> Path:
@@ -41,12 +49,16 @@ def ensure_wheelhouse(store: Store, repo: Path) -> Path:
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
+    # pip takes a file from --find-links before the same one from the index: a change of one pin
+    # copies the 2.7 GB of torch and CUDA wheels from the last wheelhouse instead of PyPI.
+    previous = newest_wheelhouse(store)
     argv = [
         sys.executable, "-m", "pip", "download", "--quiet", f"--dest={partial}",
         f"--constraint={repo / 'requirements-dev.txt'}",
+        *([f"--find-links={previous}"] if previous else []),
         # The client first: the trainer requires it, and only this checkout has it.
         str(repo / "client"), str(repo / "trainer-image"), str(repo / "operator"),
-        *BUILD_REQUIREMENTS,
+        *EXTRA_REQUIREMENTS, *BUILD_REQUIREMENTS,
     ]  # fmt: skip
     run(argv, quiet=False)
     (partial / ".complete").touch()

@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ringleader import admission
 from tools.images.build import Image
@@ -122,10 +123,13 @@ class LocalCluster:
                 raise ClusterError("real nodes run here: cluster-down first")
             self._start_addon(agent)
         for name in local_node_names(count):
-            self._wait_for(
-                f"local node {name} Ready",
-                "wait", "--for=condition=Ready", f"node/{name}", "--timeout=5s",
-            )  # fmt: skip
+            self.wait_node_ready(name)
+
+    def wait_node_ready(self, name: str) -> None:
+        """Until the node exists and is Ready."""
+        self._wait_for(
+            f"node {name} Ready", "wait", "--for=condition=Ready", f"node/{name}", "--timeout=5s"
+        )
 
     def _start_real_nodes(self, count: int) -> None:
         self.start_nodes(local_node_names(count))
@@ -138,6 +142,14 @@ class LocalCluster:
             open_real_nodes(self.layout).up(names, pki)
         except (NodeError, BuildError, HostNetError) as error:
             raise ClusterError(f"real nodes: {error}") from error
+
+    def lose_node(self, name: str, delete: bool = False) -> None:
+        """A real node's machine vanishes: its kubelet and containerd stop, its containers die
+        without a signal. delete also removes its Node object, as a cloud's node controller
+        does for a machine that is gone."""
+        open_real_nodes(self.layout, build=False).stop_node(name)
+        if delete:
+            self.kubectl("delete", "node", name, "--wait=false")
 
     def import_images(self, names: list[str], node_names: list[str] | None = None) -> list[Image]:
         """Build the named images (tools/images) and import them into the real nodes."""
@@ -188,22 +200,21 @@ class LocalCluster:
                      stdin=json.dumps(configuration))  # fmt: skip
         return (f"--webhook-port={port}", "--webhook-addr=127.0.0.1", f"--webhook-cert-dir={certs}")
 
-    def install_operator(self) -> str:
-        """Install the operator with its Helm chart, as users do: the image operator/Dockerfile
-        builds, on the system node (started here, real nodes only); return the image."""
+    def install_operator(self, **values: Any) -> str:
+        """Install (or upgrade) the operator with its Helm chart, as users do: the image
+        operator/Dockerfile builds, on the system node (started here, real nodes only), with
+        `values` over the chart's (e.g. replicas=2); return the image."""
         if self.node_kind != NODE_KUBELET:
             raise ClusterError("the operator's image runs only on real nodes (--node-kind kubelet)")
         self.start_nodes([SYSTEM_NODE])
-        self._wait_for(
-            f"node {SYSTEM_NODE} Ready",
-            "wait", "--for=condition=Ready", f"node/{SYSTEM_NODE}", "--timeout=5s",
-        )  # fmt: skip
+        self.wait_node_ready(SYSTEM_NODE)
         [image] = self.import_images(["operator"], [SYSTEM_NODE])
         self._retire_host_operator()
         self.kubectl("apply", "-f", "-", stdin=json.dumps(operatorchart.build_namespace()))
-        values = self.layout.root / "operator-values.json"
-        values.write_text(json.dumps(operatorchart.build_values(image.ref), indent=2))
-        argv = operatorchart.install_argv(self.layout, values)
+        chosen = {**operatorchart.build_values(image.ref), **values}
+        values_file = self.layout.root / "operator-values.json"
+        values_file.write_text(json.dumps(chosen, indent=2))
+        argv = operatorchart.install_argv(self.layout, values_file)
         env = {**os.environ, **operatorchart.helm_env(self.layout)}
         result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
         if result.returncode != 0:

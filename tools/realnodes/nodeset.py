@@ -19,7 +19,7 @@ from tools.localcluster.pki import Pki, ensure_client_cert
 
 from . import coredns, hostnet, kubeproxy, servicenet
 from .hostshare import HostShare
-from .naming import ClusterNaming, node_index
+from .naming import LOCAL_POOL, ClusterNaming, node_index
 from .node import NodeBinaries, NodeError, RealNode
 from .nodedirs import CONTAINERD_HOST_PATHS, KUBELET_HOST_PATHS
 
@@ -144,10 +144,14 @@ class RealNodes:
     def ensure_images(self, names: list[str], node_names: list[str] | None = None) -> list[Image]:
         """Build (or take from the cache) the named images; import them where missing.
 
-        Into every node, or only those in node_names: a torch image takes about a minute a node.
+        Into every training node, or only those in node_names: a torch image takes about a
+        minute a node (and 5 GB of its disk), and the system node runs no training pods.
         """
         images = [self.builder.ensure(name) for name in names]
-        nodes = [n for n in self.existing() if node_names is None or n.naming.name in node_names]
+        chosen = node_names or [
+            n.naming.name for n in self.existing() if n.naming.pool == LOCAL_POOL
+        ]
+        nodes = [n for n in self.existing() if n.naming.name in chosen]
 
         def import_all(node: RealNode) -> None:
             for image in images:

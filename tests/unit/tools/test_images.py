@@ -111,8 +111,8 @@ def test_the_key_changes_with_the_base_image_and_the_recipe(repo: Path) -> None:
 
 
 def test_the_wheelhouse_is_keyed_by_the_pins(repo: Path) -> None:
-    for project in ("operator", "client"):
-        (repo / project).mkdir()
+    for project in ("operator", "client", "trainer-image"):
+        (repo / project).mkdir(exist_ok=True)
         (repo / project / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     before = wheelhouse_key(repo)
     with (repo / "requirements-dev.txt").open("a") as requirements:
