@@ -1,5 +1,4 @@
-"""Real-node tests: the nodes are the session's (tests/conftest.py `local_nodes`), the operator
-the one the chart installs."""
+"""Real-node tests: the nodes are the session's (tests/conftest.py `local_nodes`)."""
 
 from __future__ import annotations
 
@@ -7,15 +6,9 @@ from typing import Any
 
 import pytest
 
-from tests.harness import InstalledOperator, LocalNodes
+from tests.harness import LocalNodes
 from tests.kube import Kube, wait_until
 from tools.realnodes.naming import LOCAL_POOL, NODE_POOL_LABEL
-
-
-@pytest.fixture(scope="session")
-def operator(installed_operator: InstalledOperator) -> InstalledOperator:
-    """The real-node tests' operator is the one the chart installs in the cluster."""
-    return installed_operator
 
 
 @pytest.fixture(scope="session")
