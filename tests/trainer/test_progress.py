@@ -86,6 +86,20 @@ def test_an_announced_state_is_written_at_once_whatever_the_interval(tmp_path: P
     assert (beat.get("step"), beat.get("state")) == (8, "Finishing")
 
 
+def test_each_process_traces_to_a_file_of_its_own_even_with_the_same_pid(tmp_path: Path) -> None:
+    """In a container every incarnation of a pod runs with the same small pids: a restarted
+    process must not append to its predecessor's trace (recovery benches read each file's first
+    step as a process's start)."""
+    rt = Runtime(0, 1, 0, torch.device("cpu"), cast(Any, None), tmp_path, 2, "pod-0", "job")
+    options = parse_options(["--progress-interval", "3600", "--trace-dir", str(tmp_path / "t")])
+    for step in (1, 2):  # two incarnations, here in one process: one pid
+        reporter = Reporter(rt, options, num_samples=100)
+        reporter.trace(step, data.Position(0, step), torch.arange(4), loss=0.5)
+    traces = sorted(tmp_path.glob("t/trace-*.jsonl"))
+    assert len(traces) == 2
+    assert sorted(json.loads(p.read_text())["step"] for p in traces) == [1, 2]
+
+
 @pytest.mark.parametrize(("interval", "second_call"), [(0.0, True), (3600.0, False)])
 def test_throttle_allows_one_write_per_interval(interval: float, second_call: bool) -> None:
     throttle = Throttle(interval)

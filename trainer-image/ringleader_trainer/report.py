@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,9 @@ class Reporter:
         place = Place(rt.rank, rt.local_rank, rt.world_size, rt.pod_name, rt.job_name, rt.root)
         self.progress = ProgressReporter(place, opts.progress_interval, opts.heartbeat_interval)
         self._trace = Path(opts.trace_dir) if opts.trace_dir else None
+        # One file per process. Not by pid alone: in containers every incarnation of a pod has
+        # the same small pids, and a restarted process would append to its predecessor's file.
+        self._trace_name = f"trace-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
         # Every rank's figures of the last steps (the loop adds them); pods: every rank's pod.
         self.window = workerfigures.Window(pods or [rt.pod_name] * rt.world_size)
         # Summing the window costs a little per rank: done once per progress interval at most.
@@ -107,7 +111,7 @@ class Reporter:
             "loss": loss,
             "time": time.time(),  # when the step was agreed: recovery benchmarks measure to it
         }
-        with (self._trace / f"trace-{os.getpid()}.jsonl").open("a") as f:
+        with (self._trace / self._trace_name).open("a") as f:
             f.write(json.dumps(line) + "\n")
 
     def record_final(self, weights: dict[str, torch.Tensor], evaluation: dict[str, float]) -> None:
