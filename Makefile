@@ -95,10 +95,10 @@ bench-sharding: venv ## DDP vs FSDP per-rank memory and throughput (201M paramet
 gpu-checks: venv ## on a machine with an NVIDIA GPU: the GPU-marked tests (NCCL) and GPU figures
 	PYTHON=$(PY) bench/gpu-checks.sh gpu-logs
 
-bench-recovery: venv binaries ## time from injected failures to the next step, on local nodes (root)
+bench-recovery: venv binaries node-binaries host-packages ## time from injected failures to the next step, on real nodes (root)
 	$(PY) -m bench.recovery
 
-bench-elastic: venv binaries ## time to train at a new size, in place vs gang restart (root)
+bench-elastic: venv binaries node-binaries host-packages ## time to train at a new size, in place vs gang restart, on real nodes (root)
 	$(PY) -m bench.elastic
 
 # Not in `test`: a cold build of the three schedulers takes about 28 min on two cores (bench/RESULTS.md),

@@ -1,6 +1,6 @@
 """Benchmark: how long an elastic job takes to train at its new size, beside a gang restart.
 
-Run (root: local nodes run pods as processes):
+Run (root: real nodes, the operator installed by its chart, as bench.recovery):
     .venv/bin/python -m bench.elastic [--resizes 10]
 
 An elastic digits job (spec.elastic 1..3) is scaled back and forth between 2 and 3 workers with
@@ -22,16 +22,23 @@ import json
 import time
 from typing import Any
 
-from bench.recovery import BENCH_PORT_BASE, NAMESPACE, RECOVERY_TIMEOUT, Bench, build_job, report
+from bench.recovery import (
+    NAMESPACE,
+    RECOVERY_TIMEOUT,
+    Bench,
+    bench_cluster,
+    build_job,
+    report,
+    start_bench_cluster,
+)
 from tools.localcluster.cluster import LocalCluster
-from tools.localcluster.layout import REPO_ROOT, Layout, cached_bin_dir
 
 ELASTIC = {"minReplicas": 1, "maxReplicas": 3}
 
 
-def resizable_job(name: str, elastic: bool) -> dict[str, Any]:
+def resizable_job(name: str, image: str, elastic: bool) -> dict[str, Any]:
     """The recovery benchmark's traced digits job, elastic or of a fixed size."""
-    job = build_job(name, "kill-worker")  # no failure rules
+    job = build_job(name, "kill-worker", image)  # no failure rules
     if elastic:
         job["spec"]["elastic"] = ELASTIC
     return job
@@ -72,11 +79,12 @@ def scale(bench: Bench, replicas: int) -> float:
 
 
 def measure(
-    cluster: LocalCluster, name: str, elastic: bool, resizes: int
+    cluster: LocalCluster, image: str, name: str, elastic: bool, resizes: int
 ) -> dict[str, list[float]]:
     """Scale one job 2 → 3 → 2 … `resizes` times each way; return the times by direction."""
     bench = Bench(cluster, name)
-    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(resizable_job(name, elastic)))
+    job = resizable_job(name, image, elastic)
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(job))
     first_step_at(bench, 2, 0.0)
     times: dict[str, list[float]] = {"grow": [], "shrink": []}
     for i in range(resizes):
@@ -93,22 +101,20 @@ def measure(
 
 
 def main() -> None:
-    """Bring up the bench cluster with two local nodes and the operator; measure both jobs."""
+    """Bring up the bench cluster with two real nodes and the operator; measure both jobs."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resizes", type=int, default=10, help="resizes each way per job")
     args = parser.parse_args()
-    layout = Layout(REPO_ROOT / ".cluster-bench", cached_bin_dir(), BENCH_PORT_BASE)
-    cluster = LocalCluster(layout, local_nodes=2)
+    cluster = bench_cluster()
     cluster.destroy()
     results: dict[str, list[float]] = {}
     runs: list[tuple[str, bool]] = [("elastic", True), ("fixed", False)]
     try:
-        cluster.up()
-        cluster.start_operator(REPO_ROOT / "crds")
-        cluster.kubectl("create", "namespace", NAMESPACE)
+        image = start_bench_cluster(cluster)
         for name, elastic in runs:
             print(f"{name}:", flush=True)
-            for direction, times in measure(cluster, name, elastic, args.resizes).items():
+            measured = measure(cluster, image, name, elastic, args.resizes)
+            for direction, times in measured.items():
                 label = f"{direction} ({'in place' if elastic else 'gang restart'})"
                 results[label] = times
     finally:

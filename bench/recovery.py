@@ -1,6 +1,7 @@
-"""Benchmark: time from an injected failure to the next completed training step, on local nodes.
+"""Benchmark: time from an injected failure to the next completed training step, on real nodes.
 
-Run (root: local nodes run pods as processes):
+Run (root: real nodes, kubelet and containerd, with the operator installed by its chart and the
+trainer image built from trainer-image/Dockerfile):
     .venv/bin/python -m bench.recovery [--failures 10] [--kinds kill-worker,delete-pod,...]
 
 Each kind trains its own two-worker digits job through the operator and injects the failure
@@ -12,9 +13,10 @@ Each kind trains its own two-worker digits job through the operator and injects 
     fail-pod-inplace  kill -9 a pod's launcher (the pod fails, exit 137); the operator replaces
                       only that pod (RestartWorker, the default)
     fail-pod-gang     the same failure under a RestartGang rule: the whole gang restarts
-    delete-node       delete the Node of a worker (not the rendezvous pod's): its processes die
-                      with it, the operator force-deletes its pods and replaces the worker on the
-                      other node (the node agent registers the node again once it has no pods)
+    delete-node       lose the node of a worker (not the rendezvous pod's): its kubelet and
+                      containerd stop, its containers die, its Node is deleted; the operator
+                      force-deletes its pods and replaces the worker; the node is started again
+                      once no pod is bound to it, and the replacement starts there
 
 The clock starts when the failure is injected and stops at the first step completed by a
 training process that started after it (every recovery restarts all processes), read from the
@@ -36,8 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from ringleader_client.progressfiles import heartbeat_path, read_json
-from tools.localcluster.cluster import LocalCluster
+from tools.localcluster.cluster import NODE_KUBELET, LocalCluster
 from tools.localcluster.layout import REPO_ROOT, Layout, cached_bin_dir
+from tools.realnodes.naming import LOCAL_POOL, NODE_POOL_LABEL
 
 BENCH_PORT_BASE = 18400
 NAMESPACE = "recovery"
@@ -48,15 +51,16 @@ LOCAL_NODES = 2
 KINDS = ("kill-worker", "delete-pod", "fail-pod-inplace", "fail-pod-gang", "delete-node")
 
 
-def build_job(name: str, kind: str) -> dict[str, Any]:
-    """A two-worker digits job that runs until deleted, tracing every step."""
+def build_job(name: str, kind: str, image: str) -> dict[str, Any]:
+    """A two-worker digits job in `image` that runs until deleted, tracing every step."""
     args = [
         "--workload", "digits", "--epochs", "100000", "--checkpoint-every", "20",
         "--min-step-seconds", STEP_SECONDS, "--trace-dir", TRACE_DIR,
     ]  # fmt: skip
     trainer = {
         "name": "trainer",
-        "image": "ringleader-trainer:0.1.0",
+        "image": image,
+        "imagePullPolicy": "Never",  # built here and imported into the nodes
         "command": ["python", "-m", "ringleader_trainer.launch"],
         "args": args,
     }
@@ -65,7 +69,7 @@ def build_job(name: str, kind: str) -> dict[str, Any]:
         action = "RestartWorker" if kind == "fail-pod-inplace" else "RestartGang"
         policy["rules"] = [{"classes": ["Unknown"], "action": action}]
     pod_spec: dict[str, Any] = {
-        "nodeSelector": {"ringleader.dev/node-pool": "local"},
+        "nodeSelector": {NODE_POOL_LABEL: LOCAL_POOL},
         "terminationGracePeriodSeconds": 20,
         "containers": [trainer],
     }
@@ -104,12 +108,40 @@ def find_pids(pod: str, module: str) -> list[int]:
     return found
 
 
+def host_pid(pod: str, pid_in_pod: int) -> int | None:
+    """The host pid of the pod's process that is `pid_in_pod` in the pod's own PID namespace
+    (a heartbeat names its writer as the container sees it)."""
+    marker = f"RINGLEADER_POD_NAME={pod}".encode() + b"\0"
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            status = (proc / "status").read_text()
+            nspid = next(line for line in status.splitlines() if line.startswith("NSpid:"))
+            if int(nspid.split()[-1]) == pid_in_pod and marker in (proc / "environ").read_bytes():
+                return int(proc.name)
+        except (OSError, StopIteration, ValueError):
+            continue  # gone meanwhile, or a kernel thread
+    return None
+
+
 @dataclass
 class Bench:
     """One job of one kind on the bench cluster."""
 
     cluster: LocalCluster
     name: str
+
+    def return_when_unbound(self, node: str) -> None:
+        """Once no pod is bound to the lost node any more (the operator force-deletes them),
+        start it again: the workers' anti-affinity keeps the replacement off the survivor's."""
+        deadline = time.monotonic() + RECOVERY_TIMEOUT
+        while time.monotonic() < deadline:
+            pods = self.kubectl_json("get", "pods")["items"]
+            if not any(p["spec"].get("nodeName") == node for p in pods):
+                self.cluster.start_nodes([node])
+                self.cluster.wait_node_ready(node)
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"pods still bound to the lost node {node}")
 
     def kubectl_json(self, *args: str) -> dict[str, Any]:
         out = self.cluster.kubectl(*args, "-n", NAMESPACE, "-o", "json")
@@ -173,24 +205,6 @@ class Bench:
                 return str(node)
         raise RuntimeError(f"{self.name}: both workers share the rendezvous pod's node {store}")
 
-    def wait_nodes_ready(self, count: int) -> None:
-        """Until `count` nodes are Ready (a deleted one registers again once its pods are gone)."""
-        deadline = time.monotonic() + RECOVERY_TIMEOUT
-        while time.monotonic() < deadline:
-            nodes = json.loads(self.cluster.kubectl("get", "nodes", "-o", "json"))["items"]
-            ready = [
-                n
-                for n in nodes
-                if any(
-                    c["type"] == "Ready" and c["status"] == "True"
-                    for c in n["status"].get("conditions") or []
-                )
-            ]
-            if len(ready) >= count:
-                return
-            time.sleep(0.5)
-        raise TimeoutError(f"fewer than {count} nodes Ready after {RECOVERY_TIMEOUT:.0f}s")
-
 
 def inject(bench: Bench, kind: str) -> float:
     """Inject one failure into worker 1 (or its node); return the time it was injected."""
@@ -198,7 +212,8 @@ def inject(bench: Bench, kind: str) -> float:
     if kind == "delete-node":
         node = bench.node_to_delete()
         moment = time.time()
-        bench.cluster.kubectl("delete", "node", node, "--wait=false")
+        bench.cluster.lose_node(node, delete=True)
+        bench.return_when_unbound(node)  # as a machine back from repair, with nothing on it
         return moment
     if kind == "delete-pod":
         moment = time.time()
@@ -206,7 +221,8 @@ def inject(bench: Bench, kind: str) -> float:
         return moment
     if kind == "kill-worker":  # the training process that wrote the pod's last heartbeat
         beat = read_json(heartbeat_path(bench.volume(), pod)) or {}
-        pids = [int(beat["pid"])] if "pid" in beat else []
+        found = host_pid(pod, int(beat["pid"])) if "pid" in beat else None
+        pids = [found] if found else []
     else:
         pids = find_pids(pod, "ringleader_trainer.launch")
     if not pids:
@@ -217,16 +233,17 @@ def inject(bench: Bench, kind: str) -> float:
     return moment
 
 
-def measure_kind(cluster: LocalCluster, kind: str, failures: int, keep: bool) -> list[float]:
+def measure_kind(
+    cluster: LocalCluster, image: str, kind: str, failures: int, keep: bool
+) -> list[float]:
     """Run one job of this kind and return the recovery times of its injected failures."""
     bench = Bench(cluster, kind)
-    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(build_job(kind, kind)))
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(build_job(kind, kind, image)))
     started = time.time()
     bench.first_step_after(started)
     bench.wait_checkpoint_after(time.time())
     times = []
     for i in range(failures):
-        bench.wait_nodes_ready(LOCAL_NODES)
         moment = inject(bench, kind)
         took = bench.first_step_after(moment)
         times.append(took)
@@ -246,8 +263,24 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[0] if q <= 0 else cuts[int(q) - 1]
 
 
+def bench_cluster() -> LocalCluster:
+    """The benches' own cluster (.cluster-bench, ports 18400+) with two real training nodes."""
+    layout = Layout(REPO_ROOT / ".cluster-bench", cached_bin_dir(), BENCH_PORT_BASE)
+    return LocalCluster(layout, local_nodes=LOCAL_NODES, node_kind=NODE_KUBELET)
+
+
+def start_bench_cluster(cluster: LocalCluster) -> str:
+    """Start it, install the operator by its chart, import the trainer image into the training
+    nodes, create the namespace; return the trainer image."""
+    cluster.up()
+    cluster.install_operator()
+    [image] = cluster.import_images(["trainer"])
+    cluster.kubectl("create", "namespace", NAMESPACE)
+    return image.ref
+
+
 def main() -> None:
-    """Bring up the bench cluster with two local nodes and the operator; measure each kind."""
+    """Bring up the bench cluster with two real nodes and the operator; measure each kind."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--failures", type=int, default=10, help="failures injected per kind")
     parser.add_argument("--kinds", default=",".join(KINDS))
@@ -259,18 +292,16 @@ def main() -> None:
     unknown = set(kinds) - set(KINDS)
     if unknown:
         parser.error(f"--kinds: unknown {sorted(unknown)}; known: {', '.join(KINDS)}")
-    layout = Layout(REPO_ROOT / ".cluster-bench", cached_bin_dir(), BENCH_PORT_BASE)
-    cluster = LocalCluster(layout, local_nodes=LOCAL_NODES)
+    cluster = bench_cluster()
     cluster.destroy()
     results: dict[str, list[float]] = {}
     try:
-        cluster.up()
-        cluster.start_operator(REPO_ROOT / "crds")
-        cluster.kubectl("create", "namespace", NAMESPACE)
+        image = start_bench_cluster(cluster)
         for kind in kinds:
             print(f"{kind}:", flush=True)
             last = kind == kinds[-1]  # one job at a time: each kind measured on a quiet cluster
-            results[kind] = measure_kind(cluster, kind, args.failures, keep=args.keep and last)
+            keep = args.keep and last
+            results[kind] = measure_kind(cluster, image, kind, args.failures, keep=keep)
     finally:
         if not args.keep:
             cluster.destroy()
