@@ -32,6 +32,7 @@ import os
 import signal
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -92,16 +93,23 @@ def build_job(name: str, kind: str, image: str) -> dict[str, Any]:
     }
 
 
-def find_pids(pod: str, module: str) -> list[int]:
-    """Host pids of this pod's processes started as `python -m <module>`."""
+def pod_processes(pod: str) -> Iterator[Path]:
+    """/proc entries of the pod's processes (found by the name the operator puts in their env)."""
     marker = f"RINGLEADER_POD_NAME={pod}".encode() + b"\0"
-    found = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            if (
-                module.encode() in (proc / "cmdline").read_bytes()
-                and marker in (proc / "environ").read_bytes()
-            ):
+            if marker in (proc / "environ").read_bytes():
+                yield proc
+        except OSError:
+            continue  # gone meanwhile
+
+
+def find_pids(pod: str, module: str) -> list[int]:
+    """Host pids of this pod's processes started as `python -m <module>`."""
+    found = []
+    for proc in pod_processes(pod):
+        try:
+            if module.encode() in (proc / "cmdline").read_bytes():
                 found.append(int(proc.name))
         except OSError:
             continue  # gone meanwhile
@@ -111,15 +119,14 @@ def find_pids(pod: str, module: str) -> list[int]:
 def host_pid(pod: str, pid_in_pod: int) -> int | None:
     """The host pid of the pod's process that is `pid_in_pod` in the pod's own PID namespace
     (a heartbeat names its writer as the container sees it)."""
-    marker = f"RINGLEADER_POD_NAME={pod}".encode() + b"\0"
-    for proc in Path("/proc").glob("[0-9]*"):
+    for proc in pod_processes(pod):
         try:
-            status = (proc / "status").read_text()
-            nspid = next(line for line in status.splitlines() if line.startswith("NSpid:"))
-            if int(nspid.split()[-1]) == pid_in_pod and marker in (proc / "environ").read_bytes():
-                return int(proc.name)
-        except (OSError, StopIteration, ValueError):
-            continue  # gone meanwhile, or a kernel thread
+            status = (proc / "status").read_text().splitlines()
+            nspid = next(line for line in status if line.startswith("NSpid:"))
+        except (OSError, StopIteration):
+            continue  # gone meanwhile
+        if int(nspid.split()[-1]) == pid_in_pod:
+            return int(proc.name)
     return None
 
 
@@ -138,7 +145,6 @@ class Bench:
             pods = self.kubectl_json("get", "pods")["items"]
             if not any(p["spec"].get("nodeName") == node for p in pods):
                 self.cluster.start_nodes([node])
-                self.cluster.wait_node_ready(node)
                 return
             time.sleep(0.2)
         raise TimeoutError(f"pods still bound to the lost node {node}")

@@ -114,7 +114,6 @@ class LocalNodes:
     def restore(self, name: str) -> None:
         """Start a lost node again; it registers (again) and turns Ready."""
         self.cluster.start_nodes([name])
-        self.cluster.wait_node_ready(name)
 
     def leftovers(self, pod_uids: list[str]) -> dict[str, list[str]]:
         """What of these pods the nodes still hold: processes in their cgroups, containers in

@@ -20,7 +20,7 @@ import yaml
 from tools.localcluster.cluster import NODE_KUBELET, ClusterError, LocalCluster
 from tools.localcluster.layout import REPO_ROOT, default_layout
 from tools.localcluster.operatorchart import NAMESPACE as OPERATOR_NAMESPACE
-from tools.localcluster.operatorchart import RELEASE
+from tools.localcluster.operatorchart import RELEASE, build_namespace
 from tools.realnodes.naming import LOCAL_POOL, NODE_POOL_LABEL
 
 NAMESPACE = "ringleader-demo"
@@ -29,7 +29,6 @@ VICTIM = f"{JOB}-worker-1-a0"
 # Paced steps, so there is time to watch the STEP column and to interrupt the run.
 STEP_SECONDS = "0.15"
 LOG_LINES = 4
-RESTRICTED = "pod-security.kubernetes.io/enforce=restricted"
 
 
 def say(message: str) -> None:
@@ -96,8 +95,7 @@ def start(cluster: LocalCluster) -> str:
     [trainer] = cluster.import_images(["trainer"])
     print(f"    {trainer.ref}")
     cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true")
-    cluster.kubectl("create", "namespace", NAMESPACE)
-    cluster.kubectl("label", "namespace", NAMESPACE, RESTRICTED)
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(build_namespace(NAMESPACE)))
     return trainer.ref
 
 

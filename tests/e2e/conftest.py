@@ -17,21 +17,16 @@ import pytest
 
 from tests.harness import InstalledOperator, LocalNodes
 from tests.kube import Kube
+from tools.localcluster.operatorchart import build_namespace
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLIENT_PACKAGE = REPO_ROOT / "client" / "ringleader_client"
-RESTRICTED = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn")}
 NAMED = "straggler named in"  # the operator's log line when it names one (ringleader.poller)
 
 
 def create_restricted_namespace(kube: Kube, name: str) -> None:
     """A namespace where only pods meeting the restricted Pod Security Standard are admitted."""
-    manifest = {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": name, "labels": RESTRICTED},
-    }
-    kube.run("apply", "-f", "-", stdin=json.dumps(manifest))
+    kube.run("apply", "-f", "-", stdin=json.dumps(build_namespace(name)))
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from ringleader import kueueworkload as kw
 from tests.e2e.test_training_through_the_operator import (
     DIGITS_ARGS,
     digits_job,
+    pod_log,
     status_when,
     wait_finished,
 )
@@ -89,7 +90,7 @@ def step_of(status: Obj) -> int:
 
 def resumed_at(kube: Kube, namespace: str, pod: str) -> list[int]:
     """The steps the trainer of the pod's newest incarnation resumed from (`kubectl logs`)."""
-    log = kube.run("logs", "-n", namespace, pod, "-c", "trainer")
+    log = pod_log(kube, namespace, pod)
     return [int(s) for s in re.findall(r"ringleader: resumed from \S+ at step (\d+)", log)]
 
 

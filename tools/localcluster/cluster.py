@@ -117,31 +117,30 @@ class LocalCluster:
         if self.node_kind == NODE_KUBELET:
             if agent_running:  # both would register local-0 ...
                 raise ClusterError("the node agent runs local nodes here: cluster-down first")
-            self._start_real_nodes(count)
-        else:
-            if open_real_nodes(self.layout, build=False).processes_running():
-                raise ClusterError("real nodes run here: cluster-down first")
-            self._start_addon(agent)
+            self.start_nodes(local_node_names(count))
+            return
+        if open_real_nodes(self.layout, build=False).processes_running():
+            raise ClusterError("real nodes run here: cluster-down first")
+        self._start_addon(agent)
         for name in local_node_names(count):
-            self.wait_node_ready(name)
+            self._wait_node_ready(name)
 
-    def wait_node_ready(self, name: str) -> None:
+    def _wait_node_ready(self, name: str) -> None:
         """Until the node exists and is Ready."""
         self._wait_for(
             f"node {name} Ready", "wait", "--for=condition=Ready", f"node/{name}", "--timeout=5s"
         )
 
-    def _start_real_nodes(self, count: int) -> None:
-        self.start_nodes(local_node_names(count))
-
     def start_nodes(self, names: list[str]) -> None:
-        """Start these real nodes (those already running are left as they are), without waiting
-        for them to be Ready."""
+        """Start these real nodes (those already running are left as they are, so this also
+        brings back a lost one) and wait until they are Ready."""
         pki = ensure_pki(self.layout.pki_dir, SERVICE_IP)
         try:
             open_real_nodes(self.layout).up(names, pki)
         except (NodeError, BuildError, HostNetError) as error:
             raise ClusterError(f"real nodes: {error}") from error
+        for name in names:
+            self._wait_node_ready(name)
 
     def lose_node(self, name: str, delete: bool = False) -> None:
         """A real node's machine vanishes: its kubelet and containerd stop, its containers die
@@ -207,7 +206,6 @@ class LocalCluster:
         if self.node_kind != NODE_KUBELET:
             raise ClusterError("the operator's image runs only on real nodes (--node-kind kubelet)")
         self.start_nodes([SYSTEM_NODE])
-        self.wait_node_ready(SYSTEM_NODE)
         [image] = self.import_images(["operator"], [SYSTEM_NODE])
         self._retire_host_operator()
         self.kubectl("apply", "-f", "-", stdin=json.dumps(operatorchart.build_namespace()))

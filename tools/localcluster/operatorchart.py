@@ -21,16 +21,17 @@ CHART = REPO_ROOT / "charts" / "ringleader"
 INSTALL_TIMEOUT = "180s"
 
 
-def build_namespace() -> dict[str, Any]:
-    """The operator's namespace, restricted as a cluster administrator would have it."""
-    restricted = {
-        f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn")
-    }
-    return {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": NAMESPACE, "labels": restricted},
-    }
+# A namespace's labels that make Pod Security admission enforce (and warn of) the restricted
+# standard: the operator's namespace, and those the demo and the e2e tests run jobs in.
+RESTRICTED_LABELS = {
+    f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn")
+}
+
+
+def build_namespace(name: str = NAMESPACE) -> dict[str, Any]:
+    """A namespace restricted as a cluster administrator would have it (the operator's)."""
+    metadata = {"name": name, "labels": dict(RESTRICTED_LABELS)}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}
 
 
 def build_values(image_ref: str) -> dict[str, Any]:

@@ -148,10 +148,13 @@ class RealNodes:
         minute a node (and 5 GB of its disk), and the system node runs no training pods.
         """
         images = [self.builder.ensure(name) for name in names]
-        chosen = node_names or [
-            n.naming.name for n in self.existing() if n.naming.pool == LOCAL_POOL
-        ]
-        nodes = [n for n in self.existing() if n.naming.name in chosen]
+
+        def wanted(node: RealNode) -> bool:
+            if node_names is None:
+                return node.naming.pool == LOCAL_POOL
+            return node.naming.name in node_names
+
+        nodes = [node for node in self.existing() if wanted(node)]
 
         def import_all(node: RealNode) -> None:
             for image in images:
