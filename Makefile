@@ -39,12 +39,11 @@ images: venv host-packages ## build the real nodes' images (cached by content in
 	$(PY) -m tools.images
 
 LOCAL_NODES ?= 0
-# agent: the node agent runs pods as host processes; kubelet: real nodes (kubelet, containerd).
-LOCAL_NODE_KIND ?= agent
-NODE_PREREQS := $(if $(filter kubelet,$(LOCAL_NODE_KIND)),node-binaries host-packages)
+# Real nodes need the kubelet, containerd and their host packages; kwok's nodes need neither.
+NODE_PREREQS := $(if $(filter-out 0,$(LOCAL_NODES)),node-binaries host-packages)
 ADDONS ?=
-cluster-up: venv binaries $(NODE_PREREQS) ## start the local cluster (LOCAL_NODES=2 adds local nodes, LOCAL_NODE_KIND=kubelet real ones, root; ADDONS=kueue,volcano,coscheduling)
-	$(PY) -m tools.localcluster up --local-nodes $(LOCAL_NODES) --node-kind $(LOCAL_NODE_KIND) --addons "$(ADDONS)"
+cluster-up: venv binaries $(NODE_PREREQS) ## start the local cluster (LOCAL_NODES=2 adds real nodes: kubelet, containerd, root; ADDONS=kueue,volcano,coscheduling)
+	$(PY) -m tools.localcluster up --local-nodes $(LOCAL_NODES) --addons "$(ADDONS)"
 
 cluster-down: venv ## stop the local cluster (its data stays in .cluster/ until `make clean`)
 	$(PY) -m tools.localcluster down

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.localcluster import processes
-from tools.localcluster.cluster import NODE_KUBELET, LocalCluster
+from tools.localcluster.cluster import LocalCluster
 from tools.localcluster.layout import REPO_ROOT, Layout, cached_bin_dir
 from tools.realnodes.naming import LOCAL_POOL, NODE_POOL_LABEL, local_node_names
 from tools.realnodes.node import RealNode
@@ -136,7 +136,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     layout = Layout(REPO_ROOT / ".cluster-bench-realnodes", cached_bin_dir(), BENCH_PORT_BASE)
-    cluster = LocalCluster(layout, provisioner=False, node_kind=NODE_KUBELET)
+    cluster = LocalCluster(layout, provisioner=False)
     cluster.destroy()
     try:
         _bring_up(cluster, "cold")

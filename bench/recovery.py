@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ringleader_client.progressfiles import heartbeat_path, read_json
-from tools.localcluster.cluster import NODE_KUBELET, LocalCluster
+from tools.localcluster.cluster import LocalCluster
 from tools.localcluster.layout import REPO_ROOT, Layout, cached_bin_dir
 from tools.realnodes.naming import LOCAL_POOL, NODE_POOL_LABEL
 
@@ -272,7 +272,7 @@ def percentile(values: list[float], q: float) -> float:
 def bench_cluster() -> LocalCluster:
     """The benches' own cluster (.cluster-bench, ports 18400+) with two real training nodes."""
     layout = Layout(REPO_ROOT / ".cluster-bench", cached_bin_dir(), BENCH_PORT_BASE)
-    return LocalCluster(layout, local_nodes=LOCAL_NODES, node_kind=NODE_KUBELET)
+    return LocalCluster(layout, local_nodes=LOCAL_NODES)
 
 
 def start_bench_cluster(cluster: LocalCluster) -> str:

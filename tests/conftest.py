@@ -15,7 +15,7 @@ import pytest
 
 from tests.harness import InstalledOperator, LocalNodes, OperatorProcess
 from tests.kube import Kube, wait_until
-from tools.localcluster.cluster import NODE_KUBELET, LocalCluster
+from tools.localcluster.cluster import LocalCluster
 from tools.localcluster.layout import Layout, cached_bin_dir
 from tools.realnodes.naming import local_node_names
 
@@ -116,7 +116,7 @@ def local_nodes(kube: Kube) -> Iterator[LocalNodes]:
         pytest.skip("real nodes need root (mount namespaces, cgroups, network interfaces)")
     if use_existing_cluster():
         pytest.skip("real nodes join only the cluster the tests start themselves")
-    cluster = LocalCluster(session_layout(), provisioner=False, node_kind=NODE_KUBELET)
+    cluster = LocalCluster(session_layout(), provisioner=False)
     try:
         cluster.start_local_nodes(LOCAL_NODE_COUNT)
         yield LocalNodes(local_node_names(LOCAL_NODE_COUNT), cluster)

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from tools.localcluster.cluster import NODE_KUBELET, ClusterError, LocalCluster
+from tools.localcluster.cluster import ClusterError, LocalCluster
 from tools.localcluster.layout import REPO_ROOT, default_layout
 from tools.localcluster.operatorchart import NAMESPACE as OPERATOR_NAMESPACE
 from tools.localcluster.operatorchart import RELEASE, build_namespace
@@ -132,7 +132,7 @@ def report(cluster: LocalCluster, watcher: Watcher) -> int:
 
 def main() -> int:
     """Run the demo; exit 0 when the job succeeded."""
-    cluster = LocalCluster(default_layout(), local_nodes=2, node_kind=NODE_KUBELET)
+    cluster = LocalCluster(default_layout(), local_nodes=2)
     watcher = Watcher(cluster)
     try:
         image = start(cluster)

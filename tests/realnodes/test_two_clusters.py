@@ -13,7 +13,7 @@ from tests.conftest import REPO_ROOT, TEST_PORT_BASE, session_layout
 from tests.harness import LocalNodes
 from tests.kube import Kube
 from tests.realnodes.conftest import SLEEP, pod, wait_ready
-from tools.localcluster.cluster import NODE_KUBELET, LocalCluster
+from tools.localcluster.cluster import LocalCluster
 from tools.localcluster.layout import Layout
 from tools.realnodes import cgroups, hostnet, mounts
 from tools.realnodes.naming import ClusterNaming
@@ -55,7 +55,7 @@ def other_cluster(local_nodes: LocalNodes) -> Iterator[LocalCluster]:
     """A second cluster with one real node, beside the session's (destroyed by the test)."""
     root = REPO_ROOT / f".cluster-test-{OTHER_PORT_BASE}"
     layout = Layout(root, session_layout().bin_dir, OTHER_PORT_BASE)
-    cluster = LocalCluster(layout, provisioner=False, node_kind=NODE_KUBELET)
+    cluster = LocalCluster(layout, provisioner=False)
     cluster.destroy()
     try:
         cluster.up()

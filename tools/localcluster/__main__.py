@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
 from . import schedulers
-from .cluster import NODE_AGENT, NODE_KINDS, ClusterError, LocalCluster
+from .cluster import ClusterError, LocalCluster
 from .layout import default_layout
 
 
@@ -37,18 +36,15 @@ def main(argv: list[str] | None = None) -> int:
         "images", nargs="*", help="`images`: build these and import them into the real nodes"
     )
     parser.add_argument(
-        "--local-nodes", type=int, default=0, help="also run N local nodes (root; `up` only)"
+        "--local-nodes",
+        type=int,
+        default=0,
+        help="also run N real nodes: kubelet, containerd (root; `up` only)",
     )
     parser.add_argument(
         "--addons",
         default="",
         help="also start these schedulers (`up` only): " + ",".join(schedulers.NAMES),
-    )
-    parser.add_argument(
-        "--node-kind",
-        choices=NODE_KINDS,
-        default=os.environ.get("RINGLEADER_LOCAL_NODE_KIND", NODE_AGENT),
-        help="agent: pods as host processes (default); kubelet: real nodes, containerd, images",
     )
     args = parser.parse_args(argv)
     try:
@@ -56,12 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     layout = default_layout(build=args.command == "up")
-    cluster = LocalCluster(
-        layout,
-        local_nodes=args.local_nodes,
-        node_kind=args.node_kind,
-        scheduler_names=names,
-    )
+    cluster = LocalCluster(layout, local_nodes=args.local_nodes, scheduler_names=names)
     try:
         if args.command == "up":
             started = time.monotonic()

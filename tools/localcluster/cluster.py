@@ -32,8 +32,6 @@ from .pki import ensure_loopback_serving_cert, ensure_pki
 STARTUP_TIMEOUT_SECONDS = 90.0
 # What an upgrade of the control plane restarts (LocalCluster.restart), in start order.
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
-NODE_AGENT, NODE_KUBELET = "agent", "kubelet"
-NODE_KINDS = (NODE_AGENT, NODE_KUBELET)
 
 
 class ClusterError(RuntimeError):
@@ -76,24 +74,19 @@ class LocalCluster:
         layout: Layout,
         local_nodes: int = 0,
         provisioner: bool = True,
-        node_kind: str = NODE_AGENT,
         scheduler_names: list[str] | None = None,
     ) -> None:
-        """local_nodes > 0 also starts that many local nodes (root only) of node_kind:
-        `agent` (the node agent: pods as host processes) or `kubelet` (real nodes);
+        """local_nodes > 0 also starts that many real nodes (kubelet, containerd; root only);
         scheduler_names the optional schedulers (schedulers.NAMES) `up` starts."""
-        if node_kind not in NODE_KINDS:
-            raise ClusterError(f"unknown node kind {node_kind!r}: one of {', '.join(NODE_KINDS)}")
         self.layout = layout
         self.fake_nodes = build_fake_gpu_nodes()
-        self.local_nodes, self.provisioner, self.node_kind = local_nodes, provisioner, node_kind
+        self.local_nodes, self.provisioner = local_nodes, provisioner
         self.scheduler_names = list(scheduler_names or [])
 
     def _addons(self) -> list[addons.Addon]:
         """Every optional component, in start order (stop and status consider them all)."""
         return [
             addons.provisioner(self.layout),
-            addons.node_agent(self.layout, self.local_nodes),
             addons.operator(self.layout),
         ]
 
@@ -108,22 +101,11 @@ class LocalCluster:
         self._wait_for("StorageClass ringleader-local", "get", "storageclass", "ringleader-local")
 
     def start_local_nodes(self, count: int) -> None:
-        """Start `count` local nodes of this cluster's node kind and wait until they are Ready."""
+        """Start `count` real training nodes and wait until they are Ready."""
         if os.geteuid() != 0:
             raise ClusterError("local nodes need root (network namespaces, mounts)")
         self.local_nodes = count
-        agent = addons.node_agent(self.layout, count)
-        agent_running = processes.running_pid(self.layout.run_dir, agent.name, agent.binary)
-        if self.node_kind == NODE_KUBELET:
-            if agent_running:  # both would register local-0 ...
-                raise ClusterError("the node agent runs local nodes here: cluster-down first")
-            self.start_nodes(local_node_names(count))
-            return
-        if open_real_nodes(self.layout, build=False).processes_running():
-            raise ClusterError("real nodes run here: cluster-down first")
-        self._start_addon(agent)
-        for name in local_node_names(count):
-            self._wait_node_ready(name)
+        self.start_nodes(local_node_names(count))
 
     def _wait_node_ready(self, name: str) -> None:
         """Until the node exists and is Ready."""
@@ -203,8 +185,6 @@ class LocalCluster:
         """Install (or upgrade) the operator with its Helm chart, as users do: the image
         operator/Dockerfile builds, on the system node (started here, real nodes only), with
         `values` over the chart's (e.g. replicas=2); return the image."""
-        if self.node_kind != NODE_KUBELET:
-            raise ClusterError("the operator's image runs only on real nodes (--node-kind kubelet)")
         self.start_nodes([SYSTEM_NODE])
         [image] = self.import_images(["operator"], [SYSTEM_NODE])
         self._retire_host_operator()
@@ -229,11 +209,10 @@ class LocalCluster:
         )  # fmt: skip
 
     def stop_addons(self) -> list[str]:
-        """Stop the operator, the node agent (it stops its pods first), then the provisioner."""
+        """Stop the operator, then the provisioner."""
         stopped = []
         for addon in reversed(self._addons()):
-            # The agent gives its pods 10 s to exit on SIGTERM before it kills them.
-            if processes.stop(self.layout.run_dir, addon.name, addon.binary, grace_seconds=30):
+            if processes.stop(self.layout.run_dir, addon.name, addon.binary):
                 stopped.append(addon.name)
         return stopped
 

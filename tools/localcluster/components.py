@@ -118,8 +118,8 @@ def kube_controller_manager(layout: Layout, pki: Pki) -> Component:
         "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
         # A throwaway cluster: take a node that stopped renewing its lease for lost after 20 s,
         # not the default 50 s, and look every 2 s, so node-loss tests take seconds. 20 s still
-        # leaves room for the renewals every 10 s (kwok renews every NODE_LEASE_SECONDS / 4; the
-        # local node agent heartbeats every 10 s) to be late on a busy machine.
+        # leaves room for the renewals every 10 s (kwok renews every NODE_LEASE_SECONDS / 4, a
+        # kubelet every 10 s) to be late on a busy machine.
         "--node-monitor-grace-period=20s",
         "--node-monitor-period=2s",
     ]

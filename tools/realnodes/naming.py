@@ -2,8 +2,7 @@
 
 Two clusters run side by side on one machine (the developer's on 16400, the tests' on 17400), so
 everything a node leaves on the host — interfaces, cgroups, address ranges — carries the cluster's
-tag, `port_base // 100`: `rn164-b0` is the bridge of node 0 of the cluster on 16400. The prefix
-`rn` keeps clear of the node agent's `rlbr*` bridges and `rl-*` namespaces.
+tag, `port_base // 100`: `rn164-b0` is the bridge of node 0 of the cluster on 16400.
 """
 
 from __future__ import annotations

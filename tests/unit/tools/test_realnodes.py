@@ -37,11 +37,11 @@ def test_the_developer_and_test_clusters_get_names_and_ranges_apart() -> None:
     assert DEV.host_interface != TEST.host_interface
 
 
-def test_names_keep_clear_of_the_node_agents_and_fit_an_interface_name() -> None:
+def test_names_fit_an_interface_name_at_the_highest_port_base_and_node_index() -> None:
     node = ClusterNaming(25500).node(199, "local-199")
     for name in (node.bridge, node.cluster.host_interface):
         assert len(name) <= 15
-        assert not name.startswith(("rlbr", "rl-"))
+        assert name.startswith("rn")
 
 
 def test_each_node_gets_its_own_pod_range_and_a_node_ip_outside_every_pod_range() -> None:

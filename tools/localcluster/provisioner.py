@@ -1,14 +1,17 @@
 """Local volume provisioner: hostPath PersistentVolumes for claims of `ringleader-local`.
 
-`python -m tools.nodeagent.provisioner --kubeconfig PATH --volumes-dir DIR`. Makes the default
+`python -m tools.localcluster.provisioner --kubeconfig PATH --volumes-dir DIR`. Makes the default
 StorageClass, then polls: a Pending claim of that class gets a PV (a directory under DIR) that is
 pre-bound to it, so the controller-manager binds the pair; a Released PV it made is deleted with
-its directory. Needs no root and no local nodes, so it also serves kwok-only clusters.
+its directory. Needs no root and no local nodes, so it also serves kwok-only clusters. Every
+node of a local cluster runs on this machine, so a host directory is a volume all of them share
+(ReadWriteMany), as a network file system would be on a real cluster.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import signal
@@ -17,15 +20,23 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.client.rest import ApiException
-
-from .kubeapi import connect, raw
 
 log = logging.getLogger("provisioner")
 STORAGE_CLASS = "ringleader-local"
 PROVISIONER = "ringleader.dev/local"
 POLL_SECONDS = 1.0
+
+
+def connect(kubeconfig: Path) -> client.ApiClient:
+    """An API client for the kubeconfig's current context."""
+    return config.new_client_from_config(config_file=str(kubeconfig))
+
+
+def raw(response: Any) -> Any:
+    """The JSON body of a call made with _preload_content=False."""
+    return json.loads(response.data)
 
 
 def build_storage_class() -> dict[str, Any]:
@@ -158,7 +169,7 @@ class Provisioner:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the provisioner until SIGTERM or SIGINT."""
-    parser = argparse.ArgumentParser(prog="python -m tools.nodeagent.provisioner")
+    parser = argparse.ArgumentParser(prog="python -m tools.localcluster.provisioner")
     parser.add_argument("--kubeconfig", required=True, type=Path)
     parser.add_argument("--volumes-dir", required=True, type=Path)
     args = parser.parse_args(argv)

@@ -1,1 +1,0 @@
-"""The local node agent: runs pods bound to local nodes as real processes, like a kubelet."""
