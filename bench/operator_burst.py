@@ -49,14 +49,16 @@ def _add_nodes(cluster: LocalCluster, pods_needed: int) -> None:
     )
 
 
-def _writes(metrics_port: int) -> dict[str, float]:
+def writes(metrics_port: int) -> dict[str, float]:
+    """The operator's API writes so far by "verb kind" (its own counter)."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read()
     pattern = r'^ringleader_api_writes_total\{kind="([^"]+)",verb="([^"]+)"\} (\S+)$'
     found = re.findall(pattern, text.decode(), flags=re.MULTILINE)
     return {f"{verb} {kind}": float(value) for kind, verb, value in found}
 
 
-def _peak_rss_mib(pid: int) -> float:
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
@@ -79,7 +81,8 @@ def _phases(cluster: LocalCluster) -> dict[str, int]:
     return counts
 
 
-def _start_operator(layout: Layout) -> subprocess.Popen[bytes]:
+def start_operator(layout: Layout) -> subprocess.Popen[bytes]:
+    """The operator from this checkout, its log in the cluster's directory."""
     argv = [sys.executable, "-m", "ringleader", f"--kubeconfig={layout.kubeconfig}"]
     log = open(layout.root / "operator.log", "wb")  # noqa: SIM115  (lives as long as the operator)
     operator = subprocess.Popen(
@@ -89,13 +92,15 @@ def _start_operator(layout: Layout) -> subprocess.Popen[bytes]:
     return operator
 
 
-def _prepare(cluster: LocalCluster, pods_needed: int) -> None:
+def prepare(cluster: LocalCluster, pods_needed: int) -> None:
+    """CRDs, the namespace and enough kwok nodes."""
     cluster.install_crds(REPO_ROOT / "crds")
     cluster.kubectl("create", "namespace", NAMESPACE)
     _add_nodes(cluster, pods_needed)
 
 
-def _measure_burst(cluster: LocalCluster, jobs: int, workers: int) -> None:
+def measure_burst(cluster: LocalCluster, jobs: int, workers: int) -> None:
+    """Apply the jobs at once; print when every child exists and every job is Running."""
     items = [_job(f"job-{i}", workers) for i in range(jobs)]
     cluster.kubectl(
         "apply", "-f", "-", stdin=json.dumps({"kind": "List", "apiVersion": "v1", "items": items})
@@ -113,12 +118,12 @@ def _measure_burst(cluster: LocalCluster, jobs: int, workers: int) -> None:
 
 def _report_writes(jobs: int, operator_pid: int, steady_seconds: float) -> None:
     time.sleep(5)  # trailing status writes and events
-    burst = _writes(METRICS_PORT)
+    burst = writes(METRICS_PORT)
     total, events = sum(burst.values()), burst.get("create Event", 0)
     print(f"API writes per job: {total / jobs:.2f} (events {events / jobs:.2f}); {burst}")
-    print(f"operator peak RSS: {_peak_rss_mib(operator_pid):.0f} MiB")
+    print(f"operator peak RSS: {peak_rss_mib(operator_pid):.0f} MiB")
     time.sleep(steady_seconds)
-    steady = sum(_writes(METRICS_PORT).values()) - total
+    steady = sum(writes(METRICS_PORT).values()) - total
     print(f"writes during {steady_seconds:.0f} s of steady state: {steady:.0f}")
 
 
@@ -130,9 +135,9 @@ def run(jobs: int, workers: int, steady_seconds: float) -> None:
     cluster.up()
     operator = None
     try:
-        _prepare(cluster, jobs * (workers + 1))
-        operator = _start_operator(layout)
-        _measure_burst(cluster, jobs, workers)
+        prepare(cluster, jobs * (workers + 1))
+        operator = start_operator(layout)
+        measure_burst(cluster, jobs, workers)
         _report_writes(jobs, operator.pid, steady_seconds)
     finally:
         if operator is not None:

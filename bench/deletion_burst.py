@@ -1,0 +1,174 @@
+"""Benchmark: worker pods deleted at once, one per job, after a burst of jobs on kwok nodes.
+
+Run: .venv/bin/python -m bench.deletion_burst [--jobs 200] [--workers 8] [--delete 50]
+Applies the jobs as bench.operator_burst does, waits until all run, then deletes one worker of
+`--delete` jobs in one request each, as fast as kubectl sends them, and watches the namespace's
+pods until every deleted worker has a Running replacement and no pod was created for
+SETTLE_SECONDS. Prints: pods created per deleted pod, time from the deletions to each
+replacement that stayed (p50, p99, max), the time until the last pod was created, and the
+operator's writes in that window by verb and kind (its own counter). Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client, config, watch
+
+from bench.operator_burst import (
+    METRICS_PORT,
+    NAMESPACE,
+    measure_burst,
+    prepare,
+    start_operator,
+    writes,
+)
+from ringleader import constants as c
+from tools.localcluster.cluster import LocalCluster
+from tools.localcluster.layout import REPO_ROOT, Layout, cached_bin_dir
+
+BENCH_PORT_BASE = 18400
+SETTLE_SECONDS = 10.0
+TIMEOUT_SECONDS = 300.0
+Slot = tuple[str, str]  # (job, replica index)
+
+
+@dataclass
+class PodLog:
+    """What the watch saw after the deletions: pods created, and when each became Running."""
+
+    created: dict[str, float] = field(default_factory=dict)  # uid -> time seen first
+    running: dict[str, float] = field(default_factory=dict)  # uid -> time seen Running
+    slot_of: dict[str, Slot] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)  # uids deleted or being deleted
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, kind: str, pod: Any, seen: float, known: set[str]) -> None:
+        """One watch event."""
+        meta, uid = pod.metadata, pod.metadata.uid
+        labels = meta.labels or {}
+        if labels.get(c.LABEL_ROLE) != c.ROLE_WORKER:
+            return
+        with self.lock:
+            self.slot_of[uid] = (labels[c.LABEL_JOB_NAME], labels[c.LABEL_REPLICA_INDEX])
+            if uid not in known:
+                self.created.setdefault(uid, seen)
+            if kind == "DELETED" or meta.deletion_timestamp:
+                self.gone.add(uid)
+            elif pod.status.phase == "Running":
+                self.running.setdefault(uid, seen)
+
+    def replaced(self, slots: set[Slot]) -> dict[Slot, float]:
+        """For each slot, when its newest pod still standing became Running."""
+        with self.lock:
+            found: dict[Slot, float] = {}
+            for uid, since in self.running.items():
+                slot = self.slot_of[uid]
+                if slot in slots and uid in self.created and uid not in self.gone:
+                    found[slot] = max(found.get(slot, 0.0), since)
+            return found
+
+
+def _watch(api: client.CoreV1Api, version: str, log: PodLog, known: set[str]) -> None:
+    stream = watch.Watch().stream(
+        api.list_namespaced_pod, NAMESPACE, resource_version=version, timeout_seconds=600
+    )
+    for event in stream:
+        log.record(event["type"], event["object"], time.monotonic(), known)
+
+
+def _victims(pods: list[Any], count: int) -> list[Any]:
+    """Worker 1 of the first `count` jobs (job-0, job-1, ...)."""
+    ones = [p for p in pods if (p.metadata.labels or {}).get(c.LABEL_REPLICA_INDEX) == "1"]
+    ones.sort(key=lambda p: int(p.metadata.labels[c.LABEL_JOB_NAME].removeprefix("job-")))
+    return ones[:count]
+
+
+def _settle(log: PodLog, slots: set[Slot], started: float) -> float:
+    """Wait until every slot is replaced and nothing was created for SETTLE_SECONDS."""
+    while time.monotonic() - started < TIMEOUT_SECONDS:
+        time.sleep(0.5)
+        with log.lock:
+            last = max(log.created.values(), default=started)
+        if len(log.replaced(slots)) == len(slots) and time.monotonic() - last > SETTLE_SECONDS:
+            return last - started
+    print(f"not settled after {TIMEOUT_SECONDS:.0f} s")
+    return TIMEOUT_SECONDS
+
+
+def measure_deletions(layout: Layout, count: int) -> None:
+    """Delete worker 1 of `count` jobs at once and print what it took to replace them."""
+    api = client.CoreV1Api(config.new_client_from_config(config_file=str(layout.kubeconfig)))
+    everything = api.list_namespaced_pod(NAMESPACE)
+    known = {p.metadata.uid for p in everything.items}
+    victims = _victims(everything.items, count)
+    log = PodLog()
+    threading.Thread(
+        target=_watch, args=(api, everything.metadata.resource_version, log, known), daemon=True
+    ).start()
+    before = writes(METRICS_PORT)
+    started = time.monotonic()
+    for pod in victims:
+        api.delete_namespaced_pod(pod.metadata.name, NAMESPACE)
+    slots = {(p.metadata.labels[c.LABEL_JOB_NAME], p.metadata.labels[c.LABEL_REPLICA_INDEX])
+             for p in victims}  # fmt: skip
+    last_created = _settle(log, slots, started)
+    _report(log, slots, started, last_created, count)
+    after = writes(METRICS_PORT)
+    delta = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
+    print(f"operator writes meanwhile: {json.dumps(delta, sort_keys=True)}")
+
+
+def _report(log: PodLog, slots: set[Slot], started: float, last: float, count: int) -> None:
+    times = sorted(t - started for t in log.replaced(slots).values())
+    created = len(log.created)
+    per_pod = created / count
+    print(f"{count} worker pods deleted at once: {created} pods created ({per_pod:.2f} a pod)")
+    print(f"the last pod was created {last:.1f} s after the deletions")
+    if times:
+        p99 = times[min(len(times) - 1, round(0.99 * (len(times) - 1)))]
+        p50 = statistics.median(times)
+        print(
+            f"time to the replacement that stayed Running: p50 {p50:.2f} s, p99 {p99:.2f} s, "
+            f"max {times[-1]:.2f} s ({len(times)} of {count})"
+        )
+
+
+def run(jobs: int, workers: int, delete: int) -> None:
+    """Start a cluster and the operator, apply the jobs, delete a burst of their workers."""
+    layout = Layout(REPO_ROOT / ".cluster-bench", cached_bin_dir(), BENCH_PORT_BASE)
+    cluster = LocalCluster(layout)
+    cluster.destroy()
+    cluster.up()
+    operator = None
+    try:
+        prepare(cluster, jobs * (workers + 1) * 2)
+        operator = start_operator(layout)
+        measure_burst(cluster, jobs, workers)
+        time.sleep(5)  # the last status writes of the burst
+        measure_deletions(layout, delete)
+    finally:
+        if operator is not None:
+            operator.terminate()
+            operator.wait(timeout=30)
+        cluster.destroy()
+
+
+def main() -> None:
+    """Parse the options and run."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--delete", type=int, default=50)
+    args = parser.parse_args()
+    run(args.jobs, args.workers, args.delete)
+
+
+if __name__ == "__main__":
+    main()
