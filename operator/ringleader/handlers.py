@@ -21,6 +21,7 @@ from prometheus_client import start_http_server
 from ringleader import admission, gang
 from ringleader import constants as c
 from ringleader.controller import Controller
+from ringleader.eventseries import HEARTBEAT_SECONDS
 from ringleader.kube import CustomObjects, KubeApi, load_client_config
 from ringleader.optionalwatch import OptionalWatch, Source
 from ringleader.peering import follow_pauses
@@ -29,6 +30,7 @@ from ringleader.poller import ProgressPoller
 CHILD_LABELS = {c.LABEL_MANAGED_BY: c.MANAGED_BY}
 CONTROLLER_KEY = "ringleader_controller"
 POLLER_KEY = "ringleader_progress_poller"
+EVENT_HEARTBEAT_KEY = "ringleader_event_heartbeat"
 WATCHES_KEY = "ringleader_optional_watches"
 
 
@@ -87,10 +89,18 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     controller.start()
     memo[CONTROLLER_KEY] = controller
     memo[WATCHES_KEY] = _watch_optional_children(api, controller, memo.get("namespaces"))
+    memo[EVENT_HEARTBEAT_KEY] = asyncio.create_task(_write_event_series(api))
     interval = memo.get("progress_interval", 5.0)
     if interval > 0:
         poller = ProgressPoller(api, controller.cache, interval, paused=lambda: pauses.paused)
         memo[POLLER_KEY] = asyncio.create_task(poller.run())
+
+
+async def _write_event_series(api: KubeApi) -> None:
+    """The heartbeat of repeated events: their counts, written at most once a beat."""
+    while True:
+        await asyncio.sleep(HEARTBEAT_SECONDS)
+        await asyncio.to_thread(api.flush_event_series)
 
 
 def _serve_admission(settings: kopf.OperatorSettings, memo: kopf.Memo) -> None:
@@ -138,9 +148,10 @@ def validate_job(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    """Stop the progress poller and the controller's workers."""
-    if (task := memo.get(POLLER_KEY)) is not None:
-        task.cancel()
+    """Stop the progress poller, the events' heartbeat and the controller's workers."""
+    for key in (POLLER_KEY, EVENT_HEARTBEAT_KEY):
+        if (task := memo.get(key)) is not None:
+            task.cancel()
     for watch in memo.get(WATCHES_KEY, []):
         watch.stop()
     await _controller(memo).stop()

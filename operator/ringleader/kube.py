@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from ringleader import constants as c
+from ringleader.eventseries import EventSeries, SeriesKey, Write
 from ringleader.metrics import API_ERRORS, API_WRITES
 
 Obj = dict[str, Any]
@@ -200,6 +202,7 @@ class KubeApi:
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self.events = client.EventsV1Api(api_client)
+        self.event_series = EventSeries()
 
     def create(self, obj: Obj) -> Obj | None:
         """Create a Pod, Service or PersistentVolumeClaim; return it as the API server made it
@@ -474,35 +477,80 @@ class KubeApi:
         )
 
     def post_event(self, job: Obj, event_type: str, reason: str, note: str) -> None:
-        """Record a Kubernetes event on the job (what `kubectl describe dtj` shows)."""
+        """Record a Kubernetes event on the job (what `kubectl describe dtj` shows); one that
+        repeats within minutes counts up an Event already written (eventseries.py)."""
         meta = job["metadata"]
-        now = datetime.datetime.now(datetime.UTC)
-        event = {
-            "metadata": {"generateName": f"{meta['name']}-", "namespace": meta["namespace"]},
-            "eventTime": now.isoformat(timespec="microseconds").replace("+00:00", "Z"),
-            "reportingController": f"{c.GROUP}/operator",
-            "reportingInstance": "ringleader-operator",
-            "action": reason,
-            "reason": reason,
-            "type": event_type,
-            "note": note[:1024],
-            "regarding": {
-                "apiVersion": c.API_VERSION,
-                "kind": c.KIND,
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta.get("uid"),
-            },
-        }
         # The operator's log tells what it decided, one line per event, as `describe` does.
         level = logging.INFO if event_type == "Normal" else logging.WARNING
         log.log(level, "%s/%s %s: %s", meta["namespace"], meta["name"], reason, note)
+        similar = (meta["namespace"], meta["name"], str(meta.get("uid")), event_type, reason)
+        now = time.monotonic()
+        key, note = self.event_series.series_of(similar, note[:1024], now)
+        write, count = self.event_series.observe(key, now)
         try:
-            _call(
-                "create",
-                "Event",
-                lambda: self.events.create_namespaced_event(meta["namespace"], event),
-            )
+            if write is Write.CREATE:
+                made = _call(
+                    "create",
+                    "Event",
+                    lambda: self.events.create_namespaced_event(
+                        meta["namespace"], _build_event(meta, event_type, reason, note)
+                    ),
+                )
+                if made is not None:
+                    self.event_series.created(key, made.metadata.name)
+            elif write is Write.PATCH:
+                self._patch_event_series(meta["namespace"], key, count)
         except (ApiException, RetryableError) as error:
             # Events are best effort: a lost event must not undo or repeat a reconcile.
             log.warning("event %s on %s not recorded: %s", reason, meta["name"], error)
+
+    def flush_event_series(self) -> None:
+        """Write the counts of event series that grew since their last write (a heartbeat)."""
+        for due in self.event_series.due(time.monotonic()):
+            try:
+                self._write_series(due.namespace, due.name, due.count)
+            except (ApiException, RetryableError) as error:
+                log.warning("event series %s not updated: %s", due.name, error)
+
+    def _patch_event_series(self, namespace: str, key: SeriesKey, count: int) -> None:
+        name = self.event_series.name_of(key)
+        if name is not None:
+            self._write_series(namespace, name, count)
+
+    def _write_series(self, namespace: str, name: str, count: int) -> None:
+        series = {"count": count, "lastObservedTime": _micro_time_now()}
+        patched = _call(
+            "patch",
+            "Event",
+            lambda: self.events.patch_namespaced_event(name, namespace, {"series": series}),
+            benign=404,
+        )
+        if patched is None:  # deleted meanwhile (events expire): the next one starts anew
+            self.event_series.forget_event(name)
+
+
+def _micro_time_now() -> str:
+    """Now as a MicroTime (what events.k8s.io wants for eventTime and series times)."""
+    now = datetime.datetime.now(datetime.UTC)
+    return now.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _build_event(meta: Obj, event_type: str, reason: str, note: str) -> Obj:
+    """An events.k8s.io/v1 Event regarding the job."""
+    return {
+        "metadata": {"generateName": f"{meta['name']}-", "namespace": meta["namespace"]},
+        "eventTime": _micro_time_now(),
+        "reportingController": f"{c.GROUP}/operator",
+        "reportingInstance": "ringleader-operator",
+        "action": reason,
+        "reason": reason,
+        "type": event_type,
+        "note": note,
+        "regarding": {
+            "apiVersion": c.API_VERSION,
+            "kind": c.KIND,
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid"),
+        },
+    }

@@ -198,8 +198,11 @@ def test_a_worker_stuck_terminating_on_a_dead_node_is_force_deleted_and_replaced
     def replaced() -> Obj | None:
         found = pod(kube, namespace, "train-worker-1-a0")
         new = found is not None and found["metadata"]["uid"] != before["train-worker-1-a0"]
+        # The job may still say Running from before the replacement was made: the replacement
+        # itself must run (bound to a node) too.
+        running = new and (found or {}).get("status", {}).get("phase") == "Running"
         status = job_status(kube, namespace)
-        return found if new and status.get("phase") == "Running" else None
+        return found if running and status.get("phase") == "Running" else None
 
     replacement = wait_until(replaced, timeout=60, what="train-worker-1-a0 replaced, Running")
     assert replacement["spec"]["nodeName"] != dead
