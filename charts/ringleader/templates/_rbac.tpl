@@ -46,7 +46,7 @@ the chart's integration test runs the operator with exactly these and checks wha
 # Events on jobs (events.k8s.io) and kopf's own warnings (core).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "patch"]  # patch: a repeated event counts up (eventseries.py)
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
