@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import statistics
 import sys
 import time
@@ -24,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ringleader.constants import LABEL_JOB_NAME, LABEL_REPLICA_INDEX, LABEL_ROLE, ROLE_WORKER
 from tests.harness import OperatorProcess
-from tests.kube import Kube
+from tests.kube import Kube, known_as, worker_selector
 from tools.faultproxy.cluster import proxy_in_front
 from tools.faultproxy.faults import Faults
 from tools.faultproxy.proxy import FaultProxy
@@ -40,7 +40,6 @@ STORM = Faults(
     throttled=0.05, server_error=0.05, conflict=0.1, slow=0.1, slow_seconds=0.3, watch_cut_after=8
 )
 FAIL = "pod-container-running-failed.stage.kwok.x-k8s.io"
-WORKER = re.compile(r"^(?P<job>.+)-worker-(?P<index>\d+)-a(?P<attempt>\d+)$")
 Obj = dict[str, Any]
 
 
@@ -85,15 +84,14 @@ class Soak:
         return {j["metadata"]["name"]: j.get("status") or {} for j in items}
 
     def converged(self, job: str, status: Obj, pods: list[Obj]) -> bool:
-        """Running with exactly its pods, each failure counted once and nothing else counted."""
-        names = sorted(n for p in pods if (n := p["metadata"]["name"]).startswith(f"{job}-"))
+        """Running with exactly its pods (the workers by slot: each incarnation has a name of its
+        own), all ready, each failure counted once and nothing else counted."""
+        own = [p for p in pods if _labels(p).get(LABEL_JOB_NAME) == job]
         workers = [f"{job}-worker-{i}-a0" for i in range(self.desired[job])]
-        expected = sorted([f"{job}-rdzv", *workers])
-        ready = all(_ready(p) for p in pods if p["metadata"]["name"] in expected)
         return (
             status.get("phase") == "Running"
-            and names == expected
-            and ready
+            and sorted(known_as(p) for p in own) == sorted([f"{job}-rdzv", *workers])
+            and all(_ready(p) for p in own)
             and status.get("restarts", 0) == self.failures[job]
         )
 
@@ -109,13 +107,19 @@ class Soak:
     def _record_duplicates(self, pods: list[Obj]) -> None:
         seen: Counter[str] = Counter()
         for pod in pods:
-            match = WORKER.match(pod["metadata"]["name"])
-            if match:
-                seen[f"{match['job']} worker {match['index']}"] += 1
+            labels = _labels(pod)
+            if labels.get(LABEL_ROLE) == ROLE_WORKER:
+                seen[f"{labels[LABEL_JOB_NAME]} worker {labels[LABEL_REPLICA_INDEX]}"] += 1
         self.duplicates |= {key for key, count in seen.items() if count > 1}
 
     def fail_a_worker(self, job: str) -> str:
-        pod = f"{job}-worker-{self.rng.randrange(self.desired[job])}-a0"
+        """Fail the pod of one of the job's workers (settled: one pod per slot)."""
+        index = self.rng.randrange(self.desired[job])
+        selector = worker_selector(job, index, attempt=0)
+        found = self.kube.get("pods", namespace=NAMESPACE, selector=selector)["items"]
+        pod = str(
+            next(p["metadata"]["name"] for p in found if not p["metadata"].get("deletionTimestamp"))
+        )
         notes = [f"{FAIL}/exit-code=137", f"{FAIL}/reason=OOMKilled"]
         self.kube.run("annotate", "pod", pod, "-n", NAMESPACE, *notes, "--overwrite")
         self.kube.run("label", "pod", pod, "-n", NAMESPACE, f"{FAIL}=true", "--overwrite")
@@ -140,6 +144,10 @@ class Soak:
             self.resize(job)
         else:
             self.fail_a_worker(job)
+
+
+def _labels(pod: Obj) -> dict[str, str]:
+    return dict(pod["metadata"].get("labels") or {})
 
 
 def _ready(pod: Obj) -> bool:

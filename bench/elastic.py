@@ -31,6 +31,7 @@ from bench.recovery import (
     report,
     start_bench_cluster,
 )
+from tests.kube import worker_selector
 from tools.localcluster.cluster import LocalCluster
 
 ELASTIC = {"minReplicas": 1, "maxReplicas": 3}
@@ -60,16 +61,18 @@ def first_step_at(bench: Bench, size: int, after: float) -> float:
     raise TimeoutError(f"{bench.name}: no step at size {size} within {RECOVERY_TIMEOUT:.0f}s")
 
 
-def running_since(bench: Bench, pod: str) -> float:
-    """The moment this bench first sees the pod Running."""
+def running_since(bench: Bench, index: int) -> float:
+    """The moment this bench first sees a pod of worker `index` Running, not being deleted (by
+    its labels: each incarnation has a name of its own; an elastic job grows in attempt 0)."""
+    selector = worker_selector(bench.name, index, attempt=0)
     deadline = time.monotonic() + RECOVERY_TIMEOUT
     while time.monotonic() < deadline:
-        found = bench.kubectl_json("get", "pods", "-l", f"ringleader.dev/job-name={bench.name}")
-        for item in found["items"]:
-            if item["metadata"]["name"] == pod and item["status"].get("phase") == "Running":
+        for item in bench.kubectl_json("get", "pods", "-l", selector)["items"]:
+            leaving = item["metadata"].get("deletionTimestamp")
+            if not leaving and item["status"].get("phase") == "Running":
                 return time.time()
         time.sleep(0.1)
-    raise TimeoutError(f"{pod} not Running within {RECOVERY_TIMEOUT:.0f}s")
+    raise TimeoutError(f"{bench.name} worker {index} not Running within {RECOVERY_TIMEOUT:.0f}s")
 
 
 def scale(bench: Bench, replicas: int) -> float:
@@ -91,7 +94,7 @@ def measure(
         for direction, size in (("grow", 3), ("shrink", 2)):
             moment = scale(bench, size)
             if elastic and direction == "grow":
-                moment = running_since(bench, f"{name}-worker-2-a0")
+                moment = running_since(bench, 2)
             took = first_step_at(bench, size, moment) - moment
             times[direction].append(took)
             print(f"  {name} {direction} #{i + 1}: {took:.1f} s", flush=True)

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ringleader_client.progressfiles import heartbeat_path, read_json
+from tests.kube import worker_selector
 from tools.localcluster.cluster import LocalCluster
 from tools.localcluster.layout import REPO_ROOT, Layout, cached_bin_dir
 from tools.realnodes.naming import LOCAL_POOL, NODE_POOL_LABEL
@@ -157,9 +158,15 @@ class Bench:
         return dict(self.kubectl_json("get", "dtj", self.name).get("status") or {})
 
     def worker(self, index: int) -> str:
-        """Name of worker `index` in the job's current restart attempt."""
+        """Name of worker `index`'s pod in the job's current restart attempt, found by its
+        labels (each incarnation of a worker has a name of its own)."""
         attempt = self.status().get("restartAttempt") or 0
-        return f"{self.name}-worker-{index}-a{attempt}"
+        selector = worker_selector(self.name, index, attempt)
+        pods = self.kubectl_json("get", "pods", "-l", selector)["items"]
+        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        if not live:
+            raise RuntimeError(f"{self.name}: no pod of worker {index} in attempt {attempt}")
+        return str(live[0]["metadata"]["name"])
 
     def volume(self) -> Path:
         """The job's checkpoint volume, as the host sees it."""

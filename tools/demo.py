@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from ringleader import naming
 from tools.localcluster.cluster import ClusterError, LocalCluster
 from tools.localcluster.layout import REPO_ROOT, default_layout
 from tools.localcluster.operatorchart import NAMESPACE as OPERATOR_NAMESPACE
@@ -25,7 +26,6 @@ from tools.realnodes.naming import LOCAL_POOL, NODE_POOL_LABEL
 
 NAMESPACE = "ringleader-demo"
 JOB = "digits"
-VICTIM = f"{JOB}-worker-1-a0"
 # Paced steps, so there is time to watch the STEP column and to interrupt the run.
 STEP_SECONDS = "0.15"
 LOG_LINES = 4
@@ -81,6 +81,17 @@ class Watcher:
         raise ClusterError(f"the demo job did not get there within {timeout:.0f}s")
 
 
+def worker_pod(cluster: LocalCluster, index: int, attempt: int) -> str:
+    """The name of worker `index`'s pod in restart attempt `attempt`, found by its labels: each
+    incarnation of a worker has a name of its own."""
+    selector = ",".join(f"{k}={v}" for k, v in naming.worker_labels(JOB, index, attempt).items())
+    found = cluster.kubectl("get", "pods", "-n", NAMESPACE, "-l", selector, "-o", "json")
+    live = [p for p in json.loads(found)["items"] if not p["metadata"].get("deletionTimestamp")]
+    if not live:
+        raise ClusterError(f"no pod of worker {index} in restart attempt {attempt}")
+    return str(live[0]["metadata"]["name"])
+
+
 def start(cluster: LocalCluster) -> str:
     """The cluster, the operator and the demo's namespace; return the trainer image."""
     say("Starting the local cluster: etcd, kube-apiserver, controller-manager, scheduler,")
@@ -104,8 +115,9 @@ def train_and_interrupt(cluster: LocalCluster, watcher: Watcher, image: str) -> 
     cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(demo_job(image)))
     status = watcher.until(lambda s: (s.get("checkpoint") or {}).get("step", 0) >= 40, 300)
     ckpt = status["checkpoint"]["step"]
-    say(f"Deleting worker pod {VICTIM} at step {status['progress']['step']} (checkpoint {ckpt})")
-    cluster.kubectl("delete", "pod", VICTIM, "-n", NAMESPACE, "--wait=false")
+    victim = worker_pod(cluster, 1, status.get("restartAttempt") or 0)
+    say(f"Deleting worker pod {victim} at step {status['progress']['step']} (checkpoint {ckpt})")
+    cluster.kubectl("delete", "pod", victim, "-n", NAMESPACE, "--wait=false")
     done = watcher.until(lambda s: s.get("phase") in ("Succeeded", "Failed"), 600)
     if done["phase"] == "Succeeded":  # the final report arrives with the pods' exit
         watcher.until(lambda s: s["progress"]["step"] == s["checkpoint"]["step"], 30)
@@ -113,7 +125,7 @@ def train_and_interrupt(cluster: LocalCluster, watcher: Watcher, image: str) -> 
 
 def report(cluster: LocalCluster, watcher: Watcher) -> int:
     status = watcher.status()
-    pod = f"{JOB}-worker-0-a0"
+    pod = worker_pod(cluster, 0, status.get("restartAttempt") or 0)
     say(f"kubectl logs {pod} -n {NAMESPACE} --tail={LOG_LINES}")
     print(cluster.kubectl("logs", pod, "-n", NAMESPACE, f"--tail={LOG_LINES}").rstrip())
     claim = json.loads(

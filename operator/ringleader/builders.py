@@ -1,8 +1,9 @@
 """Pure builders: a job → the Kubernetes objects it should own. No client, no kopf.
 
 Every function takes the job as the model (parsed once per reconcile: models.parse_job) and
-returns plain dicts ready for the API, with deterministic names (see naming.py) and a controller
-ownerReference.
+returns plain dicts ready for the API, with the names of naming.py and a controller
+ownerReference. The names are deterministic but for a worker pod's random token (a name per
+incarnation), the one thing here not fixed by the job.
 """
 
 from __future__ import annotations
@@ -188,17 +189,21 @@ def build_pod_group(job: DistributedTrainingJob) -> Obj | None:
 
 
 def build_worker_pods(job: DistributedTrainingJob, attempt: int) -> list[Obj]:
-    """Worker pods 0..replicas-1 of restart attempt `attempt`."""
+    """Worker pods 0..replicas-1 of restart attempt `attempt`, each under a new name."""
     return [build_worker_pod(job, index, attempt) for index in range(job.spec.replicas)]
 
 
-def build_worker_pod(job: DistributedTrainingJob, index: int, attempt: int) -> Obj:
-    """Worker pod `index` of restart attempt `attempt`, from the user's template."""
+def build_worker_pod(
+    job: DistributedTrainingJob, index: int, attempt: int, token: str | None = None
+) -> Obj:
+    """Worker pod `index` of restart attempt `attempt`, from the user's template; token: what
+    makes its name its own (a new one when not given: naming.new_token)."""
     name = job.metadata.name
     template = copy.deepcopy(job.spec.template)
     user_meta = template.get("metadata") or {}
     labels = {**(user_meta.get("labels") or {}), **naming.worker_labels(name, index, attempt)}
-    metadata = _metadata(job, naming.worker_pod_name(name, index, attempt), labels)
+    pod_name = naming.worker_pod_name(name, index, attempt, token or naming.new_token())
+    metadata = _metadata(job, pod_name, labels)
     if user_meta.get("annotations"):
         metadata["annotations"] = dict(user_meta["annotations"])
     _join_gang_and_queue(job, metadata)

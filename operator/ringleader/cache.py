@@ -41,10 +41,11 @@ def job_key_of_child(child: Mapping[str, Any]) -> Key | None:
 
 
 def _replaced_since(report: Obj, held: Obj | None) -> bool:
-    """Whether a report is of an object older than the one held under its name (a pod replaced
-    by one of the same name). kopf hands over the reports of two objects in no set order (one
-    stream per uid), but every report of the old one has a lower resourceVersion than the new
-    one's creation: a name is free only once its object is gone."""
+    """Whether a report is of an object older than the one held under its name (the rendezvous
+    pod replaced by one of the same name; a worker's replacement has a name of its own). kopf
+    hands over the reports of two objects in no set order (one stream per uid), but every report
+    of the old one has a lower resourceVersion than the new one's creation: a name is free only
+    once its object is gone."""
     uid, held_uid = pods.uid_of(report), pods.uid_of(held or {})
     if uid is None or held_uid is None or uid == held_uid:
         return False

@@ -95,7 +95,10 @@ KUEUE_API_VERSION: Final = "kueue.x-k8s.io/v1beta2"  # Workloads, ResourceFlavor
 
 # --- Child names are derived from the job name, so the job name is bounded (see models.py).
 MAX_JOB_NAME_LENGTH: Final = 45
-WORKER_SUFFIX: Final = "worker"  # pod <job>-worker-<index>-a<attempt>, host <job>-worker-<index>
+# A worker's pod is <job>-worker-<index>-a<attempt>-<token> (a name per incarnation), its host
+# name <job>-worker-<index> (stable). The longest job name leaves the host name within a DNS
+# label's 63 characters for up to 10000 replicas; the pod name has 253.
+WORKER_SUFFIX: Final = "worker"
 WORKERS_SERVICE_SUFFIX: Final = "workers"  # headless Service that is every worker's subdomain
 # The rendezvous: one pod per job serving a torch.distributed TCPStore that every worker's elastic
 # agent meets at (c10d rendezvous), and its Service. Named <job>-rdzv, torch's own abbreviation

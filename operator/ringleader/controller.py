@@ -133,6 +133,10 @@ class Controller:
             )
             carried = execute_plan(self.api, body, plan)
         except RetryableError as error:
+            # The children created before the failed call exist: remembered, so that the next
+            # pass does not fill their slots again (a worker's name is its own: no 409 to stop
+            # it). Force-deletions are not: the call that failed may have come before them.
+            self._remember_writes(key, body, Plan(), Carried(error.written_job, error.created))
             self._retry_later(key, error)
             return
         except CreationRefused as refused:

@@ -32,6 +32,13 @@ log = logging.getLogger("ringleader.kube")
 class RetryableError(RuntimeError):
     """The API server is overloaded or failing; try the reconcile again later."""
 
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        # What the same plan wrote before it (execute_plan fills them in): the cache must know
+        # the workers it created, or the next pass would fill their slots again.
+        self.created: list[Obj] = []
+        self.written_job: Obj | None = None
+
 
 class Conflict(RetryableError):
     """A write lost a race (409): the object changed since it was read. Routine, not a fault."""

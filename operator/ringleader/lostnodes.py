@@ -2,10 +2,10 @@
 
 A pod is deleted in two steps: the API server sets its deletionTimestamp, and the kubelet removes
 it once its containers have stopped. On a lost node no kubelet does the second step, so the pod
-stays Terminating for good, and a replacement of the same name (RestartWorker, the rendezvous
-store) can never be created. Kubernetes leaves such pods alone unless someone taints the node
-out-of-service; the operator force-deletes its own once their grace period and a margin are over
-and their node is NotReady, Unknown or gone.
+stays Terminating for good, and its replacement (a worker's, whose slot it holds; the
+rendezvous store's, whose name it holds) can never be created. Kubernetes leaves such pods alone
+unless someone taints the node out-of-service; the operator force-deletes its own once their
+grace period and a margin are over and their node is NotReady, Unknown or gone.
 
 A pod whose Node object was deleted is force-deleted at once, terminating or not: the pod garbage
 collector would do the same, but only after 40 s or more during which the pod still looks Running

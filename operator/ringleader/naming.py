@@ -1,18 +1,37 @@
-"""Deterministic names, labels and selectors of everything a job makes.
+"""Names, labels and selectors of everything a job makes.
 
 Every child's name derives from the job's name (bounded to constants.MAX_JOB_NAME_LENGTH by a CEL
-rule), so creating a child twice is a harmless 409, never a duplicate.
+rule). The Services, the rendezvous pod and the claim have deterministic names, so creating one
+twice is a harmless 409, never a duplicate. A worker pod's name ends in a random token instead:
+each incarnation of a worker has a name of its own, so nothing keyed by name (kwok's delayed
+deletes, a cache, a user's tooling) can mistake a replacement for the pod it replaces. The
+operator knows a worker by its slot (restart attempt and replica index, in its labels: slots.py)
+and other pods find it by its DNS name, which stays stable (host name and subdomain).
 """
 
 from __future__ import annotations
 
+import secrets
+from typing import Final
+
 from ringleader import constants as c
 
+# Kubernetes' generateName alphabet: no vowels, so no words by chance, and no 0, 1 or 3, which
+# read like o, l and e.
+TOKEN_ALPHABET: Final = "bcdfghjklmnpqrstvwxz2456789"
+TOKEN_LENGTH: Final = 5
 
-def worker_pod_name(job_name: str, index: int, attempt: int) -> str:
-    """Name of worker `index` in restart attempt `attempt`, e.g. digits-worker-0-a1."""
-    # The attempt is in the name so a new gang can be created while the old one terminates.
-    return f"{worker_hostname(job_name, index)}-a{attempt}"
+
+def new_token() -> str:
+    """Five random characters that make one worker pod's name its own."""
+    return "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(TOKEN_LENGTH))
+
+
+def worker_pod_name(job_name: str, index: int, attempt: int, token: str) -> str:
+    """Name of one incarnation of worker `index` in restart attempt `attempt`, e.g.
+    digits-worker-0-a1-x7k2p (token: new_token(), drawn when its creation is planned)."""
+    # The attempt stays in the name so that `kubectl get pods` shows which gang a pod is of.
+    return f"{worker_hostname(job_name, index)}-a{attempt}-{token}"
 
 
 def worker_hostname(job_name: str, index: int) -> str:

@@ -1,10 +1,12 @@
 """Observe → decide → act for one job. Level-triggered and idempotent.
 
-`plan_reconcile` is pure: from the job and the children the operator can see, it computes what
-should be created, deleted and written. `execute_plan` carries a plan out through kube.KubeApi.
-Running the pair twice changes nothing the second time, and a crash between any two writes is
-repaired by the next run: every child has a deterministic name, and the restart attempt, the only
-decision that is not derived from the pods, is written to status before the children follow it.
+`plan_reconcile` is pure (but for the random token of a new worker pod's name): from the job and
+the children the operator can see, it computes what should be created, deleted and written.
+`execute_plan` carries a plan out through kube.KubeApi. Running the pair twice changes nothing
+the second time, and a crash between any two writes is repaired by the next run: every other
+child has a deterministic name, a worker is created only into an empty slot (slots.py) and a slot
+filled twice is brought back to one pod, and the restart attempt, the only decision that is not
+derived from the pods, is written to status before the children follow it.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from ringleader import (
     gang,
     lifecycle,
     lostnodes,
+    naming,
     pods,
     queueing,
+    slots,
     status,
     stragglers,
     validation,
@@ -32,7 +36,7 @@ from ringleader.apitime import truncate_to_second
 from ringleader.constants import Phase
 from ringleader.decisions import Event, JobFailure, sooner
 from ringleader.failurepolicy import RestartDecision
-from ringleader.kube import CreationRefused, KubeApi
+from ringleader.kube import CreationRefused, KubeApi, RetryableError
 from ringleader.models import DistributedTrainingJob, InvalidJob, parse_job
 from ringleader.progress import apply_report, read_final_report
 from ringleader.queueing import NO_KUEUE_FACTS, KueueFacts
@@ -81,7 +85,9 @@ def plan_reconcile(
     old = job.status or JobStatus()
     gated = queueing.gate(job, children, kueue, now)
     job = gated.job  # as Kueue lets it run: held (as if suspended), or as admitted
+    # A slot's surplus pods (slots.py) are deleted below: decided on as if leaving already.
     workers = [x for x in children if pods.is_worker(x)]
+    workers = slots.without_surplus(workers, old.restart_attempt or 0)
     on_deleted = lostnodes.on_deleted_nodes(children, deleted_nodes)
     decided = decide(job, workers, now, on_deleted=on_deleted, served=pod_groups_served)
     if _refusal_over(job, decided.attempt, children):
@@ -239,33 +245,33 @@ def replace_stragglers(
 def plan_children(
     job: DistributedTrainingJob, attempt: int, phase: Phase | None, children: Sequence[Obj]
 ) -> tuple[list[Obj], list[str]]:
-    """Children to create and pods to delete for the decided attempt and phase."""
+    """Children to create and pods to delete for the decided attempt and phase: the Services,
+    the rendezvous pod and the claim by name, the workers by slot (slots.py)."""
     pod_children = [x for x in children if x.get("kind") == "Pod"]
     if phase in c.TERMINAL_PHASES or phase in (Phase.SUSPENDED, Phase.QUEUED):
         # Finished pods stay for their logs; whatever still runs goes. Services and the
         # checkpoint volume stay until the job is deleted.
         return [], sorted(pods.name_of(p) for p in pod_children if pods.is_active(p))
     existing = {(x.get("kind"), pods.name_of(x)) for x in children}
-    create = [
-        x
-        for x in desired_children(job, attempt)
-        if (x["kind"], x["metadata"]["name"]) not in existing
-    ]
-    delete = sorted(
+    create = [x for x in fixed_children(job) if (x["kind"], x["metadata"]["name"]) not in existing]
+    workers = [x for x in pod_children if pods.is_worker(x)]
+    for index in slots.empty_indexes(workers, attempt, job.spec.replicas):
+        create.append(builders.build_worker_pod(job, index, attempt, naming.new_token()))
+    unwanted = [
         pods.name_of(p)
-        for p in pod_children
-        if pods.is_worker(p) and not pods.is_leaving(p) and _unwanted(p, attempt, job.spec.replicas)
-    )
-    return create, delete
+        for p in workers
+        if not pods.is_leaving(p) and _unwanted(p, attempt, job.spec.replicas)
+    ]
+    return create, sorted({*unwanted, *slots.surplus_pods(workers, attempt)})
 
 
-def desired_children(job: DistributedTrainingJob, attempt: int) -> list[Obj]:
-    """Everything the job should own in this attempt."""
+def fixed_children(job: DistributedTrainingJob) -> list[Obj]:
+    """What the job owns under names of its own, whatever the attempt: the Services, the
+    rendezvous pod and, when the job asks for one to be made, the checkpoint claim."""
     children = [
         builders.build_workers_service(job),
         builders.build_rendezvous_service(job),
         builders.build_rendezvous_pod(job),
-        *builders.build_worker_pods(job, attempt),
     ]
     claim = builders.build_checkpoint_claim(job)
     return [claim, *children] if claim else children
@@ -358,10 +364,21 @@ def execute_plan(api: KubeApi, body: Obj, plan: Plan) -> Carried:
     Events follow the status at once: the status is the durable record of a decision, and the
     next pass does not decide (or announce) it again, so an event is lost only when the
     operator dies between these two writes.
+
+    A call that fails (CreationRefused, RetryableError) carries what was written before it.
     """
+    carried = Carried()
+    try:
+        _carry_out(api, body, plan, carried)
+    except (CreationRefused, RetryableError) as stopped:
+        stopped.created, stopped.written_job = carried.created, carried.job
+        raise
+    return carried
+
+
+def _carry_out(api: KubeApi, body: Obj, plan: Plan, carried: Carried) -> None:
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
-    carried = Carried()
     if plan.status_patch:
         version = meta.get("resourceVersion")
         carried.job = api.patch_job_status(namespace, name, plan.status_patch, version)
@@ -373,12 +390,7 @@ def execute_plan(api: KubeApi, body: Obj, plan: Plan) -> Carried:
         api.delete_pod(namespace, pod, grace_period_seconds=0)
     _carry_scheduling(api, plan, carried, namespace, name)
     for obj in plan.create:
-        try:
-            if (made := api.create(obj)) is not None:
-                carried.created.append(made)
-        except CreationRefused as refused:
-            refused.created, refused.written_job = carried.created, carried.job
-            raise
+        if (made := api.create(obj)) is not None:
+            carried.created.append(made)
     if plan.delete_job:
         api.delete_job(namespace, name)
-    return carried

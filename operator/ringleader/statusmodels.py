@@ -82,7 +82,7 @@ class StragglerReport(ApiModel):
 
     pod: str
     pod_uid: str | None = Field(default=None, alias="podUID")
-    """The pod that was slow: a replacement of the same name is another."""
+    """The uid of the pod that was slow: that pod, not another that might hold its name."""
     rank: int = Field(ge=0)
     """Its first process's global rank in the group then."""
     node: str | None = None

@@ -191,7 +191,7 @@ def plan_replacements(
     avoided, kept, deleted, events = list(status.avoided_nodes or []), [], [], []
     for straggler in status.stragglers or []:
         pod = live.get(straggler.pod)
-        # By uid: its replacement, of the same name, is not the pod that was slow.
+        # By uid too: the very pod that was slow, not another that might hold its name.
         if (
             pod is None
             or pods.uid_of(pod) != straggler.pod_uid

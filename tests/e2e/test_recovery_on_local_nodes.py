@@ -21,7 +21,7 @@ from tests.e2e.test_training_through_the_operator import (
     wait_finished,
 )
 from tests.harness import InstalledOperator
-from tests.kube import Kube, wait_until
+from tests.kube import Kube, wait_for_worker, wait_until, worker_name
 
 # Long enough to inject a failure after the first checkpoint (step 20) and recover before the
 # end (5 epochs of digits are 115 steps); paced so the injection lands mid-run.
@@ -86,6 +86,7 @@ def pod_uid(kube: Kube, namespace: str, pod: str) -> str:
 
 
 def replaced(kube: Kube, namespace: str, pod: str, uid: str) -> bool:
+    """Another pod of this name than the one of that uid (the rendezvous pod's name is fixed)."""
     pods = kube.get("pods", namespace=namespace)["items"]
     return any(p["metadata"]["name"] == pod and p["metadata"]["uid"] != uid for p in pods)
 
@@ -94,20 +95,22 @@ def test_kill_9_of_a_training_process_is_restarted_in_place(
     kube: Kube, clean_weights: Weights, trainer_image: str, namespace: str
 ) -> None:
     killed: list[int] = []
+    pod: list[str] = []  # worker 1's pod: the process restarts in it, the pod stays
 
     def kill_worker() -> None:
+        pod.append(worker_name(kube, namespace, "killed", 1))
         volume = volume_of(kube, namespace, "killed")
-        beat = read_json(heartbeat_path(volume, "killed-worker-1-a0")) or {}
+        beat = read_json(heartbeat_path(volume, pod[0])) or {}
         # The pid in the pod's own PID namespace: killed from inside, as a user would.
         kill = ["sh", "-c", f"kill -9 {int(beat['pid'])}"]
-        kube.run("exec", "-n", namespace, "killed-worker-1-a0", "-c", "trainer", "--", *kill)
+        kube.run("exec", "-n", namespace, pod[0], "-c", "trainer", "--", *kill)
         killed.append(int(beat["pid"]))
 
     weights = train(kube, namespace, recovery_job("killed", trainer_image), kill_worker)
     assert_bitwise_equal(weights, clean_weights)
     status = kube.get("dtj", "killed", namespace=namespace)["status"]
     assert status["restartAttempt"] == 0 and "lastFailure" not in status  # the agent did it
-    beat = read_json(heartbeat_path(volume_of(kube, namespace, "killed"), "killed-worker-1-a0"))
+    beat = read_json(heartbeat_path(volume_of(kube, namespace, "killed"), pod[0]))
     assert beat is not None and beat["pid"] != killed[0]  # a new process finished the job
 
 
@@ -115,13 +118,14 @@ def test_kill_9_of_a_training_process_is_restarted_in_place(
 def test_a_deleted_worker_pod_is_recreated_and_the_group_re_forms(
     kube: Kube, clean_weights: Weights, trainer_image: str, namespace: str, index: int
 ) -> None:
-    pod = f"deleted-worker-{index}-a0"
-    uids: list[str] = []
+    pod: list[str] = []
 
     def delete_pod() -> None:
-        uids.append(pod_uid(kube, namespace, pod))
-        kube.run("delete", "pod", pod, "-n", namespace, "--wait=false")
-        wait_until(lambda: replaced(kube, namespace, pod, uids[0]), what=f"{pod} recreated")
+        deleted = wait_for_worker(kube, namespace, "deleted", index)["metadata"]
+        pod.append(deleted["name"])
+        kube.run("delete", "pod", deleted["name"], "-n", namespace, "--wait=false")
+        # Its replacement: a pod of its slot, under a name of its own.
+        wait_for_worker(kube, namespace, "deleted", index, other_than=deleted["uid"])
 
     weights = train(kube, namespace, recovery_job("deleted", trainer_image), delete_pod)
     assert_bitwise_equal(weights, clean_weights)
@@ -129,7 +133,7 @@ def test_a_deleted_worker_pod_is_recreated_and_the_group_re_forms(
     assert status["restartAttempt"] == 0  # the survivor stayed; nothing failed
     # Not a failure, so no WorkerFailed event: the phase change names the pod instead.
     messages = kube.run("get", "events", "-n", namespace, "-o", "jsonpath={.items[*].message}")
-    assert f"{pod} is being deleted" in messages, messages
+    assert f"{pod[0]} is being deleted" in messages, messages
 
 
 def test_a_deleted_rendezvous_pod_is_recreated_and_training_finishes(
@@ -167,7 +171,7 @@ def test_a_hung_worker_is_noticed_and_the_gang_restarts_from_its_checkpoint(
     assert (status["restartAttempt"], status["restartsByClass"]) == (1, {"Hang": 1})
     reasons = kube.run("get", "events", "-n", namespace, "-o", "jsonpath={.items[*].reason}")
     assert "HangDetected" in reasons.split()
-    log = pod_log(kube, namespace, "hung-worker-0-a1")
+    log = pod_log(kube, namespace, worker_name(kube, namespace, "hung", 0, attempt=1))
     assert "ringleader: resumed from" in log  # the new gang started from a checkpoint
     weights: Weights = torch.load(volume_of(kube, namespace, "hung") / FINAL_MODEL)
     assert_bitwise_equal(weights, clean_weights)

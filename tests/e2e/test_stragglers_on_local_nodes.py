@@ -20,13 +20,12 @@ from tests.e2e.test_training_through_the_operator import (
     wait_finished,
 )
 from tests.harness import InstalledOperator
-from tests.kube import Kube, wait_until
+from tests.kube import Kube, live_worker, wait_for_worker, wait_until
 
 SLOW_NODES = "slow-nodes"  # under the checkpoint volume: the nodes the trainers slow down on
 SLOW_SECONDS = 0.3  # added to each step's compute on a slow node (a digits step takes ~5 ms)
 # Paced to 0.2 s a step before the slowdown, so that the step the test reads when it slows the
 # node down (the trainer's report, up to a second old) is within a few steps of the real one.
-WORKER_1 = "slow-worker-1-a0"
 PREFLIGHT_REASONS = {"NetworkAsExpected", "SlowLink", "SlowWorkerNetwork"}
 
 
@@ -85,8 +84,8 @@ def test_a_worker_on_a_slow_node_is_named_then_replaced_off_that_node(
     running = status_when(
         kube, namespace, "slow", lambda s: step_of(s) >= 5, timeout=180, what="step 5"
     )
-    pod = kube.get("pod", WORKER_1, namespace=namespace)
-    node, uid = pod["spec"]["nodeName"], pod["metadata"]["uid"]
+    pod = wait_for_worker(kube, namespace, "slow", 1)
+    worker_1, node, uid = pod["metadata"]["name"], pod["spec"]["nodeName"], pod["metadata"]["uid"]
     volume = volume_of(kube, namespace, "slow")
     (volume / SLOW_NODES).write_text(node + "\n")
     # The trainer's own newest report (status lags behind it by a poll and a write).
@@ -101,17 +100,16 @@ def test_a_worker_on_a_slow_node_is_named_then_replaced_off_that_node(
         timeout=180,
         what="a straggler",
     )["stragglers"][0]
-    assert (named["pod"], named["node"], named["podUID"]) == (WORKER_1, node, uid)
+    assert (named["pod"], named["node"], named["podUID"]) == (worker_1, node, uid)
     # The policy's 50 steps in a row, once the trainer's 20-step window shows the slowness.
     assert named["step"] - slowed_at <= 50 + 20 + 20, (slowed_at, named)
     assert named["slowerByPercent"] >= 100
 
     def replaced() -> dict[str, Any] | None:
-        now = kube.get("pod", WORKER_1, namespace=namespace)
-        fresh = now["metadata"]["uid"] != uid and now["spec"].get("nodeName")
-        return now if fresh else None
+        now = live_worker(kube, namespace, "slow", 1, other_than=uid)  # of its slot, not it
+        return now if now is not None and now["spec"].get("nodeName") else None
 
-    replacement = wait_until(replaced, timeout=180, what=f"{WORKER_1} replaced")
+    replacement = wait_until(replaced, timeout=180, what=f"{worker_1} replaced")
     assert replacement["spec"]["nodeName"] != node
     status = job_status(kube, namespace, "slow")
     assert status["avoidedNodes"] == [node]

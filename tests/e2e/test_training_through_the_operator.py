@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from tests.harness import InstalledOperator, LocalNodes
-from tests.kube import Kube, wait_until
+from tests.kube import Kube, wait_until, worker_name
 from tools.realnodes.naming import LOCAL_POOL, NODE_POOL_LABEL
 
 EPOCHS = 15  # the digits MLP passes 95% held-out accuracy well before this
@@ -152,7 +152,8 @@ def test_a_digits_job_trains_to_target_accuracy_as_a_restricted_pod_and_reports_
     pods = kube.get("pods", namespace=namespace)["items"]
     ips = [p["status"]["podIP"] for p in pods]
     assert len(set(ips)) == len(pods) == 3, ips  # two workers and the store, each its own IP
-    inside = look_inside(kube, namespace, "digits-worker-0-a0")
+    worker_0 = worker_name(kube, namespace, "digits", 0)
+    inside = look_inside(kube, namespace, worker_0)
     assert (inside["uid"], inside["cap_eff"]) == (TRAINER_USER, "0000000000000000")
     writable = {"/": False, "/home/trainer": False, "/tmp": True, "/dev/shm": True}
     assert inside["writable"] == {**writable, "/checkpoints": True}
@@ -163,7 +164,7 @@ def test_a_digits_job_trains_to_target_accuracy_as_a_restricted_pod_and_reports_
     # final report to status, written with the phase: a Succeeded job never shows an older step.
     assert status["progress"]["step"] == status["checkpoint"]["step"], status
     assert status["checkpoint"]["path"].endswith(f"{status['progress']['step']:09d}")
-    assert final_evaluation(kube, namespace, "digits-worker-0-a0")["accuracy"] >= 0.95
+    assert final_evaluation(kube, namespace, worker_0)["accuracy"] >= 0.95
 
 
 def test_deleting_a_running_job_leaves_no_process_container_or_mount_on_the_nodes(

@@ -22,7 +22,7 @@ from tests.e2e.test_training_through_the_operator import (
     wait_finished,
 )
 from tests.harness import InstalledOperator, LocalNodes
-from tests.kube import Kube
+from tests.kube import Kube, wait_for_worker, worker_name
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAIN = REPO_ROOT / "examples" / "scripts" / "train.py"
@@ -109,7 +109,7 @@ def test_a_torchrun_script_that_imports_nothing_of_ringleader_runs_in_the_plain_
     assert store["spec"]["containers"][0]["image"] == user_image
     assert store["status"]["containerStatuses"][0]["ready"] is True
     for index in range(2):
-        assert resumed_from(kube, namespace, f"bare-worker-{index}-a0") == [0]
+        assert resumed_from(kube, namespace, worker_name(kube, namespace, "bare", index)) == [0]
 
 
 def worker_1_deleted_mid_run(
@@ -119,32 +119,36 @@ def worker_1_deleted_mid_run(
     ready: Callable[[dict[str, Any]], Any],
     *,
     what: str,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run the script job; once `ready(status)`, delete its worker 1. Returns the status then
-    and the final one, which says Succeeded with every step trained and checkpointed."""
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """Run the script job; once `ready(status)`, delete its worker 1. Returns the status then,
+    the final one, which says Succeeded with every step trained and checkpointed, and the uid
+    of the pod deleted."""
     name = job["metadata"]["name"]
     add_scripts(kube, namespace)
     kube.apply(job, namespace)
     running = status_when(kube, namespace, name, ready, timeout=240, what=what)
-    kube.run("delete", "pod", f"{name}-worker-1-a0", "-n", namespace, "--wait=false")
+    deleted = wait_for_worker(kube, namespace, name, 1)["metadata"]
+    kube.run("delete", "pod", deleted["name"], "-n", namespace, "--wait=false")
     final = wait_finished(kube, namespace, name, timeout=300)
     assert final["phase"] == "Succeeded", final
     assert step_of(final) == 150 and final["checkpoint"]["step"] == 150
-    return running, final
+    return running, final, str(deleted["uid"])
 
 
 def test_a_torchrun_script_reports_and_resumes_from_its_checkpoint_after_a_pod_is_deleted(
     kube: Kube, operator: InstalledOperator, user_image: str, namespace: str
 ) -> None:
-    running, final = worker_1_deleted_mid_run(
+    running, final, deleted = worker_1_deleted_mid_run(
         kube, namespace, script_job("script", user_image, ["torchrun", "/scripts/train.py"]),
         lambda s: step_of(s) >= 30 and s.get("checkpoint") and "loss" in s.get("progress", {}),
         what="STEP, LOSS and LAST-CKPT from the script",
     )  # fmt: skip
     assert running["phase"] == "Running" and running["worldSize"] == 2
     assert final.get("restarts", 0) == 0  # a deleted pod is no failure
-    # The replacement resumed where the group stopped, not from scratch.
-    starts = resumed_from(kube, namespace, "script-worker-1-a0")
+    # The replacement (the pod of worker 1's slot that was not deleted) resumed where the group
+    # stopped, not from scratch.
+    replacement = wait_for_worker(kube, namespace, "script", 1, other_than=deleted)
+    starts = resumed_from(kube, namespace, replacement["metadata"]["name"])
     assert starts and starts[-1] >= step_of(running), starts
 
 
@@ -159,7 +163,7 @@ def test_a_plain_python_script_with_env_rendezvous_runs_with_three_workers(
     assert final["phase"] == "Succeeded", final
     assert step_of(final) == 40 and final["progress"]["worldSize"] == 3
     for index in range(3):
-        assert resumed_from(kube, namespace, f"plain-worker-{index}-a0") == [0]
+        assert resumed_from(kube, namespace, worker_name(kube, namespace, "plain", index)) == [0]
 
 
 def test_a_plain_python_script_restarted_after_a_pod_is_deleted_resumes_its_checkpoint(
@@ -168,7 +172,7 @@ def test_a_plain_python_script_restarted_after_a_pod_is_deleted_resumes_its_chec
     # Rank 0 hosts the group's store, as under Kubeflow's PyTorchJob: it goes with the processes,
     # so the next group starts from a clean one (a store that outlived them held the old group's
     # keys, and new tries failed on them).
-    running, final = worker_1_deleted_mid_run(
+    running, final, _ = worker_1_deleted_mid_run(
         kube, namespace, script_job("plain", user_image, ["python3", "/scripts/train.py"]),
         lambda s: step_of(s) >= 30 and s.get("checkpoint"), what="step 30 and a checkpoint",
     )  # fmt: skip
@@ -178,7 +182,8 @@ def test_a_plain_python_script_restarted_after_a_pod_is_deleted_resumes_its_chec
     assert final.get("restarts", 0) <= 2, final
     for index in range(2):  # each process of the new group went on from the checkpoint
         attempt = final.get("restartAttempt", 0)
-        starts = resumed_from(kube, namespace, f"plain-worker-{index}-a{attempt}")
+        pod = worker_name(kube, namespace, "plain", index, attempt)  # its last incarnation
+        starts = resumed_from(kube, namespace, pod)
         assert starts[-1] >= running["checkpoint"]["step"], (index, starts)
 
 
@@ -248,12 +253,14 @@ def test_a_hugging_face_job_reports_and_resumes_from_its_own_checkpoint(
     )  # fmt: skip
     saved = running["checkpoint"]
     assert saved["path"].endswith(f"/hf/checkpoint-{saved['step']}")
-    before = re.findall(r"resuming from (\S+)", pod_log(kube, namespace, "hf-worker-1-a0"))
+    deleted = wait_for_worker(kube, namespace, "hf", 1)["metadata"]
+    before = re.findall(r"resuming from (\S+)", pod_log(kube, namespace, deleted["name"]))
     assert before[0] == "None"
-    kube.run("delete", "pod", "hf-worker-1-a0", "-n", namespace, "--wait=false")
+    kube.run("delete", "pod", deleted["name"], "-n", namespace, "--wait=false")
     final = wait_finished(kube, namespace, "hf", timeout=400)
     assert final["phase"] == "Succeeded", final
     assert step_of(final) == 150 and final["checkpoint"]["step"] == 150
-    log = pod_log(kube, namespace, "hf-worker-1-a0")  # the replacement's
+    replacement = wait_for_worker(kube, namespace, "hf", 1, other_than=deleted["uid"])
+    log = pod_log(kube, namespace, replacement["metadata"]["name"])
     resumed = re.findall(r"resuming from (\S+)", log)
     assert resumed and "/hf/checkpoint-" in resumed[-1], log[-2000:]  # its own checkpoint

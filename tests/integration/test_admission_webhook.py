@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
 
 import pytest
 
 from tests.harness import OperatorProcess
 from tests.integration.test_operator import make_job
-from tests.kube import Kube, KubectlError, wait_until
+from tests.kube import WORKER_TOKEN, Kube, KubectlError, wait_until
 
 Obj = dict[str, Any]
 
@@ -79,7 +80,8 @@ def test_apply_refuses_a_job_the_namespaces_pod_security_forbids(
     kube.run("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
     message = refusal(kube, namespace, make_job())  # no securityContext: not under restricted
     assert message is not None
-    assert 'pods "train-worker-0-a0" is forbidden: violates PodSecurity' in message, message
+    said = f'pods "train-worker-0-a0-{WORKER_TOKEN}" is forbidden: violates PodSecurity'
+    assert re.search(said, message), message
 
 
 def test_a_valid_job_and_an_update_of_its_labels_are_admitted(

@@ -15,7 +15,7 @@ from tests.conftest import session_layout, use_existing_cluster
 from tests.harness import OperatorProcess
 from tests.integration.test_operator import job_status, make_job, wait_for_phase
 from tests.integration.test_recovery import fail_worker
-from tests.kube import Kube, wait_until
+from tests.kube import Kube, is_live, known_as, wait_until, worker_name
 from tools.faultproxy.cluster import proxy_in_front
 from tools.faultproxy.faults import Faults, Kind
 from tools.faultproxy.proxy import FaultProxy
@@ -64,7 +64,7 @@ def test_the_operator_converges_after_api_faults_and_restarts_of_etcd_and_the_ap
     kube.apply(make_job("growing", gpus=0, elastic=elastic), namespace)
     for name in ("steady", "failing", "growing"):
         wait_for_phase(kube, namespace, "Running", name=name, timeout=180)
-    fail_worker(kube, namespace, "failing-worker-1-a0", 137, "OOMKilled")
+    fail_worker(kube, namespace, worker_name(kube, namespace, "failing", 1), 137, "OOMKilled")
     kube.run("scale", "dtj", "growing", "--replicas=3", "-n", namespace)
     # The controller manager and the scheduler restart with them, as in an upgrade of the
     # control plane. Left running, the controller manager would count the nodes' leases as
@@ -78,9 +78,7 @@ def test_the_operator_converges_after_api_faults_and_restarts_of_etcd_and_the_ap
 
     def converged() -> tuple[list[str], dict[str, object]] | None:
         pods = kube.get("pods", namespace=namespace)["items"]
-        live = sorted(
-            p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")
-        )
+        live = sorted(known_as(p) for p in pods if is_live(p))  # a worker by its slot
         expected = sorted(
             [f"{j}-rdzv" for j in ("steady", "failing", "growing")]
             + [f"steady-worker-{i}-a0" for i in range(2)]

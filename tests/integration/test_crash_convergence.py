@@ -12,7 +12,7 @@ import pytest
 
 from tests.harness import OperatorProcess
 from tests.integration.test_operator import make_job, wait_for_phase
-from tests.kube import Kube, wait_until
+from tests.kube import Kube, is_live, known_as, wait_until
 
 WRITES = (1, 2, 3, 5)  # die after the status, the event, a deletion, later: every step of it
 
@@ -32,15 +32,14 @@ def crash_after(operator: OperatorProcess, writes: int, change: Callable[[], obj
 
 
 def pods(kube: Kube, namespace: str) -> list[str]:
-    """Every pod of the namespace not on its way out, by name."""
+    """Every pod of the namespace not on its way out, by name (a worker: by slot)."""
     found = kube.get("pods", namespace=namespace)["items"]
-    return sorted(
-        p["metadata"]["name"] for p in found if not p["metadata"].get("deletionTimestamp")
-    )
+    return sorted(known_as(p) for p in found if is_live(p))
 
 
 def settled_pods(kube: Kube, namespace: str, expected: list[str]) -> None:
-    """Wait until the namespace's pods are exactly `expected` (no duplicate, none missing)."""
+    """Wait until the namespace's pods are exactly `expected`, workers by slot (no duplicate,
+    none missing)."""
     wait_until(lambda: pods(kube, namespace) == sorted(expected), timeout=90, what=f"{expected}")
 
 

@@ -13,7 +13,7 @@ import pytest
 from tests.harness import OperatorProcess
 from tests.integration.test_operator import job_status, make_job, wait_for_phase, worker_pods
 from tests.integration.test_recovery import fail_worker
-from tests.kube import Kube, wait_until
+from tests.kube import Kube, live_worker, slot_of, wait_for_worker, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PEERING = "rl-failover-test"
@@ -61,22 +61,20 @@ def test_the_standby_takes_over_and_acts_on_a_failure_once(
     kube.apply(make_job(), namespace)
     wait_for_phase(kube, namespace, "Running", timeout=90)
     assert "train" in active.log_path.read_text() and "train" not in standby.log_path.read_text()
-    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in worker_pods(kube, namespace)}
+    failing = wait_for_worker(kube, namespace, "train", 1)["metadata"]
     active.kill()
     died = time.monotonic()
-    fail_worker(kube, namespace, "train-worker-1-a0", 137, "OOMKilled")
+    fail_worker(kube, namespace, failing["name"], 137, "OOMKilled")
 
     def replaced() -> bool:
-        pods = worker_pods(kube, namespace)
-        uids = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods}
-        new = uids.get("train-worker-1-a0") not in (None, before["train-worker-1-a0"])
-        return new and job_status(kube, namespace).get("phase") == "Running"
+        new = live_worker(kube, namespace, "train", 1, other_than=failing["uid"])
+        return new is not None and job_status(kube, namespace).get("phase") == "Running"
 
     wait_until(replaced, timeout=LIFETIME * 6, what="the standby replacing the failed worker")
     took = time.monotonic() - died
     status = job_status(kube, namespace)
     assert (status["restarts"], status["restartsByClass"]) == (1, {"OutOfMemory": 1})
-    assert sorted(p["metadata"]["name"] for p in worker_pods(kube, namespace)) == [
+    assert [slot_of(p) for p in worker_pods(kube, namespace)] == [
         "train-worker-0-a0",
         "train-worker-1-a0",
     ]
@@ -99,15 +97,13 @@ def test_a_pod_deleted_while_no_replica_was_active_is_replaced_by_the_standby(
         wait_for_phase(kube, namespace, "Running", timeout=90)
         active.start(args=peering_args(200))
         wait_until(lambda: "Pausing operations" in standby.log_path.read_text(), timeout=60)
-        before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in worker_pods(kube, namespace)}
+        deleted = wait_for_worker(kube, namespace, "train", 1)["metadata"]
         active.kill()
-        kube.run("delete", "pod", "train-worker-1-a0", "-n", namespace, "--wait=true")
+        kube.run("delete", "pod", deleted["name"], "-n", namespace, "--wait=true")
 
         def replaced() -> bool:
-            uids = {
-                p["metadata"]["name"]: p["metadata"]["uid"] for p in worker_pods(kube, namespace)
-            }
-            return uids.get("train-worker-1-a0") not in (None, before["train-worker-1-a0"])
+            new = live_worker(kube, namespace, "train", 1, other_than=deleted["uid"])
+            return new is not None
 
         wait_until(replaced, timeout=LIFETIME * 6, what="the standby replacing the deleted worker")
         assert "Resuming operations" in standby.log_path.read_text()

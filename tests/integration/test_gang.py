@@ -16,7 +16,7 @@ import yaml
 
 from tests.harness import OperatorProcess
 from tests.integration.test_operator import (
-    live_worker_names,
+    live_worker_slots,
     make_job,
     wait_for_phase,
     worker_pods,
@@ -68,7 +68,7 @@ def test_a_gang_job_gets_its_pod_group_first_and_keeps_it_sized_to_the_gang(
     assert labels == ["train", "train"]
     # A fixed-size job scaled restarts its gang at the new size: the group follows first.
     kube.run("scale", "dtj/train", "-n", namespace, "--replicas=3")
-    wait_until(lambda: len(live_worker_names(kube, namespace)) == 3, what="the gang of 3 created")
+    wait_until(lambda: len(live_worker_slots(kube, namespace)) == 3, what="the gang of 3 created")
     group = pod_group(kube, namespace)
     assert group is not None and group["spec"]["minMember"] == 3
     assert group["spec"]["minResources"] == {"nvidia.com/gpu": "6"}

@@ -8,7 +8,7 @@ import json
 from tests.harness import OperatorProcess
 from tests.integration.test_operator import make_job, wait_for_phase
 from tests.integration.test_recovery import fail_worker
-from tests.kube import Kube, wait_until
+from tests.kube import Kube, wait_until, worker_name
 
 SECRET = "TOPSECRET-4c1d"
 
@@ -24,7 +24,7 @@ def test_env_values_and_secret_references_stay_in_the_pods(
     ]
     kube.apply(job, namespace)
     wait_for_phase(kube, namespace, "Running")
-    fail_worker(kube, namespace, "train-worker-1-a0", 1, "Error")
+    fail_worker(kube, namespace, worker_name(kube, namespace, "train", 1), 1, "Error")
     status = wait_for_phase(kube, namespace, "Failed")
     assert SECRET not in json.dumps(status)
     events = wait_until(lambda: kube.get("events", namespace=namespace)["items"], what="events")

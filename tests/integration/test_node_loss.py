@@ -17,7 +17,7 @@ from tests.integration.test_operator import (
     wait_for_phase,
     worker_pods,
 )
-from tests.kube import Kube, wait_until
+from tests.kube import Kube, is_live, live_worker, wait_for_worker, wait_until
 from tools.localcluster.nodes import NODE_POOL_LABEL
 
 Obj = dict[str, Any]
@@ -76,9 +76,7 @@ def recovered(
     lost_node = lost["spec"]["nodeName"] if node_lost else None
 
     def back() -> Obj | None:
-        pods = [
-            p for p in worker_pods(kube, namespace) if not p["metadata"].get("deletionTimestamp")
-        ]
+        pods = [p for p in worker_pods(kube, namespace) if is_live(p)]
         fresh = all(
             p["metadata"]["uid"] != lost_uid and p["spec"].get("nodeName") != lost_node
             for p in pods
@@ -97,13 +95,13 @@ def start_and_pick_a_worker(kube: Kube, namespace: str, pool: str) -> Obj:
     kube.apply(pool_job(pool), namespace)
     wait_for_phase(kube, namespace, "Running")
     rendezvous = node_of(kube, namespace, "train-rdzv")
-    workers = [pod(kube, namespace, f"train-worker-{i}-a0") for i in (1, 0)]
+    workers = [live_worker(kube, namespace, "train", i) for i in (1, 0)]
     found = next(w for w in workers if w is not None and w["spec"]["nodeName"] != rendezvous)
     return found
 
 
 def assert_recovered_uncounted(
-    status: Obj, failure_class: str, reasons: tuple[str, ...], lost: str = "train-worker-1-a0"
+    status: Obj, failure_class: str, reasons: tuple[str, ...], lost: str
 ) -> None:
     last = status["lastFailure"]
     assert (last["class"], last["pod"]) == (failure_class, lost)
@@ -184,37 +182,38 @@ def test_a_worker_stuck_terminating_on_a_dead_node_is_force_deleted_and_replaced
     pod_spec["terminationGracePeriodSeconds"] = 2
     kube.apply(job, namespace)
     wait_for_phase(kube, namespace, "Running")
-    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in worker_pods(kube, namespace)}
-    dead = node_of(kube, namespace, "train-worker-1-a0")
+    lost = wait_for_worker(kube, namespace, "train", 1)
+    kept = wait_for_worker(kube, namespace, "train", 0)["metadata"]
+    name, dead = lost["metadata"]["name"], lost["spec"]["nodeName"]
     stop_kubelet(kube, namespace, dead)
 
     stuck = wait_until(
-        lambda: disruption(pod(kube, namespace, "train-worker-1-a0")),
+        lambda: disruption(pod(kube, namespace, name)),
         timeout=60,
-        what="train-worker-1-a0 evicted from the dead node",
+        what=f"{name} evicted from the dead node",
     )
     assert stuck == "DeletionByTaintManager"
 
     def replaced() -> Obj | None:
-        found = pod(kube, namespace, "train-worker-1-a0")
-        new = found is not None and found["metadata"]["uid"] != before["train-worker-1-a0"]
+        found = live_worker(kube, namespace, "train", 1, other_than=lost["metadata"]["uid"])
         # The job may still say Running from before the replacement was made: the replacement
         # itself must run (bound to a node) too.
-        running = new and (found or {}).get("status", {}).get("phase") == "Running"
+        running = found is not None and found.get("status", {}).get("phase") == "Running"
         status = job_status(kube, namespace)
         return found if running and status.get("phase") == "Running" else None
 
-    replacement = wait_until(replaced, timeout=60, what="train-worker-1-a0 replaced, Running")
+    replacement = wait_until(replaced, timeout=60, what=f"{name} replaced, Running")
     assert replacement["spec"]["nodeName"] != dead
-    survivor = pod(kube, namespace, "train-worker-0-a0")
-    assert survivor is not None and survivor["metadata"]["uid"] == before["train-worker-0-a0"]
+    assert replacement["metadata"]["name"] != name  # a name of its own
+    survivor = pod(kube, namespace, kept["name"])
+    assert survivor is not None and survivor["metadata"]["uid"] == kept["uid"]
     (forced,) = events(kube, namespace, "PodForceDeleted")
     assert forced["type"] == "Warning"
-    assert forced["message"].startswith("pod train-worker-1-a0 was still terminating")
+    assert forced["message"].startswith(f"pod {name} was still terminating")
     assert forced["message"].endswith(f"on lost node {dead}: force-deleted")
     status = job_status(kube, namespace)
     assert status["lastFailure"]["action"] == "RestartWorker"
-    assert_recovered_uncounted(status, "NodeLost", ("DeletionByTaintManager",))
+    assert_recovered_uncounted(status, "NodeLost", ("DeletionByTaintManager",), name)
 
 
 def evict(kube: Kube, namespace: str, name: str) -> None:
@@ -235,11 +234,12 @@ def test_an_evicted_worker_is_preempted_and_recovered_without_using_up_a_restart
     job["spec"]["template"]["metadata"] = {"annotations": dict(DELETE_DELAY)}
     kube.apply(job, namespace)
     wait_for_phase(kube, namespace, "Running")
-    lost = pod(kube, namespace, "train-worker-1-a0")
-    assert lost is not None
-    evict(kube, namespace, "train-worker-1-a0")
+    lost = wait_for_worker(kube, namespace, "train", 1)
+    evict(kube, namespace, lost["metadata"]["name"])
     status = recovered(kube, namespace, lost, timeout=30)
-    assert_recovered_uncounted(status, "Preempted", ("EvictionByEvictionAPI",))
+    assert_recovered_uncounted(
+        status, "Preempted", ("EvictionByEvictionAPI",), lost["metadata"]["name"]
+    )
 
 
 def test_a_worker_preempted_by_a_higher_priority_pod_is_recovered_without_using_up_a_restart(

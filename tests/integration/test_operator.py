@@ -10,7 +10,16 @@ from ringleader import builders
 from ringleader.kube import FAULT_EXIT_CODE
 from ringleader.models import parse_job
 from tests.harness import OperatorProcess
-from tests.kube import Kube, KubectlError, wait_until
+from tests.kube import (
+    Kube,
+    KubectlError,
+    find_workers,
+    is_live,
+    known_as,
+    slot_of,
+    wait_until,
+    worker_name,
+)
 
 COMPLETE = "pod-complete.stage.ringleader.dev"
 FAIL = "pod-container-running-failed.stage.kwok.x-k8s.io"
@@ -52,17 +61,13 @@ def wait_for_phase(
 
 
 def worker_pods(kube: Kube, namespace: str, name: str = "train") -> list[dict[str, Any]]:
-    selector = f"ringleader.dev/job-name={name},ringleader.dev/role=worker"
-    pods: list[dict[str, Any]] = kube.get("pods", namespace=namespace, selector=selector)["items"]
-    return sorted(pods, key=lambda p: p["metadata"]["name"])
+    """The job's worker pods, by attempt and index, oldest first."""
+    return find_workers(kube, namespace, name)
 
 
-def live_worker_names(kube: Kube, namespace: str, name: str = "train") -> list[str]:
-    return [
-        p["metadata"]["name"]
-        for p in worker_pods(kube, namespace, name)
-        if not p["metadata"].get("deletionTimestamp")
-    ]
+def live_worker_slots(kube: Kube, namespace: str, name: str = "train") -> list[str]:
+    """The slots (<job>-worker-<index>-a<attempt>) of the job's pods not being deleted."""
+    return [slot_of(p) for p in worker_pods(kube, namespace, name) if is_live(p)]
 
 
 def test_an_applied_job_gets_exactly_its_children_with_the_contract_env(
@@ -72,11 +77,11 @@ def test_an_applied_job_gets_exactly_its_children_with_the_contract_env(
     wait_for_phase(kube, namespace, "Running")
     job = kube.get("dtj", "train", namespace=namespace)
     workers = builders.build_worker_pods(parse_job(job), attempt=0)
-    expected = {p["metadata"]["name"]: p for p in workers}
+    expected = {slot_of(p): p for p in workers}
     pods = worker_pods(kube, namespace)
-    assert [p["metadata"]["name"] for p in pods] == sorted(expected)
+    assert [slot_of(p) for p in pods] == sorted(expected)
     for pod in pods:
-        want = expected[pod["metadata"]["name"]]["spec"]["containers"][0]["env"]
+        want = expected[slot_of(pod)]["spec"]["containers"][0]["env"]
         assert pod["spec"]["containers"][0]["env"] == want
         owner = pod["metadata"]["ownerReferences"][0]
         assert (owner["kind"], owner["uid"], owner["controller"]) == (
@@ -141,8 +146,8 @@ def test_kubectl_scale_resizes_an_elastic_job_in_place(
     kube.run("scale", "dtj/train", "-n", namespace, "--replicas=4")
     wait_until(lambda: job_status(kube, namespace).get("workers") == "4/4", what="4/4 workers")
     kube.run("scale", "dtj/train", "-n", namespace, "--replicas=1")
-    wait_until(lambda: len(live_worker_names(kube, namespace)) == 1, what="one worker left")
-    assert live_worker_names(kube, namespace) == ["train-worker-0-a0"]  # the highest went
+    wait_until(lambda: len(live_worker_slots(kube, namespace)) == 1, what="one worker left")
+    assert live_worker_slots(kube, namespace) == ["train-worker-0-a0"]  # the highest went
     assert job_status(kube, namespace)["restartAttempt"] == 0
     with pytest.raises(KubectlError, match=r"spec\.replicas must be between"):
         kube.run("scale", "dtj/train", "-n", namespace, "--replicas=5")
@@ -156,7 +161,7 @@ def test_kubectl_scale_restarts_a_fixed_size_job_at_its_new_size(
     kube.run("scale", "dtj/train", "-n", namespace, "--replicas=3")
     wait_until(
         lambda: (
-            live_worker_names(kube, namespace)
+            live_worker_slots(kube, namespace)
             == ["train-worker-0-a1", "train-worker-1-a1", "train-worker-2-a1"]
         ),
         what="the gang restarted with 3 workers",
@@ -180,7 +185,7 @@ def test_suspending_removes_the_pods_and_resuming_brings_them_back(
     resume = '{"spec": {"runPolicy": {"suspend": false}}}'
     kube.run("patch", "dtj/train", "-n", namespace, "--type=merge", "-p", resume)
     wait_for_phase(kube, namespace, "Running")
-    assert len(live_worker_names(kube, namespace)) == 2
+    assert len(live_worker_slots(kube, namespace)) == 2
 
 
 def test_a_job_past_its_active_deadline_fails_with_the_reason(
@@ -191,7 +196,7 @@ def test_a_job_past_its_active_deadline_fails_with_the_reason(
     status = wait_for_phase(kube, namespace, "Failed", timeout=30)
     failed = {c["type"]: c for c in status["conditions"]}["Failed"]
     assert (failed["status"], failed["reason"]) == ("True", "DeadlineExceeded")
-    wait_until(lambda: not live_worker_names(kube, namespace), what="workers removed")
+    wait_until(lambda: not live_worker_slots(kube, namespace), what="workers removed")
 
 
 def test_workers_no_node_can_take_are_explained_and_fail_the_job_after_its_startup_timeout(
@@ -208,7 +213,7 @@ def test_workers_no_node_can_take_are_explained_and_fail_the_job_after_its_start
     failed = {c["type"]: c for c in status["conditions"]}["Failed"]
     assert (failed["status"], failed["reason"]) == ("True", "StartupTimeout"), failed
     assert "was not running" in failed["message"] and "Unschedulable" in failed["message"]
-    wait_until(lambda: not live_worker_names(kube, namespace), what="workers removed")
+    wait_until(lambda: not live_worker_slots(kube, namespace), what="workers removed")
 
 
 def test_a_failed_worker_under_a_gang_rule_restarts_the_gang_under_a_new_attempt(
@@ -216,10 +221,11 @@ def test_a_failed_worker_under_a_gang_rule_restarts_the_gang_under_a_new_attempt
 ) -> None:
     kube.apply(make_job(failurePolicy={"rules": [{"action": "RestartGang"}]}), namespace)
     wait_for_phase(kube, namespace, "Running")
-    kube.run("annotate", "pod", "train-worker-1-a0", "-n", namespace, f"{FAIL}/exit-code=2")
-    kube.run("label", "pod", "train-worker-1-a0", "-n", namespace, f"{FAIL}=true")
+    failing = worker_name(kube, namespace, "train", 1)
+    kube.run("annotate", "pod", failing, "-n", namespace, f"{FAIL}/exit-code=2")
+    kube.run("label", "pod", failing, "-n", namespace, f"{FAIL}=true")
     wait_until(
-        lambda: live_worker_names(kube, namespace) == ["train-worker-0-a1", "train-worker-1-a1"],
+        lambda: live_worker_slots(kube, namespace) == ["train-worker-0-a1", "train-worker-1-a1"],
         what="the gang recreated as attempt 1",
     )
     status = wait_for_phase(kube, namespace, "Running")
@@ -231,11 +237,12 @@ def test_a_job_out_of_restarts_fails_and_says_why(
 ) -> None:
     kube.apply(make_job(failurePolicy={"maxRestarts": 0}), namespace)
     wait_for_phase(kube, namespace, "Running")
-    kube.run("label", "pod", "train-worker-0-a0", "-n", namespace, f"{FAIL}=true")
+    failing = worker_name(kube, namespace, "train", 0)
+    kube.run("label", "pod", failing, "-n", namespace, f"{FAIL}=true")
     status = wait_for_phase(kube, namespace, "Failed")
     failed = {c["type"]: c for c in status["conditions"]}["Failed"]
     assert failed["reason"] == "MaxRestartsExceeded"
-    assert "train-worker-0-a0" in failed["message"]
+    assert failing in failed["message"]
     decided = f"{namespace}/train MaxRestartsExceeded: "
     log = operator.log_path.read_text(errors="replace")
     assert decided in log, operator.log_tail()  # the operator's log says what it decided
@@ -277,11 +284,10 @@ def test_the_operator_killed_after_any_of_its_writes_converges_with_no_duplicate
     for name in jobs:
         status = wait_for_phase(kube, namespace, "Running", name=name)
         assert (status["restartAttempt"], status["restarts"], status["workers"]) == (0, 0, "2/2")
-    pods = kube.run("get", "pods", "-n", namespace, "-o", "name").split()
-    expected = [
-        f"pod/{n}-{suffix}" for n in jobs for suffix in ("rdzv", "worker-0-a0", "worker-1-a0")
-    ]
-    assert sorted(pods) == sorted(expected)
+    pods = kube.get("pods", namespace=namespace)["items"]
+    known = [known_as(p) for p in pods]
+    expected = [f"{n}-{suffix}" for n in jobs for suffix in ("rdzv", "worker-0-a0", "worker-1-a0")]
+    assert sorted(known) == sorted(expected)  # one pod per slot: none made twice
 
 
 def test_a_job_whose_workers_report_nothing_says_so_and_is_not_hung(

@@ -20,7 +20,7 @@ from tests.e2e.test_training_through_the_operator import (
     wait_finished,
 )
 from tests.harness import LocalNodes
-from tests.kube import Kube
+from tests.kube import Kube, worker_name
 from tests.schedulers.test_kueue import KUEUE_API
 from tests.schedulers.test_kueue_workload import priority_classes
 
@@ -124,6 +124,7 @@ def test_a_job_preempted_by_kueue_resumes_from_its_checkpoint_and_succeeds(
     final = wait_finished(kube, namespace, "low", timeout=400)
     assert final["phase"] == "Succeeded", final
     assert final.get("restarts", 0) == 0 and "lastFailure" not in final, final
-    resumed = resumed_at(kube, namespace, "low-worker-0-a0")
+    last = worker_name(kube, namespace, "low", 0)  # worker 0's pod since it was admitted again
+    resumed = resumed_at(kube, namespace, last)
     assert resumed, "low never resumed from a checkpoint"
     assert resumed[-1] >= stopped_at - CHECKPOINT_EVERY, (resumed, stopped_at)

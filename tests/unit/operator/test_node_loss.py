@@ -20,7 +20,8 @@ from ringleader.nodecache import LostNodes
 from ringleader.reconcile import plan_reconcile
 from tests.unit.operator.jobs import make_job, parse
 from tests.unit.operator.statusstore import StatusStore
-from tests.unit.operator.test_reconcile_plan import NOW, settle
+from tests.unit.operator.test_reconcile_plan import NOW, names, settle
+from tests.unit.operator.workers import is_called, known_as, known_names, name_in
 
 Obj = dict[str, Any]
 NOT_READY, UNREACHABLE = c.NODE_LOSS_TAINTS
@@ -92,18 +93,18 @@ def test_a_node_is_lost_when_gone_or_not_ready(node: Obj | None, lost: bool) -> 
 
 
 def settled_on_nodes() -> tuple[Obj, list[Obj]]:
-    """A running job of two workers, every pod bound to node-<its name>."""
+    """A running job of two workers, every pod bound to node-<its name> (a worker's: its slot)."""
     job, children = settle(make_job(), [])
     for child in children:
         if child["kind"] == "Pod":
-            child["spec"]["nodeName"] = f"node-{child['metadata']['name']}"
+            child["spec"]["nodeName"] = f"node-{known_as(child)}"
             child["metadata"]["uid"] = f"uid-{child['metadata']['name']}"
     return job, children
 
 
 def deleting(children: list[Obj], name: str, grace_ends_in: float, evicted: bool = False) -> None:
     """Mark a pod as being deleted; its grace period ends `grace_ends_in` seconds after NOW."""
-    pod = next(x for x in children if x["kind"] == "Pod" and x["metadata"]["name"] == name)
+    pod = next(x for x in children if x["kind"] == "Pod" and is_called(x, name))
     pod["metadata"]["deletionTimestamp"] = format_time(NOW + timedelta(seconds=grace_ends_in))
     pod["metadata"]["deletionGracePeriodSeconds"] = 30
     if evicted:
@@ -171,13 +172,14 @@ def test_a_worker_evicted_from_a_lost_node_is_replaced_once_force_deleted() -> N
     plan = plan_reconcile(job, children, NOW, {"gpu-1"})
     assert plan.status_patch is not None
     assert plan.status_patch["lastFailure"]["class"] == "NodeLost"
-    assert plan.force_delete_pods == ["digits-worker-1-a0"]
-    # Same name: the replacement is created by the reconcile that sees the old one gone.
+    assert known_names(plan.force_delete_pods, children) == ["digits-worker-1-a0"]
+    # Its slot held: the replacement is created by the reconcile that sees the old one gone.
     assert plan.create == []
     job = {**job, "status": {**job["status"], **plan.status_patch}}
-    gone = [x for x in children if x["metadata"]["name"] != "digits-worker-1-a0"]
+    gone = [x for x in children if not is_called(x, "digits-worker-1-a0")]
     after = plan_reconcile(job, gone, NOW)
-    assert [p["metadata"]["name"] for p in after.create] == ["digits-worker-1-a0"]
+    assert names(after.create) == ["Pod/digits-worker-1-a0"]
+    assert after.create[0]["metadata"]["name"] != plan.force_delete_pods[0]
     assert after.force_delete_pods == []
 
 
@@ -217,7 +219,7 @@ def test_a_node_that_cannot_be_read_is_not_taken_for_lost() -> None:
 
 
 def worker(children: list[Obj], name: str) -> Obj:
-    return next(x for x in children if x["metadata"]["name"] == name)
+    return next(x for x in children if is_called(x, name))
 
 
 def test_the_pods_of_a_deleted_node_are_found_by_name() -> None:
@@ -228,7 +230,7 @@ def test_the_pods_of_a_deleted_node_are_found_by_name() -> None:
         "node-digits-worker-1-a0",
     }
     found = lostnodes.on_deleted_nodes(children, {"node-digits-worker-1-a0", "elsewhere"})
-    assert found == {"digits-worker-1-a0": "node-digits-worker-1-a0"}
+    assert found == {name_in(children, "digits-worker-1-a0"): "node-digits-worker-1-a0"}
 
 
 def test_a_worker_on_a_deleted_node_fails_as_node_lost_and_is_force_deleted_at_once() -> None:
@@ -239,7 +241,7 @@ def test_a_worker_on_a_deleted_node_fails_as_node_lost_and_is_force_deleted_at_o
     last = plan.status_patch["lastFailure"]
     assert (last["class"], last["pod"], last["reason"]) == (
         "NodeLost",
-        "digits-worker-1-a0",
+        name_in(children, "digits-worker-1-a0"),
         "NodeDeleted",
     )
     assert last["message"] == "its node node-digits-worker-1-a0 was deleted"
@@ -247,7 +249,8 @@ def test_a_worker_on_a_deleted_node_fails_as_node_lost_and_is_force_deleted_at_o
     assert plan.status_patch["restartsByClass"] == {"NodeLost": 1}
     assert plan.status_patch.get("restarts", 0) == 0  # the cluster's doing: not counted
     # Forced, not graceful: no kubelet is left to finish a graceful deletion.
-    assert (plan.force_delete_pods, plan.delete_pods) == (["digits-worker-1-a0"], [])
+    assert known_names(plan.force_delete_pods, children) == ["digits-worker-1-a0"]
+    assert plan.delete_pods == []
     reasons = [r for _, r, _ in plan.events]
     assert reasons == ["WorkerFailed", "PodForceDeleted"]
 
@@ -269,7 +272,7 @@ def test_a_worker_already_replaced_for_its_deleted_node_is_not_failed_again() ->
     job = {**job, "status": {**job["status"], **first.status_patch}}
     again = plan_reconcile(job, children, NOW, deleted_nodes=deleted)  # the force-delete failed
     assert again.status_patch is None or "lastFailure" not in again.status_patch
-    assert again.force_delete_pods == ["digits-worker-1-a0"]
+    assert known_names(again.force_delete_pods, children) == ["digits-worker-1-a0"]
 
 
 def test_deleted_nodes_are_those_seen_deleted_lately_and_still_missing() -> None:
@@ -313,7 +316,7 @@ def test_a_worker_done_or_leaving_on_a_deleted_node_is_only_force_deleted(change
         pod[key] = {**pod[key], **value}
     plan = plan_reconcile(job, children, NOW, deleted_nodes={"node-digits-worker-1-a0"})
     assert plan.status_patch is None or "lastFailure" not in plan.status_patch
-    assert plan.force_delete_pods == ["digits-worker-1-a0"]
+    assert known_names(plan.force_delete_pods, children) == ["digits-worker-1-a0"]
 
 
 def test_a_failed_worker_on_a_deleted_node_keeps_the_class_of_its_own_failure() -> None:
@@ -326,7 +329,7 @@ def test_a_failed_worker_on_a_deleted_node_keeps_the_class_of_its_own_failure() 
     plan = plan_reconcile(job, children, NOW, deleted_nodes={"node-digits-worker-1-a0"})
     assert plan.status_patch is not None
     assert plan.status_patch["lastFailure"]["class"] == "OutOfMemory"
-    assert plan.force_delete_pods == ["digits-worker-1-a0"]
+    assert known_names(plan.force_delete_pods, children) == ["digits-worker-1-a0"]
 
 
 class NodeGoneApi(FakeApi, StatusStore):
@@ -365,5 +368,5 @@ def test_a_pod_force_deleted_with_its_node_is_announced_once_before_the_watch_ca
             controller._reconcile(key)
     finally:
         controller.loop.close()
-    assert api.forced == ["digits-worker-1-a0"]
+    assert known_names(api.forced, children) == ["digits-worker-1-a0"]
     assert api.events.count("PodForceDeleted") == 1

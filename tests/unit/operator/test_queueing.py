@@ -14,6 +14,7 @@ from ringleader.queueing import KueueFacts
 from ringleader.reconcile import Plan, plan_reconcile
 from tests.unit.operator.jobs import make_job
 from tests.unit.operator.test_reconcile_plan import NOW, finished, names, running
+from tests.unit.operator.workers import known_names
 
 Obj = dict[str, Any]
 TOLERATION = {"key": "pool", "operator": "Equal", "value": "a", "effect": "NoSchedule"}
@@ -117,7 +118,11 @@ def test_an_evicted_job_stops_its_workers_without_counting_a_restart() -> None:
     job = queued_job(status={"phase": "Running", "restarts": 1})
     pods = [running(p) for p in plan_reconcile(queued_job(), [admitted()], NOW).create]
     plan = plan_reconcile(job, [evicted(), *pods], NOW)
-    assert plan.delete_pods == ["digits-rdzv", "digits-worker-0-a0", "digits-worker-1-a0"]
+    assert known_names(plan.delete_pods, pods) == [
+        "digits-rdzv",
+        "digits-worker-0-a0",
+        "digits-worker-1-a0",
+    ]
     assert plan.workload_status_patch is None  # the quota is given back once they are gone
     phase, reason, message = phase_of(plan)
     assert (phase, reason) == ("Queued", "EvictedByKueue") and "Preempted" in message

@@ -11,6 +11,7 @@ from ringleader import builders
 from ringleader.apitime import format_time
 from ringleader.reconcile import Plan, plan_reconcile
 from tests.unit.operator.jobs import make_job, parse
+from tests.unit.operator.workers import is_called, known_as, known_names, name_in
 
 NOW = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
 Obj = dict[str, Any]
@@ -43,7 +44,8 @@ def settle(job: Obj, children: list[Obj]) -> tuple[Obj, list[Obj]]:
 
 
 def names(objects: list[Obj]) -> list[str]:
-    return sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
+    """Kind/name of each object, a worker by its slot (tests.unit.operator.workers)."""
+    return sorted(f"{o['kind']}/{known_as(o)}" for o in objects)
 
 
 def test_a_new_job_gets_its_services_store_and_workers_and_a_pending_status() -> None:
@@ -75,14 +77,13 @@ def test_a_job_with_a_size_gets_its_checkpoint_claim() -> None:
 def test_a_failed_worker_under_a_gang_rule_restarts_every_worker_under_the_next_attempt() -> None:
     job, children = settle(make_job({"failurePolicy": {"rules": [{"action": "RestartGang"}]}}), [])
     children = [
-        finished(c, "Failed") if c["metadata"]["name"] == "digits-worker-1-a0" else c
-        for c in children
+        finished(c, "Failed") if is_called(c, "digits-worker-1-a0") else c for c in children
     ]
     plan = plan_reconcile(job, children, NOW)
     assert plan.status_patch is not None
     assert (plan.status_patch["restartAttempt"], plan.status_patch["restarts"]) == (1, 1)
     assert plan.status_patch["phase"] == "Restarting"
-    assert plan.delete_pods == ["digits-worker-0-a0", "digits-worker-1-a0"]
+    assert known_names(plan.delete_pods, children) == ["digits-worker-0-a0", "digits-worker-1-a0"]
     assert names(plan.create) == ["Pod/digits-worker-0-a1", "Pod/digits-worker-1-a1"]
     assert plan.events[0][:2] == ("Warning", "WorkerFailed")
 
@@ -90,8 +91,7 @@ def test_a_failed_worker_under_a_gang_rule_restarts_every_worker_under_the_next_
 def test_a_failed_worker_with_no_restarts_left_fails_the_job_and_stops_the_rest() -> None:
     job, children = settle(make_job({"failurePolicy": {"maxRestarts": 0}}), [])
     children = [
-        finished(c, "Failed") if c["metadata"]["name"] == "digits-worker-0-a0" else c
-        for c in children
+        finished(c, "Failed") if is_called(c, "digits-worker-0-a0") else c for c in children
     ]
     plan = plan_reconcile(job, children, NOW)
     assert plan.status_patch is not None
@@ -99,7 +99,7 @@ def test_a_failed_worker_with_no_restarts_left_fails_the_job_and_stops_the_rest(
     failed = {c["type"]: c for c in plan.status_patch["conditions"]}["Failed"]
     assert failed["reason"] == "MaxRestartsExceeded"
     assert plan.create == []
-    assert plan.delete_pods == ["digits-rdzv", "digits-worker-1-a0"]
+    assert known_names(plan.delete_pods, children) == ["digits-rdzv", "digits-worker-1-a0"]
 
 
 def test_suspending_deletes_every_running_pod_and_creates_nothing() -> None:
@@ -107,7 +107,11 @@ def test_suspending_deletes_every_running_pod_and_creates_nothing() -> None:
     job["spec"]["runPolicy"] = {"suspend": True}
     plan = plan_reconcile(job, children, NOW)
     assert plan.create == []
-    assert plan.delete_pods == ["digits-rdzv", "digits-worker-0-a0", "digits-worker-1-a0"]
+    assert known_names(plan.delete_pods, children) == [
+        "digits-rdzv",
+        "digits-worker-0-a0",
+        "digits-worker-1-a0",
+    ]
     assert plan.status_patch is not None and plan.status_patch["phase"] == "Suspended"
 
 
@@ -118,7 +122,7 @@ def test_scaling_an_elastic_job_down_deletes_the_highest_workers_only() -> None:
     job, children = settle(make_job({"replicas": 3, **ELASTIC}), [])
     job["spec"]["replicas"] = 1
     plan = plan_reconcile(job, children, NOW)
-    assert plan.delete_pods == ["digits-worker-1-a0", "digits-worker-2-a0"]
+    assert known_names(plan.delete_pods, children) == ["digits-worker-1-a0", "digits-worker-2-a0"]
     assert plan.create == [] and plan.events == []
 
 
@@ -136,7 +140,11 @@ def test_scaling_a_fixed_size_job_restarts_the_gang_at_the_new_size() -> None:
     plan = plan_reconcile(job, children, NOW)
     assert plan.status_patch is not None and plan.status_patch["restartAttempt"] == 1
     assert "restarts" not in plan.status_patch  # not a failure
-    assert plan.delete_pods == ["digits-worker-0-a0", "digits-worker-1-a0", "digits-worker-2-a0"]
+    assert known_names(plan.delete_pods, children) == [
+        "digits-worker-0-a0",
+        "digits-worker-1-a0",
+        "digits-worker-2-a0",
+    ]
     assert names(plan.create) == ["Pod/digits-worker-0-a1", "Pod/digits-worker-1-a1"]
     assert plan.events[0] == (
         "Normal",
@@ -218,10 +226,11 @@ def test_a_job_being_deleted_is_left_to_the_garbage_collector() -> None:
 
 def test_a_detected_hang_restarts_the_gang_names_the_stalled_worker_and_clears_itself() -> None:
     job, children = settle(make_job(), [])
+    stalled = name_in(children, "digits-worker-1-a0")
     job["status"]["hang"] = {
         "step": 40,
         "stalledSeconds": 31,
-        "stalledPods": ["digits-worker-1-a0"],
+        "stalledPods": [stalled],
         "detectedAt": format_time(NOW),
     }
     plan = plan_reconcile(job, children, NOW)
@@ -232,5 +241,5 @@ def test_a_detected_hang_restarts_the_gang_names_the_stalled_worker_and_clears_i
     assert plan.status_patch["restartsByClass"] == {"Hang": 1}
     event_type, reason, message = plan.events[0]
     assert (event_type, reason) == ("Warning", "HangDetected")
-    assert "digits-worker-1-a0" in message and "after step 40" in message
+    assert stalled in message and "after step 40" in message
     assert names(plan.create) == ["Pod/digits-worker-0-a1", "Pod/digits-worker-1-a1"]

@@ -9,6 +9,7 @@ from typing import Any
 from ringleader.reconcile import Plan, plan_reconcile
 from tests.unit.operator.jobs import make_job
 from tests.unit.operator.test_reconcile_plan import NOW, names, settle
+from tests.unit.operator.workers import is_called, known_names, name_in
 
 Obj = dict[str, Any]
 OOM = {"exitCode": 137, "reason": "OOMKilled", "message": "out of memory"}
@@ -24,20 +25,22 @@ def settled(spec: Obj | None = None) -> tuple[Obj, list[Obj]]:
 
 
 def fail(children: list[Obj], name: str, terminated: Obj) -> list[Obj]:
-    """The children with one worker Failed, its container terminated as given."""
+    """The children with one worker (by name or slot) Failed, its container terminated as
+    given."""
     out = copy.deepcopy(children)
     for child in out:
-        if child["metadata"]["name"] == name:
+        if is_called(child, name):
             state = {"terminated": terminated}
             child["status"] = {"phase": "Failed", "containerStatuses": [{"state": state}]}
     return out
 
 
 def preempt(children: list[Obj], name: str) -> list[Obj]:
-    """The children with one worker being deleted by the scheduler to make room."""
+    """The children with one worker (by name or slot) being deleted by the scheduler to make
+    room."""
     out = copy.deepcopy(children)
     for child in out:
-        if child["metadata"]["name"] == name:
+        if is_called(child, name):
             child["metadata"]["deletionTimestamp"] = "2026-05-06T07:08:00Z"
             cond = {"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler"}
             child["status"]["conditions"].append(cond)
@@ -61,7 +64,8 @@ GANG = {"failurePolicy": {"rules": [{"action": "RestartGang"}]}}  # matches ever
 
 def test_an_oom_killed_worker_is_replaced_in_place_and_the_failure_recorded() -> None:
     job, children = settled()
-    plan = plan_reconcile(job, fail(children, "digits-worker-1-a0", OOM), NOW)
+    failed = name_in(children, "digits-worker-1-a0")
+    plan = plan_reconcile(job, fail(children, failed, OOM), NOW)
     patch = plan.status_patch
     assert patch is not None
     assert "restartAttempt" not in patch  # the survivor stays: still attempt 0
@@ -69,8 +73,8 @@ def test_an_oom_killed_worker_is_replaced_in_place_and_the_failure_recorded() ->
     assert patch["restartsByClass"] == {"OutOfMemory": 1}
     assert patch["lastFailure"] == {
         "class": "OutOfMemory",
-        "pod": "digits-worker-1-a0",
-        "podUID": "uid-digits-worker-1-a0",
+        "pod": failed,
+        "podUID": f"uid-{failed}",
         "exitCode": 137,
         "reason": "OOMKilled",
         "message": "out of memory",
@@ -82,10 +86,9 @@ def test_an_oom_killed_worker_is_replaced_in_place_and_the_failure_recorded() ->
     assert plan.events[0] == (
         "Warning",
         "WorkerFailed",
-        "worker digits-worker-1-a0 failed (OutOfMemory, exit 137): "
-        "replacing that worker (restart 1 of 10)",
+        f"worker {failed} failed (OutOfMemory, exit 137): replacing that worker (restart 1 of 10)",
     )
-    assert plan.delete_pods == ["digits-worker-1-a0"]
+    assert plan.delete_pods == [failed]
 
 
 def test_a_gang_rule_restarts_every_worker_under_the_next_attempt() -> None:
@@ -135,13 +138,13 @@ def test_a_fail_job_rule_fails_the_job_at_once_naming_the_class() -> None:
     failed = condition(plan, "Failed")
     assert failed["reason"] == "FailedByPolicy"
     assert failed["message"] == (
-        "worker digits-worker-0-a0 failed (UserError, exit 1): "
+        f"worker {name_in(children, 'digits-worker-0-a0')} failed (UserError, exit 1): "
         "the failure policy fails the job on UserError"
     )
     assert plan.status_patch["lastFailure"]["action"] == "FailJob"
     assert "restartsByClass" not in plan.status_patch
     assert plan.create == []
-    assert plan.delete_pods == ["digits-rdzv", "digits-worker-1-a0"]
+    assert known_names(plan.delete_pods, children) == ["digits-rdzv", "digits-worker-1-a0"]
 
 
 def test_used_up_restarts_fail_the_job_with_the_class_in_the_message() -> None:
@@ -157,8 +160,8 @@ def test_restart_worker_replaces_only_the_failed_pod_under_the_same_attempt() ->
     job, children = settled({"failurePolicy": {"rules": rules}})
     children = fail(children, "digits-worker-1-a0", OOM)
     plan = plan_reconcile(job, children, NOW)
-    assert plan.delete_pods == ["digits-worker-1-a0"]
-    assert plan.create == []  # the name frees up first
+    assert known_names(plan.delete_pods, children) == ["digits-worker-1-a0"]
+    assert plan.create == []  # the slot frees up first
     patch = plan.status_patch
     assert patch is not None
     assert "restartAttempt" not in patch  # still attempt 0
@@ -166,9 +169,10 @@ def test_restart_worker_replaces_only_the_failed_pod_under_the_same_attempt() ->
     assert patch["restartsByClass"] == {"OutOfMemory": 1}
     assert "replacing that worker (restart 1 of 10)" in plan.events[0][2]
     job = apply(job, plan)
-    gone = [c for c in children if c["metadata"]["name"] != "digits-worker-1-a0"]
+    gone = [c for c in children if not is_called(c, "digits-worker-1-a0")]
     again = plan_reconcile(job, gone, NOW)
     assert names(again.create) == ["Pod/digits-worker-1-a0"]
+    assert again.create[0]["metadata"]["name"] not in plan.delete_pods  # a name of its own
     assert again.delete_pods == []
     job, children = settle(job, gone)
     assert (job["status"]["phase"], job["status"]["restarts"]) == ("Running", 1)
@@ -181,10 +185,10 @@ def test_a_replaced_worker_is_counted_once_even_if_its_deletion_was_lost() -> No
     job = apply(job, plan_reconcile(job, children, NOW))
     # The operator died before its delete: the failed pod is still there, unchanged.
     plan = plan_reconcile(job, children, NOW + timedelta(seconds=5))
-    assert plan.delete_pods == ["digits-worker-0-a0"]
+    assert known_names(plan.delete_pods, children) == ["digits-worker-0-a0"]
     assert plan.status_patch is None and plan.events == []
     # Its deletion under way: neither counted again nor deleted again, nor recreated yet.
-    pod = next(c for c in children if c["metadata"]["name"] == "digits-worker-0-a0")
+    pod = next(c for c in children if is_called(c, "digits-worker-0-a0"))
     pod["metadata"]["deletionTimestamp"] = "2026-05-06T07:08:10Z"
     plan = plan_reconcile(job, children, NOW + timedelta(seconds=6))
     assert (plan.delete_pods, plan.create, plan.events) == ([], [], [])
@@ -202,7 +206,7 @@ def test_of_two_failures_at_once_the_furthest_reaching_action_wins() -> None:
     plan = plan_reconcile(job, children, NOW)
     assert condition(plan, "Failed")["reason"] == "FailedByPolicy"
     assert plan.status_patch is not None
-    assert plan.status_patch["lastFailure"]["pod"] == "digits-worker-1-a0"
+    assert plan.status_patch["lastFailure"]["pod"] == name_in(children, "digits-worker-1-a0")
 
 
 def test_a_second_gang_restart_soon_after_the_first_waits_out_its_backoff() -> None:
@@ -262,7 +266,7 @@ def test_an_in_place_recovery_without_a_step_becomes_a_gang_restart_when_its_tim
     assert patch["lastFailure"]["reason"] == "InPlaceRecoveryTimedOut"
     assert patch["lastFailure"]["action"] == "RestartGang"
     assert plan.events[0][2] == (
-        "in-place recovery of digits-worker-1-a0 did not resume training: "
+        f"in-place recovery of {job['status']['lastFailure']['pod']} did not resume training: "
         "restarting the gang (counted with the failure it follows)"
     )
     assert names(plan.create) == ["Pod/digits-worker-0-a1", "Pod/digits-worker-1-a1"]
@@ -278,7 +282,7 @@ def test_an_in_place_recovery_that_trained_a_step_is_left_alone() -> None:
 def test_a_replacement_still_pending_is_not_an_in_place_recovery_that_failed() -> None:
     job, children = replaced_in_place()
     for child in children:
-        if child["metadata"]["name"] == "digits-worker-1-a0":
+        if is_called(child, "digits-worker-1-a0"):
             child["status"] = {"phase": "Pending"}
     plan = plan_reconcile(job, children, NOW + timedelta(seconds=900))
     assert plan.status_patch is None or "lastFailure" not in plan.status_patch

@@ -55,7 +55,9 @@ def job_with(timeout: int | None = None, **spec: Any) -> Obj:
 
 
 def workers(job: Obj) -> list[Obj]:
-    return builders.build_worker_pods(parse(job), 0)
+    """The job's worker pods of attempt 0, each named with the token x7k2p."""
+    model = parse(job)
+    return [builders.build_worker_pod(model, i, 0, "x7k2p") for i in range(model.spec.replicas)]
 
 
 def test_a_waiting_pod_is_explained_by_its_scheduler_or_its_kubelet() -> None:
@@ -77,7 +79,8 @@ def test_a_fixed_size_job_fails_once_a_worker_waited_longer_than_its_startup_tim
         parse(job), [running(first), unschedulable(second, 61)], 0, NOW
     )
     assert wait is None and why == (
-        f"digits-worker-1-a0 was not running 61s after it was created (Unschedulable: {NO_GPUS})"
+        "digits-worker-1-a0-x7k2p was not running 61s after it was created "
+        f"(Unschedulable: {NO_GPUS})"
         "; 1 of the 2 workers the job needs run (spec.scheduling.startupTimeoutSeconds: 60)"
     )
 
@@ -116,7 +119,7 @@ def test_a_reconcile_past_the_timeout_fails_the_job_and_removes_its_pods() -> No
     assert plan.status_patch is not None and plan.status_patch["phase"] == "Failed"
     assert plan.status_patch["conditions"][0]["reason"] == "StartupTimeout"
     assert "ImagePullBackOff" in plan.status_patch["conditions"][0]["message"]
-    assert plan.delete_pods == ["digits-worker-0-a0", "digits-worker-1-a0"]
+    assert plan.delete_pods == ["digits-worker-0-a0-x7k2p", "digits-worker-1-a0-x7k2p"]
 
 
 def test_a_reconcile_before_the_timeout_asks_to_be_woken_when_it_is_due() -> None:
@@ -133,5 +136,5 @@ def test_the_phase_message_says_why_a_worker_waits() -> None:
     plan = plan_reconcile(job, [running(first), unschedulable(second)], NOW)
     assert plan.status_patch is not None and plan.status_patch["phase"] == "Starting"
     assert plan.status_patch["conditions"][0]["message"] == (
-        f"1/2 ready; digits-worker-1-a0 waits: Unschedulable: {NO_GPUS}"
+        f"1/2 ready; digits-worker-1-a0-x7k2p waits: Unschedulable: {NO_GPUS}"
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ringleader import builders, stragglers
+from ringleader import builders, pods, stragglers
 from ringleader import poller as poller_module
 from ringleader.models import StragglerDetection
 from ringleader.reconcile import plan_reconcile
@@ -18,12 +18,12 @@ from ringleader.status import compute_status
 from ringleader.statusmodels import JobStatus, StragglerReport
 from tests.unit.operator.jobs import make_job, parse
 from tests.unit.operator.test_poller_hang import PatchRecorder, poller_knowing
-from tests.unit.operator.test_reconcile_plan import NOW
+from tests.unit.operator.test_reconcile_plan import NOW, running
 from tests.unit.operator.test_reconcile_recovery import apply, settled
 
 Obj = dict[str, Any]
 POLICY = StragglerDetection(slower_by_percent=50, steps=20)
-WORKERS = ("digits-worker-0-a0", "digits-worker-1-a0")
+WORKERS = ("digits-worker-0-a0-x7k2p", "digits-worker-1-a0-x7k2p")  # by replica index
 
 
 def report(step: int, works: tuple[float, ...], world: int = 2) -> ProgressReport:
@@ -103,9 +103,14 @@ def test_a_disabled_policy_watches_nothing() -> None:
 
 
 def children_on_nodes() -> list[Obj]:
+    """A settled job's children, each worker named as WORKERS says (as the trainers report
+    it: tests.unit.operator.workers) and bound to node-<its index>."""
     _, children = settled()
     for child in children:
-        child.setdefault("spec", {})["nodeName"] = f"node-{child['metadata']['name'][-4]}"
+        if pods.is_worker(child):
+            index = pods.index_of(child)
+            child["metadata"].update(name=WORKERS[index], uid=f"uid-{WORKERS[index]}")
+            child["spec"]["nodeName"] = f"node-{index}"
     return children
 
 
@@ -264,16 +269,17 @@ def test_replace_pod_deletes_the_straggler_once_and_avoids_its_node() -> None:
     assert plan.status_patch["avoidedNodes"] == ["node-1"]
     assert plan.status_patch["stragglers"][0]["replaced"] is True
     assert [e.reason for e in plan.events] == ["StragglerReplaced"]
-    # The replacement, of the same name, is another pod: whatever status says, it stays.
+    # Its slot freed, the replacement is made off its node, under a name of its own.
     job = apply(job, plan)
     job["status"]["stragglers"][0]["replaced"] = None  # as a stale write of the poller might
-    for child in children:
-        if child["metadata"]["name"] == WORKERS[1]:
-            child["metadata"]["uid"] = "uid-replacement"
-    again = plan_reconcile(job, children, NOW)
+    kept = [c for c in children if c["metadata"]["name"] != WORKERS[1]]
+    created = plan_reconcile(job, kept, NOW)
+    (worker,) = [p for p in created.create if pods.is_worker(p)]
+    assert pods.index_of(worker) == 1 and worker["metadata"]["name"] != WORKERS[1]
+    # The replacement is another pod: whatever status says, it stays.
+    replacement = {**worker, "metadata": {**worker["metadata"], "uid": "uid-replacement"}}
+    again = plan_reconcile(job, [*kept, running(replacement)], NOW)
     assert again.delete_pods == []
-    created = plan_reconcile(job, [c for c in children if c["metadata"]["name"] != WORKERS[1]], NOW)
-    worker = next(p for p in created.create if p["metadata"]["name"] == WORKERS[1])
     terms = worker["spec"]["affinity"]["nodeAffinity"][
         "requiredDuringSchedulingIgnoredDuringExecution"
     ]["nodeSelectorTerms"]

@@ -9,6 +9,7 @@ import pytest
 
 from ringleader import builders, naming, rendezvous
 from tests.unit.operator.jobs import make_job, parse, with_container
+from tests.unit.operator.workers import slot_of
 
 OWNER = {
     "apiVersion": "ringleader.dev/v1alpha1",
@@ -62,12 +63,12 @@ def test_worker_gets_exactly_the_env_contract_then_the_defaults() -> None:
     ]
 
 
-def test_worker_pod_has_deterministic_name_labels_and_owner() -> None:
+def test_worker_pod_is_named_by_slot_and_token_with_labels_and_owner() -> None:
     job = make_job(spec={"template": {"metadata": {"labels": {"team": "nlp"}}, "spec": {
         "containers": [{"name": "trainer", "image": "img"}]}}})  # fmt: skip
-    pod = builders.build_worker_pod(parse(job), index=3, attempt=1)
+    pod = builders.build_worker_pod(parse(job), index=3, attempt=1, token="x7k2p")
     assert pod["metadata"] == {
-        "name": "digits-worker-3-a1",
+        "name": "digits-worker-3-a1-x7k2p",
         "namespace": "team-a",
         "labels": {
             "team": "nlp",
@@ -100,11 +101,12 @@ def test_worker_has_a_stable_dns_name_and_is_never_restarted_by_the_kubelet() ->
 
 def test_build_worker_pods_makes_one_pod_per_replica_in_index_order() -> None:
     pods = builders.build_worker_pods(parse(make_job(spec={"replicas": 3})), attempt=0)
-    assert [p["metadata"]["name"] for p in pods] == [
+    assert [slot_of(p) for p in pods] == [
         "digits-worker-0-a0",
         "digits-worker-1-a0",
         "digits-worker-2-a0",
     ]
+    assert len({p["metadata"]["name"] for p in pods}) == 3
     assert [env_map(p)["RANK"] for p in pods] == ["0", "1", "2"]
 
 
@@ -227,8 +229,8 @@ def test_building_does_not_mutate_the_job() -> None:
 
 def test_dict_and_model_inputs_build_the_same_pod() -> None:
     job = make_job()
-    assert builders.build_worker_pod(parse(job), 1, 0) == builders.build_worker_pod(
-        parse(job), 1, 0
+    assert builders.build_worker_pod(parse(job), 1, 0, "x7k2p") == builders.build_worker_pod(
+        parse(job), 1, 0, "x7k2p"
     )
 
 
