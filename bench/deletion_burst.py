@@ -1,7 +1,10 @@
 """Benchmark: worker pods deleted at once, one per job, after a burst of jobs on kwok nodes.
 
 Run: .venv/bin/python -m bench.deletion_burst [--jobs 200] [--workers 8] [--delete 50]
-Applies the jobs as bench.operator_burst does, waits until all run, then deletes one worker of
+    [--delete-delay 2s]
+Applies the jobs as bench.operator_burst does (kwok removes a deleted pod after --delete-delay,
+as a kubelet stopping its containers would; at once without it), waits until all run, then
+deletes one worker of
 `--delete` jobs in one request each, as fast as kubectl sends them, and watches the namespace's
 pods until every deleted worker has a Running replacement and no pod was created for
 SETTLE_SECONDS. Prints: pods created per deleted pod, time from the deletions to each
@@ -19,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import urllib3
 from kubernetes import client, config, watch
 
 from bench.operator_burst import (
@@ -35,6 +39,7 @@ from tools.localcluster.layout import REPO_ROOT, Layout, cached_bin_dir
 
 BENCH_PORT_BASE = 18400
 SETTLE_SECONDS = 10.0
+DELETE_DELAY_ANNOTATION = "pod-delete.stage.ringleader.dev/delay"  # tools/localcluster/stages.yaml
 TIMEOUT_SECONDS = 300.0
 Slot = tuple[str, str]  # (job, replica index)
 
@@ -79,8 +84,11 @@ def _watch(api: client.CoreV1Api, version: str, log: PodLog, known: set[str]) ->
     stream = watch.Watch().stream(
         api.list_namespaced_pod, NAMESPACE, resource_version=version, timeout_seconds=600
     )
-    for event in stream:
-        log.record(event["type"], event["object"], time.monotonic(), known)
+    try:
+        for event in stream:
+            log.record(event["type"], event["object"], time.monotonic(), known)
+    except urllib3.exceptions.HTTPError:
+        pass  # the cluster is going away at the end of the run
 
 
 def _victims(pods: list[Any], count: int) -> list[Any]:
@@ -140,7 +148,7 @@ def _report(log: PodLog, slots: set[Slot], started: float, last: float, count: i
         )
 
 
-def run(jobs: int, workers: int, delete: int) -> None:
+def run(jobs: int, workers: int, delete: int, delete_delay: str) -> None:
     """Start a cluster and the operator, apply the jobs, delete a burst of their workers."""
     layout = Layout(REPO_ROOT / ".cluster-bench", cached_bin_dir(), BENCH_PORT_BASE)
     cluster = LocalCluster(layout)
@@ -150,7 +158,8 @@ def run(jobs: int, workers: int, delete: int) -> None:
     try:
         prepare(cluster, jobs * (workers + 1) * 2)
         operator = start_operator(layout)
-        measure_burst(cluster, jobs, workers)
+        delay = {DELETE_DELAY_ANNOTATION: delete_delay} if delete_delay else None
+        measure_burst(cluster, jobs, workers, delay)
         time.sleep(5)  # the last status writes of the burst
         measure_deletions(layout, delete)
     finally:
@@ -166,8 +175,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--delete", type=int, default=50)
+    parser.add_argument("--delete-delay", default="", help="e.g. 2s (kwok's pod-delete stage)")
     args = parser.parse_args()
-    run(args.jobs, args.workers, args.delete)
+    when = f"after {args.delete_delay}" if args.delete_delay else "at once"
+    print(f"kwok removes a deleted pod {when}")
+    run(args.jobs, args.workers, args.delete, args.delete_delay)
 
 
 if __name__ == "__main__":

@@ -27,13 +27,16 @@ METRICS_PORT = BENCH_PORT_BASE + 88  # the layout's operator metrics port, clear
 NAMESPACE = "burst"
 
 
-def _job(name: str, workers: int) -> dict[str, Any]:
+def _job(name: str, workers: int, annotations: dict[str, str] | None = None) -> dict[str, Any]:
     container = {"name": "trainer", "image": "ringleader-trainer:0.1.0"}
+    template: dict[str, Any] = {"spec": {"containers": [container]}}
+    if annotations:
+        template["metadata"] = {"annotations": annotations}
     return {
         "apiVersion": "ringleader.dev/v1alpha1",
         "kind": "DistributedTrainingJob",
         "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {"replicas": workers, "template": {"spec": {"containers": [container]}}},
+        "spec": {"replicas": workers, "template": template},
     }
 
 
@@ -99,9 +102,12 @@ def prepare(cluster: LocalCluster, pods_needed: int) -> None:
     _add_nodes(cluster, pods_needed)
 
 
-def measure_burst(cluster: LocalCluster, jobs: int, workers: int) -> None:
-    """Apply the jobs at once; print when every child exists and every job is Running."""
-    items = [_job(f"job-{i}", workers) for i in range(jobs)]
+def measure_burst(
+    cluster: LocalCluster, jobs: int, workers: int, annotations: dict[str, str] | None = None
+) -> None:
+    """Apply the jobs at once (their pods with these annotations: kwok's stage settings); print
+    when every child exists and every job is Running."""
+    items = [_job(f"job-{i}", workers, annotations) for i in range(jobs)]
     cluster.kubectl(
         "apply", "-f", "-", stdin=json.dumps({"kind": "List", "apiVersion": "v1", "items": items})
     )
