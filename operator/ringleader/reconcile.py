@@ -249,9 +249,15 @@ def plan_children(
     the rendezvous pod and the claim by name, the workers by slot (slots.py)."""
     pod_children = [x for x in children if x.get("kind") == "Pod"]
     if phase in c.TERMINAL_PHASES or phase in (Phase.SUSPENDED, Phase.QUEUED):
-        # Finished pods stay for their logs; whatever still runs goes. Services and the
-        # checkpoint volume stay until the job is deleted.
-        return [], sorted(pods.name_of(p) for p in pod_children if pods.is_active(p))
+        # Finished pods stay for their logs; whatever still runs goes. A worker whose
+        # containers all exited 0 has finished though its phase may not say so yet (the job
+        # just Succeeded on it): it stays too. Services and the checkpoint volume stay until
+        # the job is deleted.
+        return [], sorted(
+            pods.name_of(p)
+            for p in pod_children
+            if pods.is_active(p) and not pods.exited_cleanly(p)
+        )
     existing = {(x.get("kind"), pods.name_of(x)) for x in children}
     create = [x for x in fixed_children(job) if (x["kind"], x["metadata"]["name"]) not in existing]
     workers = [x for x in pod_children if pods.is_worker(x)]

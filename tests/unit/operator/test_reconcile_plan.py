@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ringleader import builders
+from ringleader import builders, pods
 from ringleader.apitime import format_time
 from ringleader.reconcile import Plan, plan_reconcile
 from tests.unit.operator.jobs import make_job, parse
@@ -193,6 +193,20 @@ def test_workers_that_all_succeed_make_the_job_succeed_and_remove_the_store() ->
     assert plan.status_patch is not None and plan.status_patch["phase"] == "Succeeded"
     assert plan.delete_pods == ["digits-rdzv"]
     assert plan.events[-1][:2] == ("Normal", "AllWorkersSucceeded")
+
+
+def test_a_worker_that_exited_0_before_its_phase_says_so_is_kept_for_its_logs() -> None:
+    # A kubelet writes the containers' exits a moment before the pod's phase: the job already
+    # Succeeds on them, and the worker still Running by its phase must not be deleted with the
+    # store (its logs would go: `kubectl logs` after a job is what users do).
+    job, children = settle(make_job(), [])
+    exited = {"terminated": {"exitCode": 0, "reason": "Completed"}}
+    after = copy.deepcopy(children)
+    for worker in filter(pods.is_worker, after):
+        worker["status"]["containerStatuses"] = [{"name": "trainer", "state": exited}]
+    plan = plan_reconcile(job, after, NOW)
+    assert plan.status_patch is not None and plan.status_patch["phase"] == "Succeeded"
+    assert plan.delete_pods == ["digits-rdzv"]
 
 
 def test_the_phase_that_ends_a_job_comes_with_the_workers_last_report() -> None:
