@@ -22,15 +22,15 @@ from tools.localcluster.cluster import kubectl_binary
 Obj = dict[str, Any]
 
 
-class PodWatch:
-    """Every report of a job's worker pods, in the API server's order: a kubectl watch, which
-    lists them first (as ADDED) and then reports each creation, change and deletion."""
+class Watch:
+    """Every report of some objects, in the API server's order: a kubectl watch, which lists
+    them first (as ADDED) and then reports each creation, change and deletion."""
 
-    def __init__(self, kube: Kube, namespace: str, job: str) -> None:
+    def __init__(self, kube: Kube, namespace: str, *what: str) -> None:
         argv = [
             kubectl_binary(),
             f"--kubeconfig={kube.kubeconfig}",
-            *("get", "pods", "-n", namespace, "-l", worker_selector(job)),
+            *("get", *what, "-n", namespace),
             *("--watch", "--output-watch-events", "-o", "json"),
         ]
         self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
@@ -53,6 +53,17 @@ class PodWatch:
             with self.lock:
                 self.events.append((event["type"], event["object"]))
 
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+class PodWatch(Watch):
+    """Every report of a job's worker pods."""
+
+    def __init__(self, kube: Kube, namespace: str, job: str) -> None:
+        super().__init__(kube, namespace, "pods", "-l", worker_selector(job))
+
     def reports(self) -> list[tuple[str, str, str]]:
         """(event type, slot, uid) of every report so far."""
         with self.lock:
@@ -64,10 +75,6 @@ class PodWatch:
         for _, slot, uid in self.reports():
             out[slot].add(uid)
         return dict(out)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
 
 
 def test_workers_deleted_at_once_are_each_replaced_once_under_a_new_name(
@@ -84,6 +91,7 @@ def test_workers_deleted_at_once_are_each_replaced_once_under_a_new_name(
         for slot in ("train-worker-0-a0", "train-worker-1-a0", "train-worker-3-a0")
     }
     watch = PodWatch(kube, namespace, "train")
+    job_watch = Watch(kube, namespace, "dtj", "train")
     try:
         wait_until(lambda: len(watch.uids_by_slot()) == 4, what="the watch listing the workers")
         names = [meta["name"] for meta in doomed.values()]
@@ -101,8 +109,15 @@ def test_workers_deleted_at_once_are_each_replaced_once_under_a_new_name(
         live = wait_until(replaced, timeout=90, what="the deleted workers replaced, Running 4/4")
         time.sleep(5)  # a second pod for a slot, had one been made, would be reported by now
         reports, made = watch.reports(), watch.uids_by_slot()
+        with job_watch.lock:
+            versions = {job["metadata"]["resourceVersion"] for _, job in job_watch.events}
     finally:
         watch.stop()
+        job_watch.stop()
+    # The job's status follows what changed, at most three writes a deleted pod (it leaves, its
+    # slot is filled, its replacement is ready) and the phase there and back; here 6 to 8. Not
+    # a write for every report of every pod.
+    assert len(versions) - 1 <= 3 * len(doomed) + 2, len(versions)
     created = {slot: len(uids) for slot, uids in made.items()}
     assert created == {
         "train-worker-0-a0": 2,  # the one deleted and its replacement
