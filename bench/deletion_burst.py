@@ -29,15 +29,12 @@ from bench.operator_burst import (
     METRICS_PORT,
     NAMESPACE,
     measure_burst,
-    prepare,
-    start_operator,
+    operator_on_kwok,
     writes,
 )
 from ringleader import constants as c
-from tools.localcluster.cluster import LocalCluster
-from tools.localcluster.layout import REPO_ROOT, Layout, cached_bin_dir
+from tools.localcluster.layout import Layout
 
-BENCH_PORT_BASE = 18400
 SETTLE_SECONDS = 10.0
 DELETE_DELAY_ANNOTATION = "pod-delete.stage.ringleader.dev/delay"  # tools/localcluster/stages.yaml
 TIMEOUT_SECONDS = 300.0
@@ -150,23 +147,11 @@ def _report(log: PodLog, slots: set[Slot], started: float, last: float, count: i
 
 def run(jobs: int, workers: int, delete: int, delete_delay: str) -> None:
     """Start a cluster and the operator, apply the jobs, delete a burst of their workers."""
-    layout = Layout(REPO_ROOT / ".cluster-bench", cached_bin_dir(), BENCH_PORT_BASE)
-    cluster = LocalCluster(layout)
-    cluster.destroy()
-    cluster.up()
-    operator = None
-    try:
-        prepare(cluster, jobs * (workers + 1) * 2)
-        operator = start_operator(layout)
+    with operator_on_kwok(jobs * (workers + 1) * 2) as (cluster, _operator):
         delay = {DELETE_DELAY_ANNOTATION: delete_delay} if delete_delay else None
         measure_burst(cluster, jobs, workers, delay)
         time.sleep(5)  # the last status writes of the burst
-        measure_deletions(layout, delete)
-    finally:
-        if operator is not None:
-            operator.terminate()
-            operator.wait(timeout=30)
-        cluster.destroy()
+        measure_deletions(cluster.layout, delete)
 
 
 def main() -> None:

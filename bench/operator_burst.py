@@ -9,12 +9,14 @@ writes it makes in a steady state. Asserts nothing about timings.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -133,23 +135,31 @@ def _report_writes(jobs: int, operator_pid: int, steady_seconds: float) -> None:
     print(f"writes during {steady_seconds:.0f} s of steady state: {steady:.0f}")
 
 
-def run(jobs: int, workers: int, steady_seconds: float) -> None:
-    """Start a cluster and the operator, apply the burst, print the figures."""
+@contextlib.contextmanager
+def operator_on_kwok(pods_needed: int) -> Iterator[tuple[LocalCluster, subprocess.Popen[bytes]]]:
+    """A fresh bench cluster with room for pods_needed pods and the operator running against
+    it; both gone afterwards."""
     layout = Layout(REPO_ROOT / ".cluster-bench", cached_bin_dir(), BENCH_PORT_BASE)
     cluster = LocalCluster(layout)
     cluster.destroy()
     cluster.up()
     operator = None
     try:
-        prepare(cluster, jobs * (workers + 1))
+        prepare(cluster, pods_needed)
         operator = start_operator(layout)
-        measure_burst(cluster, jobs, workers)
-        _report_writes(jobs, operator.pid, steady_seconds)
+        yield cluster, operator
     finally:
         if operator is not None:
             operator.terminate()
             operator.wait(timeout=30)
         cluster.destroy()
+
+
+def run(jobs: int, workers: int, steady_seconds: float) -> None:
+    """Start a cluster and the operator, apply the burst, print the figures."""
+    with operator_on_kwok(jobs * (workers + 1)) as (cluster, operator):
+        measure_burst(cluster, jobs, workers)
+        _report_writes(jobs, operator.pid, steady_seconds)
 
 
 def main() -> None:
