@@ -70,12 +70,16 @@ class EventSeries:
     def series_of(self, similar: SimilarKey, note: str, now: float) -> tuple[SeriesKey, str]:
         """The series an event with this note belongs to, and the note to create it with: its
         own, or the combined one's when SIMILAR_LIMIT other notes are already in the window."""
-        own = (*similar, note)
-        with self._lock:
-            self._forget_older_than(now - SERIES_WINDOW_SECONDS)
-            if own in self._series:
+        own, cutoff = (*similar, note), now - SERIES_WINDOW_SECONDS
+        with self._lock:  # reads only: observe, next, forgets what the window left behind
+            held = self._series.get(own)
+            if held is not None and held.last_seen >= cutoff:
                 return own, note
-            others = sum(1 for key in self._series if key[:-1] == similar and key[-1] != COMBINED)
+            others = sum(
+                1
+                for key, series in self._series.items()
+                if key[:-1] == similar and key[-1] != COMBINED and series.last_seen >= cutoff
+            )
         if others < SIMILAR_LIMIT:
             return own, note
         return (*similar, COMBINED), f"{COMBINED}: {note}"[:1024]
