@@ -1,7 +1,8 @@
 """A directory of every wheel the images install, downloaded once per set of pins.
 
 Image builds install from it with no index (PIP_NO_INDEX, PIP_FIND_LINKS), so a warm build
-downloads nothing, and every image gets exactly the versions requirements-dev.txt pins.
+downloads nothing, and every image gets exactly the versions requirements-dev.txt pins (and
+requirements-images.txt, for what only the framework images install).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .store import Store, run
 # Every file whose change can change what the images install.
 INPUTS = (
     "requirements-dev.txt",
+    "requirements-images.txt",
     "operator/pyproject.toml",
     "client/pyproject.toml",
     "trainer-image/pyproject.toml",
@@ -25,6 +27,13 @@ BUILD_REQUIREMENTS = ("setuptools>=68",)
 # What images install beside the projects (tools/images/hf.Dockerfile), pinned by the constraints.
 EXTRA_REQUIREMENTS = ("transformers", "accelerate")
 MOUNT_POINT = "/mnt"  # exists, empty, in Debian and python:3.11-slim: the build leaves no trace
+
+
+def image_requirements(repo: Path) -> list[str]:
+    """What requirements-images.txt pins: the names only the framework images install."""
+    lines = (repo / "requirements-images.txt").read_text().splitlines()
+    pins = [line.split("#")[0].strip() for line in lines]
+    return [pin.partition("==")[0] for pin in pins if pin]
 
 
 def wheelhouse_key(repo: Path) -> str:
@@ -55,10 +64,11 @@ def ensure_wheelhouse(store: Store, repo: Path) -> Path:
     argv = [
         sys.executable, "-m", "pip", "download", "--quiet", f"--dest={partial}",
         f"--constraint={repo / 'requirements-dev.txt'}",
+        f"--constraint={repo / 'requirements-images.txt'}",
         *([f"--find-links={previous}"] if previous else []),
         # The client first: the trainer requires it, and only this checkout has it.
         str(repo / "client"), str(repo / "trainer-image"), str(repo / "operator"),
-        *EXTRA_REQUIREMENTS, *BUILD_REQUIREMENTS,
+        *EXTRA_REQUIREMENTS, *image_requirements(repo), *BUILD_REQUIREMENTS,
     ]  # fmt: skip
     run(argv, quiet=False)
     (partial / ".complete").touch()
