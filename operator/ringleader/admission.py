@@ -23,6 +23,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ringleader import builders, validation
 from ringleader import constants as c
+from ringleader.constants import Framework
 from ringleader.kube import RetryableError, refusal_of, status_body
 from ringleader.models import DistributedTrainingJob, InvalidJob, parse_job
 
@@ -51,10 +52,9 @@ def review(body: Obj, old: Obj | None, dry_run: DryRun) -> str | None:
 
 
 def _dry_run_refusal(job: DistributedTrainingJob, dry_run: DryRun) -> str | None:
-    checks = [
-        (builders.build_worker_pods(job, 0)[0], _worker_field),
-        (builders.build_rendezvous_pod(job), _rendezvous_field),
-    ]
+    checks = [(builders.build_worker_pods(job, 0)[0], _worker_field)]
+    if job.spec.framework == Framework.PYTORCH:  # a TensorFlow job has no rendezvous pod
+        checks.append((builders.build_rendezvous_pod(job), _rendezvous_field))
     for pod, field_of in checks:
         try:
             dry_run(as_dry_run(pod))

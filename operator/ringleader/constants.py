@@ -71,6 +71,12 @@ ENV_CONTRACT: Final = frozenset(
     }
 )
 
+# TensorFlow's name (tf.distribute's cluster resolver), set for spec.framework tensorflow only and
+# read by TensorFlow, not by the client library: the cluster's workers (stable DNS names, one fixed
+# port) and this worker's task index, as Kubeflow's TFJob sets it.
+ENV_TF_CONFIG: Final = "TF_CONFIG"
+TF_WORKER_PORT: Final = 2222  # the port TFJob gives every worker's gRPC server
+
 RENDEZVOUS_PORT: Final = 29400
 # MASTER_PORT: where a script run without torchrun finds the group's store, served by rank 0
 # (worker 0's pod, MASTER_ADDR) as under Kubeflow's PyTorchJob, which uses the same port.
@@ -156,6 +162,13 @@ class FailureClass(StrEnum):
     PREEMPTED = "Preempted"
     HANG = "Hang"
     UNKNOWN = "Unknown"
+
+
+class Framework(StrEnum):
+    """What the workers run: it decides their env contract and the default failure action."""
+
+    PYTORCH = "pytorch"  # torchrun: rendezvous, in-place and elastic recovery
+    TENSORFLOW = "tensorflow"  # tf.distribute with TF_CONFIG: a fixed group, restarted whole
 
 
 class StragglerAction(StrEnum):

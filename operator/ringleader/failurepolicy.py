@@ -16,7 +16,7 @@ from typing import Any, Final
 from ringleader import constants as c
 from ringleader import failures, pods
 from ringleader.apitime import truncate_to_second
-from ringleader.constants import FailureAction, FailureClass
+from ringleader.constants import FailureAction, FailureClass, Framework
 from ringleader.decisions import Event, JobFailure
 from ringleader.failures import WorkerFailure
 from ringleader.models import DistributedTrainingJob, FailurePolicy
@@ -51,13 +51,16 @@ class RestartDecision:
     wake_after: float | None = None  # seconds until a backoff or the in-place timeout is over
 
 
-def decide_action(policy: FailurePolicy | None, failure: WorkerFailure) -> Action:
+def decide_action(
+    policy: FailurePolicy | None, failure: WorkerFailure, framework: Framework = Framework.PYTORCH
+) -> Action:
     """The first rule that matches the failure's class and exit code; else the default.
 
     By default a failed pod is replaced in place and the survivors re-form the group with it
     (they keep their nodes and skip a restart); a hang restarts the gang, since every worker
     is stuck in it. An in-place recovery that does not lead to a step becomes a gang restart
-    (see `stalled_in_place`).
+    (see `stalled_in_place`). A TensorFlow group cannot take a replaced worker in (its
+    survivors end on the lost peer): every failure restarts its gang.
     """
     for rule in (policy.rules if policy else None) or []:
         if rule.classes is not None and failure.failure_class not in rule.classes:
@@ -65,8 +68,8 @@ def decide_action(policy: FailurePolicy | None, failure: WorkerFailure) -> Actio
         if rule.exit_codes is not None and failure.exit_code not in rule.exit_codes:
             continue
         return Action(rule.action, rule.count_towards_max_restarts)
-    hung = failure.failure_class == FailureClass.HANG
-    kind = FailureAction.RESTART_GANG if hung else FailureAction.RESTART_WORKER
+    whole = failure.failure_class == FailureClass.HANG or framework == Framework.TENSORFLOW
+    kind = FailureAction.RESTART_GANG if whole else FailureAction.RESTART_WORKER
     return Action(kind, failure.failure_class not in NOT_THE_JOBS_FAULT)
 
 
@@ -128,7 +131,8 @@ def decide_restart(
     if job.spec.run_policy and job.spec.run_policy.suspend:
         return kept
     handled = status.last_failure.pod_uid if status.last_failure else None
-    failed = _failed_workers(workers, kept.attempt, on_deleted)
+    whole = job.spec.framework == Framework.TENSORFLOW
+    failed = _failed_workers(workers, kept.attempt, on_deleted, job.spec.replicas if whole else 0)
     # A worker already replaced in place whose deletion did not happen yet (a crash between
     # the status write and the delete): finish the deletion, do not count it again.
     unfinished = tuple(
@@ -136,10 +140,11 @@ def decide_restart(
     )
     kept = replace(kept, delete_pods=unfinished)
     policy = job.spec.failure_policy or FailurePolicy()
-    fresh = [_classify(p, on_deleted) for p in failed if not _handled(p, handled)]
+    fresh = [_classify(p, workers, on_deleted) for p in failed if not _handled(p, handled)]
     if status.hang is not None:  # reported by the progress poller; cleared when acted on
         fresh.append(failures.hang_failure(status.hang))
-    picked = most_severe([(f, decide_action(policy, f)) for f in fresh])
+    framework = job.spec.framework
+    picked = most_severe([(f, decide_action(policy, f, framework)) for f in fresh])
     if picked is None:
         picked, wake = _escalation(job, status, workers, now, kept.attempt)
         kept = replace(kept, wake_after=wake)
@@ -149,16 +154,21 @@ def decide_restart(
 
 
 def _failed_workers(
-    workers: Sequence[Pod], attempt: int, on_deleted: Mapping[str, str]
+    workers: Sequence[Pod], attempt: int, on_deleted: Mapping[str, str], whole_of: int
 ) -> list[Pod]:
     """Workers of this attempt that failed, that the cluster is taking away, or whose node was
-    deleted (on_deleted: pod name → node)."""
+    deleted (on_deleted: pod name → node); for a group that restarts whole (whole_of: its size,
+    0 for one that does not), also any of its workers being deleted."""
     return sorted(
         (
             w
             for w in workers
             if pods.in_attempt(w, attempt)
-            and (_has_failed(w) or _lost_with_its_node(w, on_deleted))
+            and (
+                _has_failed(w)
+                or _lost_with_its_node(w, on_deleted)
+                or (whole_of > 0 and _taken_from_group(w, workers, whole_of))
+            )
         ),
         key=pods.name_of,
     )
@@ -182,9 +192,27 @@ def _lost_with_its_node(pod: Pod, on_deleted: Mapping[str, str]) -> bool:
     )
 
 
-def _classify(pod: Pod, on_deleted: Mapping[str, str]) -> WorkerFailure:
+def _taken_from_group(pod: Pod, workers: Sequence[Pod], size: int) -> bool:
+    """A worker of the group being deleted before it finished, whose slot no other live pod of
+    its attempt fills (that would make it a surplus copy, slots.py), by someone else than the
+    cluster (_has_failed covers that): a user, or the operator replacing a straggler."""
+    if not pods.is_leaving(pod) or pods.exited_cleanly(pod) or _has_failed(pod):
+        return False
+    if not 0 <= pods.index_of(pod) < size:
+        return False  # scaled away: the new size restarts the group (lifecycle.py)
+    same_slot = (
+        w
+        for w in workers
+        if pods.attempt_of(w) == pods.attempt_of(pod) and pods.index_of(w) == pods.index_of(pod)
+    )
+    return not any(not pods.is_leaving(w) for w in same_slot)
+
+
+def _classify(pod: Pod, workers: Sequence[Pod], on_deleted: Mapping[str, str]) -> WorkerFailure:
     if _lost_with_its_node(pod, on_deleted):
         return failures.node_deleted_failure(pod, on_deleted[pods.name_of(pod)])
+    if pods.is_leaving(pod) and not _has_failed(pod):
+        return failures.pod_deleted_failure(pod)  # _taken_from_group
     return failures.classify_failure(pod)
 
 

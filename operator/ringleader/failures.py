@@ -39,6 +39,7 @@ POD_REASON_CLASSES: Final[Mapping[str, FailureClass]] = {
 
 IN_PLACE_TIMED_OUT: Final = "InPlaceRecoveryTimedOut"  # the reason of an escalated failure
 NODE_DELETED: Final = "NodeDeleted"
+POD_DELETED: Final = "PodDeleted"  # a worker of a group that restarts whole was deleted
 REPORTED_BY_TRAINER: Final = "ReportedByTrainer"
 MAX_MESSAGE: Final = 1024  # lastFailure.message is a summary; the pod keeps the full text
 
@@ -120,6 +121,16 @@ def node_deleted_failure(pod: Pod, node: str) -> WorkerFailure:
     message = f"its node {node} was deleted"
     return WorkerFailure(
         FailureClass.NODE_LOST, pods.name_of(pod), pods.uid_of(pod), None, NODE_DELETED, message
+    )
+
+
+def pod_deleted_failure(pod: Pod) -> WorkerFailure:
+    """The failure of a worker taken out of a group that cannot take in a replacement (a
+    TensorFlow job's): its pod was deleted by someone else than the operator. Not the job's
+    fault, as for a preemption."""
+    message = "its pod was deleted: a TensorFlow group restarts whole"
+    return WorkerFailure(
+        FailureClass.PREEMPTED, pods.name_of(pod), pods.uid_of(pod), None, POD_DELETED, message
     )
 
 

@@ -19,9 +19,10 @@ from pydantic import (
 )
 
 from ringleader import constants as c
-from ringleader.constants import FailureAction, FailureClass, StragglerAction
+from ringleader.constants import FailureAction, FailureClass, Framework, StragglerAction
 from ringleader.modelbase import (
     ApiModel,
+    JsonDict,
     Name,
     PodTemplate,
     Quantity,
@@ -287,6 +288,43 @@ TEMPLATE_IMMUTABLE_RULE = rule(
     ".template",
 )
 
+# What a tf.distribute group cannot do: it has a fixed size and no process agent (torchrun's),
+# so no elastic range, no in-place replacement of one worker and no preflight (run by the agent).
+TENSORFLOW = "(has(self.framework) && self.framework == 'tensorflow')"
+TENSORFLOW_NOT_ELASTIC_RULE = rule(
+    f"!{TENSORFLOW} || !has(self.elastic)",
+    "spec.elastic needs spec.framework pytorch: a TensorFlow group has a fixed size",
+    ".elastic",
+)
+TENSORFLOW_ONE_PROCESS_RULE = rule(
+    f"!{TENSORFLOW} || !has(self.nprocPerNode) || type(self.nprocPerNode) != int"
+    " || self.nprocPerNode == 1",
+    "spec.nprocPerNode must be 'auto' or 1 with spec.framework tensorflow: one TensorFlow "
+    "process per pod uses all of the pod's GPUs",
+    ".nprocPerNode",
+)
+TENSORFLOW_NO_PREFLIGHT_RULE = rule(
+    f"!{TENSORFLOW} || !has(self.networking) || !has(self.networking.preflight)",
+    "spec.networking.preflight needs spec.framework pytorch: torchrun's agent runs it",
+    ".networking.preflight",
+)
+TENSORFLOW_RESTARTS_WHOLE_RULE = rule(
+    f"!{TENSORFLOW} || !has(self.failurePolicy) || !has(self.failurePolicy.rules)"
+    " || !self.failurePolicy.rules.exists(r, r.action == 'RestartWorker')",
+    "spec.failurePolicy.rules[].action RestartWorker needs spec.framework pytorch: a "
+    "TensorFlow group cannot take in a replaced worker, it restarts whole (RestartGang)",
+    ".failurePolicy.rules",
+)
+TENSORFLOW_RULES = (
+    TENSORFLOW_NOT_ELASTIC_RULE,
+    TENSORFLOW_ONE_PROCESS_RULE,
+    TENSORFLOW_NO_PREFLIGHT_RULE,
+    TENSORFLOW_RESTARTS_WHOLE_RULE,
+)
+FRAMEWORK_IMMUTABLE_RULE = rule(
+    "self == oldSelf", "spec.framework is immutable: the workers were started for one framework"
+)
+
 SUSPENDED = "(has(self.runPolicy) && has(self.runPolicy.suspend) && self.runPolicy.suspend)"
 WAS_SUSPENDED = (
     "(has(oldSelf.runPolicy) && has(oldSelf.runPolicy.suspend) && oldSelf.runPolicy.suspend)"
@@ -316,10 +354,17 @@ class DistributedTrainingJobSpec(ApiModel):
                 CHECKPOINT_PRESENCE_RULE,
                 TEMPLATE_IMMUTABLE_RULE,
                 GANG_IMMUTABLE_RULE,
+                *TENSORFLOW_RULES,
             ]
         }
     )
 
+    framework: Framework = Field(
+        default=Framework.PYTORCH,
+        json_schema_extra={"x-kubernetes-validations": [FRAMEWORK_IMMUTABLE_RULE]},
+    )
+    """What the workers run: pytorch (torchrun's contract) or tensorflow (TF_CONFIG; the group
+    restarts whole on any worker's failure)."""
     replicas: int = Field(ge=1, le=10000)
     """Desired number of worker pods (the /scale subresource sets it: kubectl scale, HPA)."""
     elastic: ElasticPolicy | None = None
@@ -352,7 +397,23 @@ class DistributedTrainingJobSpec(ApiModel):
                 raise ValueError(str(ELASTIC_RANGE_RULE["message"]))
             if not lo <= self.replicas <= hi:
                 raise ValueError(str(REPLICAS_IN_RANGE_RULE["message"]))
+        if self.framework == Framework.TENSORFLOW and (broken := self._tensorflow_rule_broken()):
+            raise ValueError(str(broken["message"]))
         return self
+
+    def _tensorflow_rule_broken(self) -> JsonDict | None:
+        """The first of TENSORFLOW_RULES this spec breaks (they are CEL for the API server)."""
+        rules = (self.failure_policy.rules if self.failure_policy else None) or []
+        checks = (
+            (TENSORFLOW_NOT_ELASTIC_RULE, self.elastic is not None),
+            (TENSORFLOW_ONE_PROCESS_RULE, self.nproc_per_node not in ("auto", 1)),
+            (TENSORFLOW_NO_PREFLIGHT_RULE, bool(self.networking and self.networking.preflight)),
+            (
+                TENSORFLOW_RESTARTS_WHOLE_RULE,
+                any(r.action == FailureAction.RESTART_WORKER for r in rules),
+            ),
+        )
+        return next((rule for rule, broken in checks if broken), None)
 
 
 class ObjectMeta(ApiModel):

@@ -33,7 +33,7 @@ from ringleader import (
 from ringleader import constants as c
 from ringleader import kueueworkload as kw
 from ringleader.apitime import truncate_to_second
-from ringleader.constants import Phase
+from ringleader.constants import Framework, Phase
 from ringleader.decisions import Event, JobFailure, sooner
 from ringleader.failurepolicy import RestartDecision
 from ringleader.kube import CreationRefused, KubeApi, RetryableError
@@ -273,12 +273,11 @@ def plan_children(
 
 def fixed_children(job: DistributedTrainingJob) -> list[Obj]:
     """What the job owns under names of its own, whatever the attempt: the Services, the
-    rendezvous pod and, when the job asks for one to be made, the checkpoint claim."""
-    children = [
-        builders.build_workers_service(job),
-        builders.build_rendezvous_service(job),
-        builders.build_rendezvous_pod(job),
-    ]
+    rendezvous pod (torchrun's; TensorFlow has none) and, when the job asks for one to be made,
+    the checkpoint claim."""
+    children = [builders.build_workers_service(job)]
+    if job.spec.framework == Framework.PYTORCH:
+        children += [builders.build_rendezvous_service(job), builders.build_rendezvous_pod(job)]
     claim = builders.build_checkpoint_claim(job)
     return [claim, *children] if claim else children
 

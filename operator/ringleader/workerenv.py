@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ringleader import constants as c
 from ringleader import naming
+from ringleader.constants import Framework
 from ringleader.models import DistributedTrainingJob, DistributedTrainingJobSpec, FailurePolicy
 
 EnvVar = dict[str, Any]
@@ -96,7 +98,31 @@ def build_contract_env(job: DistributedTrainingJob, index: int, attempt: int) ->
         _value(c.ENV_CHECKPOINT_KEEP, keep),
         _value(c.ENV_PROGRESS_PORT, c.PROGRESS_PORT),
         *asked,
+        *build_framework_env(job, index),
     ]
+
+
+def build_framework_env(job: DistributedTrainingJob, index: int) -> list[EnvVar]:
+    """What the job's framework reads beside the contract: TF_CONFIG for TensorFlow."""
+    if job.spec.framework != Framework.TENSORFLOW:
+        return []
+    return [_value(c.ENV_TF_CONFIG, build_tf_config(job, index))]
+
+
+def build_tf_config(job: DistributedTrainingJob, index: int) -> str:
+    """TF_CONFIG of worker `index`: every worker's stable DNS name and port, and its own task.
+    The layout of Kubeflow's TFJob, so scripts written for it run unchanged."""
+    name, namespace = job.metadata.name, job.metadata.namespace or "default"
+    workers = [
+        f"{naming.worker_address(name, namespace, i)}:{c.TF_WORKER_PORT}"
+        for i in range(job.spec.replicas)
+    ]
+    config = {
+        "cluster": {"worker": workers},
+        "task": {"type": "worker", "index": index},
+        "environment": "cloud",
+    }
+    return json.dumps(config, separators=(",", ":"))
 
 
 def build_default_env(spec: DistributedTrainingJobSpec) -> list[EnvVar]:

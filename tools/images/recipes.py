@@ -85,6 +85,13 @@ def build_recipes(repo: Path) -> dict[str, Recipe]:
             description="the user image with transformers, accelerate and the client library",
         ),
         Recipe(
+            "tensorflow",
+            "dockerfile",
+            dockerfile="tools/images/tensorflow.Dockerfile",
+            base="base",  # no torch: a TensorFlow user's image carries none
+            description="tensorflow, tf-keras, scikit-learn and the client library",
+        ),
+        Recipe(
             "operator",
             "dockerfile",
             dockerfile="operator/Dockerfile",

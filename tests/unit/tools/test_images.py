@@ -15,7 +15,7 @@ from tools.images.recipes import (
     reference,
     torch_pins,
 )
-from tools.images.wheelhouse import wheelhouse_key
+from tools.images.wheelhouse import image_requirements, wheelhouse_key
 from tools.localcluster.layout import REPO_ROOT
 
 DOCKERFILE = """\
@@ -72,6 +72,7 @@ def repo(tmp_path: Path) -> Path:
     """A copy of the files the trainer image is built from."""
     for name in [
         "requirements-dev.txt",
+        "requirements-images.txt",
         "trainer-image/Dockerfile",
         "trainer-image/pyproject.toml",
     ]:
@@ -118,3 +119,12 @@ def test_the_wheelhouse_is_keyed_by_the_pins(repo: Path) -> None:
     with (repo / "requirements-dev.txt").open("a") as requirements:
         requirements.write("extra==1.0\n")
     assert wheelhouse_key(repo) != before
+    before = wheelhouse_key(repo)
+    with (repo / "requirements-images.txt").open("a") as requirements:
+        requirements.write("framework==2.0  # only an image installs it\n")
+    assert wheelhouse_key(repo) != before
+
+
+def test_the_framework_images_pins_are_named_for_the_wheelhouse(repo: Path) -> None:
+    (repo / "requirements-images.txt").write_text("# what only images install\na==1.0\n\nb==2\n")
+    assert image_requirements(repo) == ["a", "b"]
