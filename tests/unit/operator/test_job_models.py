@@ -40,6 +40,7 @@ def test_the_examples_exist() -> None:
         "elastic-job.yaml",
         "gpu-job.yaml",
         "hf-trainer-job.yaml",
+        "tensorflow-job.yaml",
         "torchrun-script-job.yaml",
     ]
 
