@@ -9,7 +9,8 @@ deletes one worker of
 pods until every deleted worker has a Running replacement and no pod was created for
 SETTLE_SECONDS. Prints: pods created per deleted pod, time from the deletions to each
 replacement that stayed (p50, p99, max), the time until the last pod was created, and the
-operator's writes in that window by verb and kind (its own counter). Asserts nothing.
+operator's writes in that window by verb and kind (its own counter, and the API server's
+audit log: bench.apiwrites). Asserts nothing.
 """
 
 from __future__ import annotations
@@ -20,16 +21,19 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import urllib3
 from kubernetes import client, config, watch
 
+from bench.apiwrites import read_writes
 from bench.operator_burst import (
     METRICS_PORT,
     NAMESPACE,
     measure_burst,
     operator_on_kwok,
+    print_audited,
     writes,
 )
 from ringleader import constants as c
@@ -118,6 +122,7 @@ def measure_deletions(layout: Layout, count: int) -> None:
         target=_watch, args=(api, everything.metadata.resource_version, log, known), daemon=True
     ).start()
     before = writes(METRICS_PORT)
+    since = datetime.now(UTC)
     started = time.monotonic()
     for pod in victims:
         api.delete_namespaced_pod(pod.metadata.name, NAMESPACE)
@@ -128,6 +133,7 @@ def measure_deletions(layout: Layout, count: int) -> None:
     after = writes(METRICS_PORT)
     delta = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
     print(f"operator writes meanwhile: {json.dumps(delta, sort_keys=True)}")
+    print_audited("operator writes meanwhile", read_writes(layout.audit_log, since))
 
 
 def _report(log: PodLog, slots: set[Slot], started: float, last: float, count: int) -> None:

@@ -2,8 +2,9 @@
 
 Run: .venv/bin/python -m bench.operator_burst [--jobs 200] [--workers 8] [--steady-seconds 60]
 Prints: time until every child exists and every job is Running (from the moment kubectl
-returned), API writes per job (the operator's own counter), the operator's peak RSS, and the
-writes it makes in a steady state. Asserts nothing about timings.
+returned), API writes per job (the operator's own counter, and the API server's audit log:
+bench.apiwrites), the operator's peak RSS, and the writes it makes in a steady state. Asserts
+nothing about timings.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.apiwrites import Writes, read_writes
 from tools.localcluster.cluster import LocalCluster
 from tools.localcluster.layout import REPO_ROOT, Layout, cached_bin_dir
 from tools.localcluster.nodes import build_fake_gpu_node
@@ -124,15 +127,27 @@ def measure_burst(
     print(f"all {jobs} jobs Running: {time.monotonic() - accepted:.1f} s")
 
 
-def _report_writes(jobs: int, operator_pid: int, steady_seconds: float) -> None:
+def print_audited(what: str, audited: Writes, per: int = 1) -> None:
+    """The writes the API server's audit log holds (per `per` jobs), with those it refused."""
+    by_kind = {kind: round(n / per, 2) for kind, n in sorted(audited.by_kind.items())}
+    refused = f", refused {dict(audited.refused)}" if audited.refused else ""
+    print(f"{what} (API server audit log): {audited.total() / per:.2f}; {by_kind}{refused}")
+
+
+def _report_writes(
+    layout: Layout, jobs: int, operator_pid: int, steady_seconds: float, since: datetime
+) -> None:
     time.sleep(5)  # trailing status writes and events
     burst = writes(METRICS_PORT)
     total, events = sum(burst.values()), burst.get("create Event", 0)
     print(f"API writes per job: {total / jobs:.2f} (events {events / jobs:.2f}); {burst}")
+    settled = datetime.now(UTC)
+    print_audited("API writes per job", read_writes(layout.audit_log, since, settled), jobs)
     print(f"operator peak RSS: {peak_rss_mib(operator_pid):.0f} MiB")
     time.sleep(steady_seconds)
     steady = sum(writes(METRICS_PORT).values()) - total
     print(f"writes during {steady_seconds:.0f} s of steady state: {steady:.0f}")
+    print_audited("writes in steady state", read_writes(layout.audit_log, settled))
 
 
 @contextlib.contextmanager
@@ -158,8 +173,9 @@ def operator_on_kwok(pods_needed: int) -> Iterator[tuple[LocalCluster, subproces
 def run(jobs: int, workers: int, steady_seconds: float) -> None:
     """Start a cluster and the operator, apply the burst, print the figures."""
     with operator_on_kwok(jobs * (workers + 1)) as (cluster, operator):
+        since = datetime.now(UTC)
         measure_burst(cluster, jobs, workers)
-        _report_writes(jobs, operator.pid, steady_seconds)
+        _report_writes(cluster.layout, jobs, operator.pid, steady_seconds, since)
 
 
 def main() -> None:

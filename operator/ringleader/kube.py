@@ -99,6 +99,8 @@ DRY_RUN_TIMEOUT = (2.0, 4.0)
 KUEUE_API_VERSION = (
     "kueue.x-k8s.io/v1beta2"  # kueueworkload.API_VERSION (kube.py imports nothing of it)
 )
+# What the operator's requests say they come from (kopf's own watches say kopf/<version>).
+USER_AGENT = "ringleader-operator"
 WATCH_SECONDS = 300  # the server ends a watch after this; it is started again from where it was
 
 
@@ -133,7 +135,10 @@ def load_client_config(kubeconfig: str | None = None) -> client.ApiClient:
         config.load_kube_config(config_file=path, client_configuration=configuration)
     except config.ConfigException:
         config.load_incluster_config(client_configuration=configuration)
-    return TimedApiClient(configuration)
+    api_client = TimedApiClient(configuration)
+    # The API server's audit log and metrics tell the operator's requests apart by this.
+    api_client.user_agent = USER_AGENT
+    return api_client
 
 
 def _call(verb: str, kind: str, fn: Callable[[], T], benign: int | None = None) -> T | None:

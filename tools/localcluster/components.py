@@ -11,6 +11,9 @@ from .layout import FAKE_NODE_IP, POD_CIDR, SERVICE_CIDR, Layout
 from .pki import Pki
 
 STAGES_FILE = Path(__file__).with_name("stages.yaml")
+AUDIT_POLICY_FILE = Path(__file__).with_name("audit-policy.yaml")
+# Then rotated once: a bench's burst fits, a long-lived cluster's log stays small.
+AUDIT_LOG_MEGABYTES = 100
 # Lease of a fake node; the controller-manager marks a node lost after its grace period.
 NODE_LEASE_SECONDS = 40
 
@@ -88,8 +91,20 @@ def kube_apiserver(layout: Layout, pki: Pki) -> Component:
         "--allow-privileged=true",
         "--profiling=false",
         f"--cert-dir={layout.pki_dir}",
+        *_audit_flags(layout),
     ]
     return Component("kube-apiserver", "kube-apiserver", argv, f"{layout.server}/readyz")
+
+
+def _audit_flags(layout: Layout) -> list[str]:
+    """Every write by a client that is not the control plane, one JSON line each."""
+    return [
+        f"--audit-policy-file={AUDIT_POLICY_FILE}",
+        f"--audit-log-path={layout.audit_log}",
+        "--audit-log-format=json",
+        f"--audit-log-maxsize={AUDIT_LOG_MEGABYTES}",
+        "--audit-log-maxbackup=1",
+    ]
 
 
 def _client_flags(layout: Layout, identity: str) -> list[str]:

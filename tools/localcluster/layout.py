@@ -84,6 +84,11 @@ class Layout:
         return self.root / "logs"
 
     @property
+    def audit_log(self) -> Path:
+        """The API server's audit log: every write by a client that is not the control plane."""
+        return self.log_dir / "audit.log"
+
+    @property
     def etcd_data(self) -> Path:
         return self.root / "etcd"
 

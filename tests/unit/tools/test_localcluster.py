@@ -133,6 +133,21 @@ def test_pods_reach_the_api_server_at_the_clusters_host_address_behind_the_kuber
     assert {"--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none"} <= set(odd.argv)
 
 
+def test_the_api_server_audits_writes_by_clients_outside_the_control_plane(tmp_path: Path) -> None:
+    layout = _layout(tmp_path)
+    apiserver = components.kube_apiserver(layout, ensure_pki(layout.pki_dir, SERVICE_IP))
+    assert f"--audit-log-path={layout.audit_log}" in apiserver.argv
+    policy = yaml.safe_load(components.AUDIT_POLICY_FILE.read_text())
+    assert f"--audit-policy-file={components.AUDIT_POLICY_FILE}" in apiserver.argv
+    assert policy["omitStages"] == ["RequestReceived"]  # one line per request
+    logged = [rule for rule in policy["rules"] if rule["level"] != "None"]
+    assert logged == [
+        {"level": "Metadata", "verbs": ["create", "update", "patch", "delete", "deletecollection"]}
+    ]
+    quiet = {user for rule in policy["rules"] for user in rule.get("users", [])}
+    assert {"system:kube-scheduler", "kwok-controller"} <= quiet
+
+
 def test_the_kwok_stages_cover_node_and_pod_lifecycles_and_chaos() -> None:
     stages = list(yaml.safe_load_all(components.STAGES_FILE.read_text()))
     names = {stage["metadata"]["name"] for stage in stages}
