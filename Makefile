@@ -10,7 +10,7 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 PYTEST_FLAGS ?=
 
-.PHONY: help venv binaries addon-binaries node-binaries host-packages images realnodes demo cluster-up cluster-down cluster-status crds crds-check openapi run lint format unit integration trainer-test bench-trainer bench-sharding gpu-checks bench-recovery bench-elastic e2e schedulers-test test clean
+.PHONY: help venv binaries addon-binaries node-binaries host-packages images realnodes demo cluster-up cluster-down cluster-status crds crds-check openapi run lint format unit integration trainer-test bench-trainer bench-sharding gpu-checks bench-recovery bench-goodput bench-elastic e2e schedulers-test test clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -96,6 +96,9 @@ gpu-checks: venv ## on a machine with an NVIDIA GPU: the GPU-marked tests (NCCL)
 
 bench-recovery: venv binaries node-binaries host-packages ## time from injected failures to the next step, on real nodes (root)
 	$(PY) -m bench.recovery
+
+bench-goodput: venv binaries node-binaries host-packages ## share of wall time kept as training under repeated failures, on real nodes (root)
+	$(PY) -m bench.goodput
 
 bench-elastic: venv binaries node-binaries host-packages ## time to train at a new size, in place vs gang restart, on real nodes (root)
 	$(PY) -m bench.elastic
