@@ -85,6 +85,14 @@ def build_recipes(repo: Path) -> dict[str, Recipe]:
             description="the user image with transformers, accelerate and the client library",
         ),
         Recipe(
+            "deepspeed",
+            "dockerfile",
+            dockerfile="tools/images/deepspeed.Dockerfile",
+            base="user",
+            description="the user image with DeepSpeed (its CPU ops built in)"
+            " and the client library",
+        ),
+        Recipe(
             "operator",
             "dockerfile",
             dockerfile="operator/Dockerfile",

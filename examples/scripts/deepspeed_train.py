@@ -1,0 +1,117 @@
+"""A DeepSpeed training script, run by torchrun in every worker pod: an MLP regression on synthetic
+data (no download) with ZeRO stage 2 as the DeepSpeed config file says (a ConfigMap), on CPU
+with gloo (NCCL on GPUs). The torch contract Ringleader gives every worker (torchrun's rendezvous,
+MASTER_ADDR, RANK, WORLD_SIZE) is all DeepSpeed needs.
+
+Checkpoints are DeepSpeed's own (engine.save_checkpoint: each rank writes its shard of the
+optimizer state, and `latest` names a tag only once every shard is written), in the job's
+checkpoint volume; every start resumes from the latest. Ringleader's client library puts STEP,
+LOSS and LAST-CKPT in `kubectl get dtj`, and turns SIGTERM (pod deleted, preempted, scaled
+down) into a checkpoint at the next step.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import deepspeed
+import torch
+from torch import nn
+
+import ringleader_client as ringleader
+from ringleader_client.resume import agree_to_stop
+
+STEPS = int(os.environ.get("TRAIN_STEPS", "200"))
+EVERY = int(os.environ.get("CHECKPOINT_EVERY", "20"))
+PACE = float(os.environ.get("STEP_SECONDS", "0"))  # slower steps, to watch a run go by
+CONFIG = os.environ.get("DEEPSPEED_CONFIG", "/config/ds_config.json")
+CHECKPOINTS = Path(os.environ.get("RINGLEADER_CHECKPOINT_DIR", "/checkpoints")) / "deepspeed"
+KEEP = int(os.environ.get("RINGLEADER_CHECKPOINT_KEEP", "3"))
+FEATURES = 32
+TRUE_WEIGHTS = torch.linspace(-1.0, 1.0, FEATURES)
+# A rank that stops because a peer was asked to (not itself): non-zero, so its torchrun agent
+# restarts it into a new group with the peer's replacement, instead of the pod ending as done.
+EXIT_PEER_STOPPED = 3
+
+
+def batch(step: int, rank: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A regression batch, the same for a given step and rank however often it is trained."""
+    generator = torch.Generator().manual_seed(step * 1000 + rank)
+    x = torch.randn(size, FEATURES, generator=generator)
+    return x, torch.tanh(x @ TRUE_WEIGHTS).unsqueeze(-1)
+
+
+def build_engine() -> deepspeed.DeepSpeedEngine:
+    """The model wrapped by DeepSpeed: its optimizer, ZeRO stage and batch size from CONFIG."""
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    deepspeed.init_distributed(dist_backend=backend)
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(FEATURES, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 1)
+    )
+    engine, *_ = deepspeed.initialize(
+        model=model, model_parameters=model.parameters(), config=CONFIG
+    )
+    return engine
+
+
+def resume(engine: deepspeed.DeepSpeedEngine) -> int:
+    """Load the latest checkpoint, if there is one; the step to train from."""
+    if not (CHECKPOINTS / "latest").exists():
+        return 0
+    path, state = engine.load_checkpoint(str(CHECKPOINTS))
+    if path is None:  # `latest` names a tag that is not there
+        return 0
+    return int(state["step"])
+
+
+def save(engine: deepspeed.DeepSpeedEngine, step: int) -> None:
+    """A checkpoint of every rank's shard (collective: every rank calls it), then only the
+    newest KEEP tags are kept. `latest` names the new tag once every rank has written its part,
+    so a save cut short leaves the previous one in use."""
+    tag = f"step-{step:08d}"
+    engine.save_checkpoint(str(CHECKPOINTS), tag=tag, client_state={"step": step})
+    if engine.global_rank == 0:
+        for old in sorted(CHECKPOINTS.glob("step-*"))[:-KEEP]:
+            shutil.rmtree(old, ignore_errors=True)
+        ringleader.checkpoint_saved(step, str(CHECKPOINTS / tag))
+
+
+def train(engine: deepspeed.DeepSpeedEngine, start: int) -> int:
+    """Train from step `start` to STEPS; the exit code (0: done, or stopped when asked)."""
+    rank, world = engine.global_rank, engine.world_size
+    size = engine.train_micro_batch_size_per_gpu()
+    for step in range(start, STEPS):
+        x, y = batch(step, rank, size)
+        loss = nn.functional.mse_loss(engine(x), y)
+        engine.backward(loss)
+        engine.step()
+        done = step + 1
+        ringleader.report(done, loss=loss.item(), samples=size * world)
+        asked = ringleader.stop_requested()
+        stopping = agree_to_stop(asked)  # the save below is collective: every rank or none
+        if stopping or done % EVERY == 0 or done == STEPS:
+            save(engine, done)
+        if stopping:
+            print(f"rank {rank}: stopping at step {done} with a checkpoint", flush=True)
+            return 0 if asked else EXIT_PEER_STOPPED
+        time.sleep(PACE)
+    return 0
+
+
+def main() -> int:
+    engine = build_engine()
+    start = resume(engine)
+    rank, stage = engine.global_rank, engine.zero_optimization_stage()
+    print(f"rank {rank} of {engine.world_size}, ZeRO stage {stage}: training from step {start}")
+    code = train(engine, start)
+    print(f"rank {rank}: exit {code} at step {engine.global_steps}", flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
