@@ -85,19 +85,19 @@ def build_recipes(repo: Path) -> dict[str, Recipe]:
             description="the user image with transformers, accelerate and the client library",
         ),
         Recipe(
+            "operator",
+            "dockerfile",
+            dockerfile="operator/Dockerfile",
+            base="base",
+            description="the Ringleader operator (operator/Dockerfile)",
+        ),
+        Recipe(
             "deepspeed",
             "dockerfile",
             dockerfile="tools/images/deepspeed.Dockerfile",
             base="user",
             description="the user image with DeepSpeed (its CPU ops built in)"
             " and the client library",
-        ),
-        Recipe(
-            "operator",
-            "dockerfile",
-            dockerfile="operator/Dockerfile",
-            base="base",
-            description="the Ringleader operator (operator/Dockerfile)",
         ),
     ]
     return {recipe.name: recipe for recipe in recipes}

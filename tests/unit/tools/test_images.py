@@ -73,14 +73,6 @@ def test_the_deepspeed_image_is_the_torch_image_with_deepspeed_from_the_wheelhou
     assert [pin for pin in pins if pin.startswith("deepspeed")] == ["deepspeed==0.19.8"]
 
 
-def test_image_requirements_are_the_pinned_names_without_comments(tmp_path: Path) -> None:
-    (tmp_path / "requirements-images.txt").write_text(
-        "# what only the framework images install\n\ntf-keras==2.21.0  # for Keras 2\n"
-        "deepspeed==0.19.8\n"
-    )
-    assert image_requirements(tmp_path) == ["tf-keras", "deepspeed"]
-
-
 def test_torch_pins_come_from_the_requirements() -> None:
     pins = torch_pins("kopf==1.0\ntorch==2.13.0  # the tests' torch\nnumpy==2.4.6\n")
     assert pins == (("NUMPY", "numpy==2.4.6"), ("TORCH", "torch==2.13.0"))
