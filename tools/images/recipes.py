@@ -98,6 +98,14 @@ def build_recipes(repo: Path) -> dict[str, Recipe]:
             base="base",
             description="the Ringleader operator (operator/Dockerfile)",
         ),
+        Recipe(
+            "deepspeed",
+            "dockerfile",
+            dockerfile="tools/images/deepspeed.Dockerfile",
+            base="user",
+            description="the user image with DeepSpeed (its CPU ops built in)"
+            " and the client library",
+        ),
     ]
     return {recipe.name: recipe for recipe in recipes}
 

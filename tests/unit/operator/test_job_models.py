@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from tests.unit.operator.jobs import (
     EXAMPLES,
     INVALID_MANIFESTS,
     INVALID_UPDATES,
+    REPO_ROOT,
     load_yaml,
     make_job,
     parse,
@@ -36,6 +38,7 @@ def expected_field(path: Path) -> str:
 
 def test_the_examples_exist() -> None:
     assert [p.name for p in EXAMPLE_FILES] == [
+        "deepspeed-job.yaml",
         "digits-job.yaml",
         "elastic-job.yaml",
         "gpu-job.yaml",
@@ -71,6 +74,26 @@ def test_gpu_example_runs_eight_processes_per_pod() -> None:
     pod = builders.build_worker_pod(parse(load_yaml(EXAMPLES / "gpu-job.yaml")), 1, 0)
     env = {v["name"]: v.get("value") for v in pod["spec"]["containers"][0]["env"]}
     assert (env["PET_NPROC_PER_NODE"], env["RANK"], env["NCCL_DEBUG"]) == ("8", "8", "INFO")
+
+
+def test_the_deepspeed_example_mounts_the_config_maps_its_header_creates_with_zero_2() -> None:
+    path = EXAMPLES / "deepspeed-job.yaml"
+    header = path.read_text().replace("\\\n#", "").splitlines()
+    created = {
+        words[3]: words[4:]
+        for words in (line.lstrip("# ").split() for line in header)
+        if words[:3] == ["kubectl", "create", "configmap"]
+    }
+    volumes = parse(load_yaml(path)).spec.template["spec"]["volumes"]
+    assert sorted(v["configMap"]["name"] for v in volumes) == sorted(created)
+    # Every file the header puts in a ConfigMap exists; the config asks for ZeRO stage 2 and
+    # torch's AdamW (DeepSpeed's CPU Adam is an op the deepspeed image does not build).
+    files = [arg.rpartition("=")[2] for args in created.values() for arg in args]
+    assert all((REPO_ROOT / name).is_file() for name in files), files
+    [config_file] = [name for name in files if name.endswith(".json")]
+    config = json.loads((REPO_ROOT / config_file).read_text())
+    assert config["zero_optimization"]["stage"] == 2
+    assert config["optimizer"]["params"]["torch_adam"] is True
 
 
 def test_wire_names_are_camel_case_and_round_trip() -> None:

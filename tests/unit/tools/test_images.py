@@ -62,6 +62,17 @@ def test_the_trainer_shares_the_user_images_torch_layer() -> None:
     assert dict(recipes["user"].build_args)["TORCH"].startswith("torch==")
 
 
+def test_the_deepspeed_image_is_the_torch_image_with_deepspeed_from_the_wheelhouse() -> None:
+    recipe = build_recipes(REPO_ROOT)["deepspeed"]
+    assert recipe.base == "user"
+    dockerfile = (REPO_ROOT / recipe.dockerfile).read_text()
+    # Its key, and so a rebuild, follows the pin; the wheelhouse downloads what it pins.
+    assert "requirements-images.txt" in copy_sources(dockerfile)
+    assert "deepspeed" in image_requirements(REPO_ROOT)
+    pins = (REPO_ROOT / "requirements-images.txt").read_text().splitlines()
+    assert [pin for pin in pins if pin.startswith("deepspeed")] == ["deepspeed==0.19.8"]
+
+
 def test_torch_pins_come_from_the_requirements() -> None:
     pins = torch_pins("kopf==1.0\ntorch==2.13.0  # the tests' torch\nnumpy==2.4.6\n")
     assert pins == (("NUMPY", "numpy==2.4.6"), ("TORCH", "torch==2.13.0"))
