@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.e2e.test_training_through_the_operator import (
+    example_on_local_nodes,
     pod_log,
-    restricted_pod_spec,
     status_when,
     wait_finished,
 )
@@ -38,23 +37,10 @@ def deepspeed_image(local_nodes: LocalNodes) -> tuple[str, str]:
 
 
 def example_job(image: str, node: str) -> dict[str, Any]:
-    """The example, with the local image, fewer and slower steps, on `node`, with the restricted
-    namespace's pod security (its root filesystem is read-only: HOME, for any cache, is the
-    scratch volume)."""
-    job: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
-    spec = job["spec"]["template"]["spec"]
-    [container] = spec["containers"]
-    env = {var["name"]: var for var in container["env"]}
-    env["TRAIN_STEPS"]["value"] = str(STEPS)
-    env["CHECKPOINT_EVERY"]["value"] = "10"
-    container["env"] += [
-        {"name": "STEP_SECONDS", "value": "0.1"},
-        {"name": "HOME", "value": "/tmp"},
-    ]
-    container["image"] = image
-    container["resources"] = {"requests": {"cpu": "500m"}}  # the machine has 2 cores
-    job["spec"]["template"]["spec"] = pod = restricted_pod_spec(container, *spec["volumes"])
-    pod["nodeSelector"]["kubernetes.io/hostname"] = node  # the rendezvous pod's too
+    """The example on the local nodes, with fewer and slower steps, on `node`."""
+    steps = {"TRAIN_STEPS": str(STEPS), "CHECKPOINT_EVERY": "10"}
+    job = example_on_local_nodes(EXAMPLE, image, step_seconds="0.1", env=steps)
+    job["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/hostname"] = node  # rdzv too
     return job
 
 

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from tests.e2e.test_training_through_the_operator import (
+    example_on_local_nodes,
     pod_log,
-    restricted_pod_spec,
     status_when,
     wait_finished,
 )
@@ -37,22 +35,6 @@ def tf_image(local_nodes: LocalNodes) -> str:
     return local_nodes.image("tensorflow")
 
 
-def example_job(image: str) -> dict[str, Any]:
-    """The example as shipped, in the locally built image, paced to be caught mid-run, and
-    restricted as the local nodes' namespaces require."""
-    job: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
-    pod = job["spec"]["template"]["spec"]
-    [container] = pod["containers"]
-    container["image"] = image
-    container["env"] += [
-        {"name": "STEP_SECONDS", "value": "0.25"},
-        {"name": "HOME", "value": "/tmp"},  # the root filesystem is read-only: Keras's cache
-    ]
-    container["resources"] = {"requests": {"cpu": "500m"}}
-    job["spec"]["template"]["spec"] = restricted_pod_spec(container, *pod["volumes"])
-    return job
-
-
 def epochs_run(log: str) -> list[int]:
     """The epochs (1-based) Keras said it ran, in a worker's log."""
     return [int(e) for e in re.findall(rf"Epoch (\d+)/{EPOCHS}", log)]
@@ -62,7 +44,7 @@ def test_the_tensorflow_example_trains_on_two_pods_and_resumes_its_epoch_after_a
     kube: Kube, operator: InstalledOperator, tf_image: str, namespace: str
 ) -> None:
     kube.run("create", "configmap", "tf-script", f"--from-file={SCRIPT}", "-n", namespace)
-    kube.apply(example_job(tf_image), namespace)
+    kube.apply(example_on_local_nodes(EXAMPLE, tf_image, step_seconds="0.25"), namespace)
     backed_up = status_when(
         kube, namespace, NAME,
         lambda s: (s.get("checkpoint") or {}).get("step", 0) >= 2 * STEPS_PER_EPOCH,

@@ -5,7 +5,10 @@ namespace that enforces the restricted Pod Security Standard."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from tests.harness import InstalledOperator, LocalNodes
 from tests.kube import Kube, wait_until, worker_name
@@ -48,6 +51,29 @@ def restricted_pod_spec(container: dict[str, Any], *volumes: dict[str, Any]) -> 
         "containers": [container],
         "volumes": [*volumes, SCRATCH],
     }
+
+
+def example_on_local_nodes(
+    path: Path, image: str, step_seconds: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """An example job as shipped (its one container), in a locally built image, its steps
+    paced by STEP_SECONDS to be caught mid-run, `env` replacing values the example sets, and
+    restricted as the local nodes' namespaces require: the root filesystem is read-only, so
+    HOME (for any framework's cache) is the scratch volume; half a core asked, the machine has 2."""
+    job: dict[str, Any] = yaml.safe_load(path.read_text())
+    pod = job["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    container["image"] = image
+    shipped = {var["name"]: var for var in container["env"]}
+    for name, value in (env or {}).items():
+        shipped[name]["value"] = value
+    container["env"] += [
+        {"name": "STEP_SECONDS", "value": step_seconds},
+        {"name": "HOME", "value": "/tmp"},
+    ]
+    container["resources"] = {"requests": {"cpu": "500m"}}
+    job["spec"]["template"]["spec"] = restricted_pod_spec(container, *pod["volumes"])
+    return job
 
 
 def digits_job(name: str, image: str, replicas: int = 2) -> dict[str, Any]:

@@ -40,14 +40,21 @@ class Recipe:
     description: str = ""
 
 
-def torch_pins(requirements: str) -> tuple[tuple[str, str], ...]:
-    """The TORCH and NUMPY build args: the exact versions requirements-dev.txt pins."""
+def read_pins(requirements: str) -> dict[str, str]:
+    """Name -> exact version of each `name==version` line of a requirements file."""
     pins = {}
     for line in requirements.splitlines():
         name, _, version = line.split("#")[0].strip().partition("==")
-        if name in ("torch", "numpy") and version:
-            pins[name.upper()] = f"{name}=={version}"
-    return tuple(sorted(pins.items()))
+        if name and version:
+            pins[name] = version
+    return pins
+
+
+def torch_pins(requirements: str) -> tuple[tuple[str, str], ...]:
+    """The TORCH and NUMPY build args: the exact versions requirements-dev.txt pins."""
+    pins = read_pins(requirements)
+    chosen = {name.upper(): f"{name}=={pins[name]}" for name in ("torch", "numpy") if name in pins}
+    return tuple(sorted(chosen.items()))
 
 
 def build_recipes(repo: Path) -> dict[str, Recipe]:

@@ -12,6 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from .recipes import read_pins
 from .store import Store, run
 
 # Every file whose change can change what the images install.
@@ -31,9 +32,7 @@ MOUNT_POINT = "/mnt"  # exists, empty, in Debian and python:3.11-slim: the build
 
 def image_requirements(repo: Path) -> list[str]:
     """What requirements-images.txt pins: the names only the framework images install."""
-    lines = (repo / "requirements-images.txt").read_text().splitlines()
-    pins = [line.split("#")[0].strip() for line in lines]
-    return [pin.partition("==")[0] for pin in pins if pin]
+    return list(read_pins((repo / "requirements-images.txt").read_text()))
 
 
 def wheelhouse_key(repo: Path) -> str:
