@@ -11,7 +11,8 @@ lasts --minutes from its first step. From the trainers' per-step traces (bench.s
 goodput = time of the steps that were kept / wall time, and what the rest went to (steps trained
 again after a restart, time with no step at all). Beside it: the steps the run reached against
 the run with no failure, and what the operator's ringleader_job_goodput_ratio said for the same
-job at the end. Asserts nothing.
+job at the end, next to the traces' goodput counted as the operator counts it: from the job's
+creation, the time to its first step (pods started, the group formed) lost. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Run:
     name: str
     failures: int
     time: Account
+    from_creation: float  # the kept time over the wall time since the job was created
     operator_ratio: float | None
 
 
@@ -80,8 +82,8 @@ def run_job(cluster: LocalCluster, image: str, name: str, plan: Plan, failing: b
     # Both runs as the node-loss kind's job: its workers on different nodes, one off the store's.
     job = build_job(name, "delete-node", image)
     cluster.kubectl("apply", "-f", "-", stdin=json.dumps(job))
-    start = time.time()
-    start += bench.first_step_after(start)
+    created = time.time()
+    start = created + bench.first_step_after(created)
     end = start + plan.minutes * 60
     kinds = itertools.cycle(plan.kinds)
     failures = 0
@@ -95,18 +97,19 @@ def run_job(cluster: LocalCluster, image: str, name: str, plan: Plan, failing: b
     ratio = operator_ratio(cluster, name)
     spent = account(rank0_traces(bench), start, end)
     cluster.kubectl("delete", "dtj", name, "-n", NAMESPACE, "--wait=true", "--timeout=120s")
-    return Run(name, failures, spent, ratio)
+    return Run(name, failures, spent, spent.kept / (end - created), ratio)
 
 
 def report(runs: list[Run]) -> None:
     """One line per run, then the failure run against the undisturbed one."""
     print(f"\n  {'run':<12}{'failures':>9}{'wall s':>8}{'kept s':>8}{'redone s':>9}"
-          f"{'no step s':>10}{'steps':>7}{'goodput':>9}{'operator':>9}")  # fmt: skip
+          f"{'no step s':>10}{'steps':>7}{'goodput':>9}{'created':>9}{'operator':>9}")  # fmt: skip
     for run in runs:
         t = run.time
         said = f"{run.operator_ratio:.3f}" if run.operator_ratio is not None else "-"
         print(f"  {run.name:<12}{run.failures:>9}{t.wall:>8.0f}{t.kept:>8.1f}{t.redone:>9.1f}"
-              f"{t.no_step:>10.1f}{t.steps_kept:>7}{t.goodput:>9.3f}{said:>9}")  # fmt: skip
+              f"{t.no_step:>10.1f}{t.steps_kept:>7}{t.goodput:>9.3f}"
+              f"{run.from_creation:>9.3f}{said:>9}")  # fmt: skip
     calm, failing = runs[0].time, runs[-1].time
     if calm.steps_kept:
         print(

@@ -154,10 +154,21 @@ CHECKPOINT: Final = "checkpoint"  # {step, path, time}: the newest committed che
 METRICS: Final = "metrics"  # a script's own figures by name, exported on /metrics (not read)
 WORKERS: Final = "workers"  # every rank's step figures over a window (the built-in trainer)
 PREFLIGHT: Final = "preflight"  # the group's network, measured before its first step
+INCARNATION: Final = "incarnation"  # this process's first step, and the last one before it
 PROGRESS_KEYS: Final = frozenset(
     {STEP, STATE, EPOCH, LOSS, SAMPLES_PER_SECOND, SECONDS_PER_STEP, WORLD_SIZE, UPDATED_AT}
-    | {CHECKPOINT, WORKERS, PREFLIGHT}
+    | {CHECKPOINT, WORKERS, PREFLIGHT, INCARNATION}
 )
+# Keys of `incarnation`: the step this process (global rank 0 of its group) trained first and
+# when, and the newest step the job's progress document told of when the process started (the
+# group before it: its last step's time and number), so that the operator counts the time
+# between two groups as lost, and the steps trained again after a restore, even when no
+# failure was recorded (a process torchrun's agent restarted in place, a group re-formed).
+FIRST_STEP: Final = "first_step"
+FIRST_STEP_AT: Final = "first_step_at"
+PREVIOUS_STEP: Final = "previous_step"
+PREVIOUS_STEP_AT: Final = "previous_step_at"
+INCARNATION_KEYS: Final = frozenset({FIRST_STEP, FIRST_STEP_AT, PREVIOUS_STEP, PREVIOUS_STEP_AT})
 # Keys of `preflight`: the all-reduce bus bandwidth and every link of a ring through the ranks
 # (the slowest, when there are many), with the median link of each kind.
 PREFLIGHT_MEGABYTES: Final = "megabytes"

@@ -22,6 +22,7 @@ from ringleader_client.progressfiles import (
     PROGRESS_FILE,
     Throttle,
     heartbeat_path,
+    read_json,
     write_json_atomic,
 )
 
@@ -71,6 +72,9 @@ class ProgressReporter:
         # a job stuck in a collective shows where it stopped, a finished one its last step.
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
+        # Read before this process writes: the newest step of the group before it, if any.
+        self._previous = previous_step(place.root) if place.rank == 0 else None
+        self._first: tuple[int, float] | None = None  # this process's first step and its time
 
     def report(
         self,
@@ -91,6 +95,8 @@ class ProgressReporter:
             self._window_samples += samples
             self._window_steps += state == TrainerState.TRAINING
             now = time.time()
+            if self._first is None and state == TrainerState.TRAINING:
+                self._first = (step, now)
             self._last = _Written(step, loss, epoch, extra or {}, state, now, beat or {})
             beating = self.place.local_rank == 0 and (force or self._heartbeat.ready())
             progress = self.place.rank == 0 and (force or self._progress.ready())
@@ -192,11 +198,32 @@ class ProgressReporter:
             **told.extra,
             **self.final,
         }
+        if self._first is not None:
+            body[k.INCARNATION] = self._incarnation(self._first)
         if told.epoch is not None:
             body[k.EPOCH] = told.epoch
         if told.loss is not None and math.isfinite(told.loss):
             body[k.LOSS] = told.loss
         write_json_atomic(self.place.root / PROGRESS_FILE, body)
+
+    def _incarnation(self, first: tuple[int, float]) -> dict[str, Any]:
+        previous = self._previous or (None, None)
+        return {
+            k.FIRST_STEP: first[0],
+            k.FIRST_STEP_AT: first[1],
+            k.PREVIOUS_STEP: previous[0],
+            k.PREVIOUS_STEP_AT: previous[1],
+        }
+
+
+def previous_step(root: Path) -> tuple[int, float] | None:
+    """The step the job's progress document tells of, and when it was done: the group before
+    this process reached it (or a job of the same name before this one, on the same volume)."""
+    doc = read_json(root / PROGRESS_FILE) or {}
+    step, at = doc.get(k.STEP), doc.get(k.UPDATED_AT)
+    if not isinstance(step, int) or not isinstance(at, int | float) or isinstance(at, bool):
+        return None
+    return step, float(at)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,14 @@ each job's status and newest report; an outage that ends yields, for every resta
 seconds from that failure to the step (ringleader_recovery_seconds), and `compute_goodput` gives
 the share of wall time outside outages (ringleader_job_goodput_ratio).
 
+The trainer's report names its process's first step and the job's newest step before that
+process began (`incarnation`). A process group seen for the first time so dates the outage it
+ends: from the last step of the group before it (not from the failure's record, which comes
+later) to its own first step (not the newest step the poll happened to see), and adds the time
+of the steps it trains again after restoring a checkpoint. A group that began without any
+failure recorded (a process torchrun's agent restarted in place, a group that re-formed) is an
+outage of its own. Without that report, the failure's time and the newest step bound it.
+
 Times are wall-clock seconds since the epoch: status times are the operator's clock rounded down
 to the second, a report's `updated_at` is the trainer's clock when it wrote the report, right
 after a step. The accounting lives in the operator's memory: an operator restart starts it again
@@ -19,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from ringleader.constants import FailureAction
-from ringleader.reports import ProgressReport
+from ringleader.reports import IncarnationReport, ProgressReport
 from ringleader.statusmodels import JobStatus, LastFailure
 
 RESTART_ACTIONS = frozenset({FailureAction.RESTART_WORKER, FailureAction.RESTART_GANG})
@@ -45,6 +53,17 @@ class TrainingClock:
     failure_seen: tuple[Any, ...] | None  # identity of the status.lastFailure taken in
     lost: float = 0.0  # seconds of outages that have ended
     outage: Outage | None = None
+    incarnation_at: float | None = None  # first step of the newest process group taken in
+    pace: float | None = None  # the trainer's newest seconds per step
+
+
+@dataclass(frozen=True)
+class Resumption:
+    """A process group's first step, seen for the first time, and what came before it."""
+
+    began: float  # when it completed its first step
+    since: float | None  # the last step of the group before it, when that one was seen
+    redone: float  # seconds of steps that group trained and this one trains again
 
 
 def _epoch(moment: datetime | None) -> float | None:
@@ -106,6 +125,9 @@ def _take_in_failure(clock: TrainingClock, last: LastFailure | None) -> Training
     failed = _epoch(last.time if last else None)
     if last is None or failed is None or failed < clock.counted_from:
         return clock  # from before the counting began (before a suspension, say)
+    began = clock.incarnation_at
+    if clock.outage is None and began is not None and is_after(began, failed):
+        return clock  # recorded late: the group training now began after it, counted then
     restarts = _restarts(last, failed)
     outage = clock.outage
     if outage is None:
@@ -115,15 +137,56 @@ def _take_in_failure(clock: TrainingClock, last: LastFailure | None) -> Training
 
 
 def _end_outage(
-    clock: TrainingClock, step_at: float | None
+    clock: TrainingClock, step_at: float | None, resumed: Resumption | None
 ) -> tuple[TrainingClock, list[Recovered]]:
-    """End the outage if the step followed its newest failure; report the restarts it ends."""
+    """End the outage if a step followed its newest failure; report the restarts it ends.
+
+    A new group whose first step followed the failure ends it at that step, counted from the
+    last step before it; otherwise the newest step seen ends it, counted from the failure."""
     outage = clock.outage
-    if outage is None or step_at is None or not is_after(step_at, outage.last_event):
+    if outage is None:
+        return _count_unrecorded(clock, resumed), []
+    if resumed is not None and is_after(resumed.began, outage.last_event):
+        since = outage.since if resumed.since is None else min(outage.since, resumed.since)
+        ended, redone = resumed.began, resumed.redone
+        since = max(since, clock.counted_from)
+    elif step_at is not None and is_after(step_at, outage.last_event):
+        since, ended, redone = outage.since, step_at, 0.0
+    else:
         return clock, []
-    recovered = [(action, step_at - failed) for action, failed in outage.restarts]
-    lost = clock.lost + max(step_at - outage.since, 0.0)
+    recovered = [(action, ended - failed) for action, failed in outage.restarts]
+    lost = clock.lost + max(ended - since, 0.0) + redone
     return replace(clock, lost=lost, outage=None), recovered
+
+
+def _count_unrecorded(clock: TrainingClock, resumed: Resumption | None) -> TrainingClock:
+    """A group that began with no outage open: its predecessor stopped with no failure told."""
+    if resumed is None or resumed.since is None or resumed.began <= clock.counted_from:
+        return clock
+    gap = resumed.began - max(resumed.since, clock.counted_from)
+    return replace(clock, lost=clock.lost + max(gap, 0.0) + resumed.redone)
+
+
+def _resumption(clock: TrainingClock, report: ProgressReport | None) -> Resumption | None:
+    """The report's process group, if the clock has not taken it in yet."""
+    if report is None or not report.training or report.incarnation is None:
+        return None
+    group = report.incarnation
+    if group.first_step_at == clock.incarnation_at:
+        return None
+    since = group.previous_step_at
+    if since is None or since > group.first_step_at or since < clock.counted_from:
+        # No group before it, or one from before the counting (an earlier job of the same
+        # name on the volume, or before this operator process started): nothing to date by.
+        return Resumption(group.first_step_at, None, 0.0)
+    return Resumption(group.first_step_at, since, _redone_seconds(group, clock.pace))
+
+
+def _redone_seconds(group: IncarnationReport, pace: float | None) -> float:
+    """The time of the steps the group before trained, which this one trains again."""
+    if group.previous_step is None or pace is None or group.previous_step < group.first_step:
+        return 0.0
+    return (group.previous_step - group.first_step + 1) * pace
 
 
 def advance(
@@ -137,16 +200,30 @@ def advance(
         clock = start_clock(status, now)
         if clock is None:
             return None, []
-    last = status.last_failure
-    step_at = step_completed_at(report)
+    resumed = _resumption(clock, report)  # its redone steps at the pace of the group before
+    clock, recovered = _take_in(clock, status.last_failure, step_completed_at(report), resumed)
+    if resumed is not None:
+        clock = replace(clock, incarnation_at=resumed.began)
+    if report is not None and report.training and report.seconds_per_step is not None:
+        clock = replace(clock, pace=report.seconds_per_step)
+    return clock, recovered
+
+
+def _take_in(
+    clock: TrainingClock,
+    last: LastFailure | None,
+    step_at: float | None,
+    resumed: Resumption | None,
+) -> tuple[TrainingClock, list[Recovered]]:
+    """The failure in status taken in, and the outage ended by the report's step."""
     if last is None or last.time is None or _failure_id(last) == clock.failure_seen:
-        return _end_outage(clock, step_at)
+        return _end_outage(clock, step_at, resumed)
     failed = _epoch(last.time)
     if step_at is not None and failed is not None and step_at < failed:
         # A step the poller saw late, from before the failure: it ends the earlier outage.
-        clock, recovered = _end_outage(clock, step_at)
+        clock, recovered = _end_outage(clock, step_at, resumed)
         return _take_in_failure(clock, last), recovered
-    return _end_outage(_take_in_failure(clock, last), step_at)
+    return _end_outage(_take_in_failure(clock, last), step_at, resumed)
 
 
 def accounting_end(status: JobStatus, now: float) -> float:

@@ -47,10 +47,17 @@ UPDATED_AT: Final = "updated_at"  # seconds since the epoch, right after the ste
 CHECKPOINT: Final = "checkpoint"  # {step, path, time}: the newest committed checkpoint
 WORKERS: Final = "workers"  # every rank's step figures over a window (the built-in trainer)
 PREFLIGHT: Final = "preflight"  # the group's network, measured before its first step
+INCARNATION: Final = "incarnation"  # this process's first step, and the last one before it
 PROGRESS_KEYS: Final = frozenset(
     {STEP, STATE, EPOCH, LOSS, SAMPLES_PER_SECOND, SECONDS_PER_STEP, WORLD_SIZE, UPDATED_AT}
-    | {CHECKPOINT, WORKERS, PREFLIGHT}
+    | {CHECKPOINT, WORKERS, PREFLIGHT, INCARNATION}
 )
+# Keys of `incarnation`.
+FIRST_STEP: Final = "first_step"
+FIRST_STEP_AT: Final = "first_step_at"
+PREVIOUS_STEP: Final = "previous_step"
+PREVIOUS_STEP_AT: Final = "previous_step_at"
+INCARNATION_KEYS: Final = frozenset({FIRST_STEP, FIRST_STEP_AT, PREVIOUS_STEP, PREVIOUS_STEP_AT})
 # Keys of `preflight` and of each of its links.
 PREFLIGHT_MEGABYTES: Final = "megabytes"
 PREFLIGHT_BUS_GBPS: Final = "bus_gbps"
@@ -151,6 +158,16 @@ class PreflightReport:
 
 
 @dataclass(frozen=True)
+class IncarnationReport:
+    """The reporting process's first step, and the job's newest step before it started."""
+
+    first_step: int
+    first_step_at: float
+    previous_step: int | None  # None: no earlier progress document on the volume
+    previous_step_at: float | None
+
+
+@dataclass(frozen=True)
 class ProgressReport:
     """One progress document."""
 
@@ -165,6 +182,7 @@ class ProgressReport:
     checkpoint: CheckpointReport | None = None
     workers: WorkerFigures | None = None
     preflight: PreflightReport | None = None
+    incarnation: IncarnationReport | None = None
 
     @property
     def training(self) -> bool:
@@ -188,7 +206,20 @@ def parse_progress(doc: Any) -> ProgressReport | None:
         checkpoint=_checkpoint(doc.get(CHECKPOINT)),
         workers=_workers(doc.get(WORKERS)),
         preflight=_preflight(doc.get(PREFLIGHT)),
+        incarnation=_incarnation(doc.get(INCARNATION)),
     )
+
+
+def _incarnation(doc: Any) -> IncarnationReport | None:
+    if not isinstance(doc, Mapping):
+        return None
+    first, first_at = _int(doc.get(FIRST_STEP)), _float(doc.get(FIRST_STEP_AT))
+    if first is None or first_at is None:
+        return None
+    previous, previous_at = _int(doc.get(PREVIOUS_STEP)), _float(doc.get(PREVIOUS_STEP_AT))
+    if previous is None or previous_at is None:
+        previous = previous_at = None
+    return IncarnationReport(first, first_at, previous, previous_at)
 
 
 def _preflight(doc: Any) -> PreflightReport | None:

@@ -98,6 +98,7 @@ def test_the_progress_document_keys_and_paths_agree_with_the_operator() -> None:
         reports.PREFLIGHT_KEYS,
         reports.LINK_KEYS,
     )
+    assert contract.INCARNATION_KEYS == reports.INCARNATION_KEYS
     assert (contract.PROGRESS_PATH, contract.HEARTBEATS_PATH) == (
         reports.PROGRESS_PATH,
         reports.HEARTBEATS_PATH,

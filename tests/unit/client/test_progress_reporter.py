@@ -53,3 +53,20 @@ def test_a_committed_checkpoint_is_told_at_once_with_the_steps_own_time(tmp_path
     document = written(tmp_path)
     assert document["checkpoint"] == {"step": 7, "path": "/c/step-7", "time": 123.0}
     assert document["updated_at"] == stepped_at  # a checkpoint is no new step
+
+
+def test_each_process_tells_its_first_step_and_the_step_before_it_began(tmp_path: Path) -> None:
+    first = reporter(tmp_path, interval=0)
+    first.report(1, loss=0.5)
+    first.report(2, loss=0.4)
+    document = written(tmp_path)
+    began = {"first_step": 1, "first_step_at": document["incarnation"]["first_step_at"]}  # type: ignore[index]
+    assert document["incarnation"] == {**began, "previous_step": None, "previous_step_at": None}
+    # The next process (after a restart) finds the job's document at step 2 when it begins.
+    second = reporter(tmp_path, interval=0)
+    second.report(2, loss=0.3)
+    second.report(3, loss=0.2)
+    told = written(tmp_path)["incarnation"]
+    assert told["first_step"] == 2 and told["previous_step"] == 2  # type: ignore[index]
+    assert told["previous_step_at"] == document["updated_at"]  # type: ignore[index]
+    assert told["first_step_at"] > document["updated_at"]  # type: ignore[index]

@@ -36,6 +36,31 @@ def report(seconds: float, step: int = 120, state: str = "Training") -> Progress
     return parsed
 
 
+def group_report(
+    seconds: float,
+    first: tuple[int, float],
+    previous: tuple[int, float] | None = None,
+    pace: float = 0.05,
+) -> ProgressReport:
+    """A report of a process group whose first step was (step, seconds) and which found the
+    job's progress document at (step, seconds) when it began."""
+    doc = {
+        "step": first[0] + 10,
+        "updated_at": T0 + seconds,
+        "state": "Training",
+        "seconds_per_step": pace,
+        "incarnation": {
+            "first_step": first[0],
+            "first_step_at": T0 + first[1],
+            "previous_step": previous[0] if previous else None,
+            "previous_step_at": T0 + previous[1] if previous else None,
+        },
+    }
+    parsed = parse_progress(doc)
+    assert parsed is not None and parsed.incarnation is not None
+    return parsed
+
+
 def status(
     failure: tuple[float, str] | None = None,
     progress_at: float | None = None,
@@ -245,3 +270,57 @@ def test_a_resume_after_a_suspension_starts_the_accounting_again() -> None:
 def test_no_goodput_before_any_time_has_passed() -> None:
     clock = start_clock(status(), T0)
     assert clock is not None and goodput_at(clock, 0) is None
+
+
+# Process groups: each report names its group's first step and the step before it.
+
+
+def test_a_group_restarted_in_place_with_no_failure_recorded_loses_its_gap() -> None:
+    first = group_report(20, (1, 10))
+    # torchrun's agent restarted the processes: last step at 30 (step 300), a checkpoint at 280.
+    # Its first pace figure counts its start-up too: the steps trained again went at the old one.
+    second = group_report(45, (281, 40), previous=(300, 30), pace=2.0)
+    clock, recovered = seen((status(), first, 20), (RUNNING, second, 45))
+    # Lost: the start to the first step (10), the gap (10), 20 steps trained again (1).
+    assert goodput_at(clock, 50) == pytest.approx((50 - 10 - 10 - 1) / 50)
+    assert recovered == []
+
+
+def test_a_recorded_failure_is_counted_from_the_last_step_to_the_new_groups_first() -> None:
+    first = group_report(25, (1, 10))
+    after = group_report(45, (120, 40), previous=(119, 28))
+    clock, recovered = seen((status(), first, 25), (FAILED, None, 31), (FAILED, after, 45))
+    # From the last step (28), not the failure's record (30), to the first step (40), not the
+    # newest step the poll saw (45).
+    assert goodput_at(clock, 50) == pytest.approx((50 - 10 - 12) / 50)
+    assert recovered == [("RestartWorker", 10.0)]
+
+
+def test_a_group_is_counted_once_however_often_it_is_seen() -> None:
+    first = group_report(20, (1, 10))
+    second = group_report(45, (101, 40), previous=(100, 30))
+    clock, _ = seen((status(), first, 20), (RUNNING, second, 45), (RUNNING, second, 47))
+    assert goodput_at(clock, 50) == pytest.approx((50 - 10 - 10) / 50)
+
+
+def test_a_progress_document_from_before_the_start_dates_nothing() -> None:
+    # An earlier job of the same name left its document on the volume (step 900).
+    stale = group_report(20, (1, 10), previous=(900, -500))
+    clock, _ = seen((status(), stale, 20))
+    assert goodput_at(clock, 50) == pytest.approx((50 - 10) / 50)
+
+
+def test_a_failure_recorded_after_the_group_that_followed_it_is_not_counted_again() -> None:
+    first = group_report(20, (1, 10))
+    second = group_report(45, (101, 40), previous=(100, 30))
+    late = status(failure=(31, "RestartWorker"), progress_at=45)
+    clock, _ = seen((status(), first, 20), (RUNNING, second, 45), (late, second, 47))
+    assert clock.outage is None
+    assert goodput_at(clock, 50) == pytest.approx((50 - 10 - 10) / 50)
+
+
+def test_a_group_that_trained_before_the_operator_started_dates_nothing() -> None:
+    trained = status(progress_at=95)
+    before = group_report(96, (50, 60), previous=(49, 55))
+    clock, _ = seen((trained, before, 100))
+    assert goodput_at(clock, 150) == 1.0
