@@ -90,10 +90,10 @@ def _phases(cluster: LocalCluster) -> dict[str, int]:
     return counts
 
 
-def start_operator(layout: Layout) -> subprocess.Popen[bytes]:
-    """The operator from this checkout, its log in the cluster's directory."""
-    argv = [sys.executable, "-m", "ringleader", f"--kubeconfig={layout.kubeconfig}"]
-    log = open(layout.root / "operator.log", "wb")  # noqa: SIM115  (lives as long as the operator)
+def start_operator(layout: Layout, *options: str) -> subprocess.Popen[bytes]:
+    """The operator from this checkout, with these options, its log in the cluster's directory."""
+    argv = [sys.executable, "-m", "ringleader", f"--kubeconfig={layout.kubeconfig}", *options]
+    log = open(layout.root / "operator.log", "ab")  # noqa: SIM115  (lives as long as the operator)
     operator = subprocess.Popen(
         [*argv, f"--metrics-port={METRICS_PORT}"], stdout=log, stderr=subprocess.STDOUT
     )

@@ -33,6 +33,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds between polls of the trainers' progress (0 disables)",
     )
     parser.add_argument(
+        "--progress-writes-per-second",
+        type=float,
+        default=20.0,
+        help="status writes a second, all jobs together, that only move a step on: past it "
+        "each job's step is mirrored less often than polled (0: every poll)",
+    )
+    parser.add_argument(
         "--peering",
         default=None,
         help="kopf peering name, so only one of several replicas is active (default: standalone)",
@@ -100,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         workers=args.workers,
         metrics_port=args.metrics_port,
         progress_interval=args.progress_interval,
+        progress_writes_per_second=args.progress_writes_per_second,
         peering_lifetime=args.peering_lifetime,
         peering=args.peering is not None,
         namespaces=args.namespace or None,

@@ -92,7 +92,13 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo[EVENT_HEARTBEAT_KEY] = asyncio.create_task(_write_event_series(api))
     interval = memo.get("progress_interval", 5.0)
     if interval > 0:
-        poller = ProgressPoller(api, controller.cache, interval, paused=lambda: pauses.paused)
+        poller = ProgressPoller(
+            api,
+            controller.cache,
+            interval,
+            paused=lambda: pauses.paused,
+            mirror_writes_per_second=memo.get("progress_writes_per_second", 20.0),
+        )
         memo[POLLER_KEY] = asyncio.create_task(poller.run())
 
 

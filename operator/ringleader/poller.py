@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 import urllib.error
 import urllib.request
@@ -24,9 +25,12 @@ from ringleader.cache import Cache, Key
 from ringleader.kube import KubeApi, RetryableError
 from ringleader.models import DistributedTrainingJob, InvalidJob, parse_job
 from ringleader.progress import (
+    apply_report,
     describe_resize,
     detect_resize,
     judge_reporting,
+    mirror_seconds,
+    only_moves_on,
     pick_reporter,
     plan_progress_patch,
     read_final_report,
@@ -40,6 +44,9 @@ REQUEST_TIMEOUT_SECONDS = 1.0
 # A launcher starts serving a moment after its pod runs: ask again soon, then less and less often.
 FIRST_RETRY_SECONDS, MAX_RETRY_SECONDS = 2.0, 60.0
 CONCURRENT_REQUESTS = 16
+# Status writes a second that only move jobs' steps on, all jobs together: past it, each job's
+# step is mirrored less often than it is polled (progress.mirror_seconds).
+MIRROR_WRITES_PER_SECOND = 20.0
 
 
 def get_json(pod_ip: str, path: str, port: int = c.PROGRESS_PORT) -> dict[str, Any] | None:
@@ -88,8 +95,12 @@ class ProgressPoller:
         cache: Cache,
         interval: float,
         paused: Callable[[], bool] = lambda: False,
+        mirror_writes_per_second: float = MIRROR_WRITES_PER_SECOND,
     ) -> None:
         self.api, self.cache, self.interval = api, cache, interval
+        self.mirror_budget = mirror_writes_per_second
+        self.mirrored_at: dict[Key, float] = {}  # job -> when its progress was last written
+        self.heard: dict[Key, ProgressReport] = {}  # job -> the newest report (status may lag)
         self.paused = paused  # kopf paused this replica for a peer (peering.py)
         self.unreachable_until: dict[str, float] = {}  # pod uid -> monotonic time
         self.failures: dict[str, int] = {}  # pod uid -> consecutive failed requests
@@ -120,7 +131,8 @@ class ProgressPoller:
         """One round: every active job asked, finished ones' last words mirrored, clocks on."""
         jobs = [(key, job) for key, body in self.cache.jobs() if (job := _parse(body))]
         active = [(key, job) for key, job in jobs if _status(job).phase in c.ACTIVE_PHASES]
-        heard = await asyncio.gather(*(self._poll(key, job) for key, job in active))
+        mirror = mirror_seconds(self.interval, len(active), self.mirror_budget)
+        heard = await asyncio.gather(*(self._poll(key, job, mirror) for key, job in active))
         reports_by_job = {key: report for (key, _), report in zip(active, heard, strict=True)}
         for key, job in jobs:
             if _status(job).phase in c.TERMINAL_PHASES:
@@ -128,8 +140,11 @@ class ProgressPoller:
             self._account(key, reports_by_job.get(key))
         self._forget_the_gone()
 
-    async def _poll(self, key: Key, job: DistributedTrainingJob) -> ProgressReport | None:
-        """Mirror one job's progress and look for a hang; return the report heard, if any."""
+    async def _poll(
+        self, key: Key, job: DistributedTrainingJob, mirror: float
+    ) -> ProgressReport | None:
+        """Mirror one job's progress (a step that only moves on: every `mirror` seconds) and
+        look for a hang; return the report heard, if any."""
         status = _status(job)
         attempt = status.restart_attempt or 0
         children = self.cache.children(key)
@@ -139,8 +154,7 @@ class ProgressPoller:
             return None
         answer = await self._ask(pod, fetch_progress)
         report = reports.parse_progress(answer)
-        patch = plan_progress_patch(status, report) or {}
-        patch.update(self._judge_reporting(key, status, answer is not None, report))
+        patch = self._judge_reporting(key, status, answer is not None, report)
         patch.update(await self._judge_stragglers(key, job, report, children))
         patch.update(await self._judge_preflight(job, report))
         watch = hang.watch_report(self.watches.get(key), attempt, report, now())
@@ -148,10 +162,7 @@ class ProgressPoller:
             self.watches.pop(key, None)
         else:
             self.watches[key] = watch
-        resized = detect_resize(status, report)
-        if resized and report:
-            metrics.observe_resize(*resized, seconds=resize_seconds(status, report))
-            await self._announce_resize(job, *resized)
+        await self._observe_resize(key, job, report)
         # Judged only on an answer: a worker that just exited after its last step (its pod not
         # yet Succeeded in the cache) says nothing, and its silence is not a stalled step.
         judged = report is not None and status.phase in c.TRAINING_PHASES
@@ -159,9 +170,43 @@ class ProgressPoller:
             found = await self._detect_hang(key, job, pod, children)
             if found is not None:
                 patch["hang"] = found.model_dump(by_alias=True, mode="json", exclude_none=True)
+        patch.update(self._plan_mirror(key, status, report, mirror, writing=bool(patch)))
+        if report is not None:
+            self.heard[key] = report
         if patch:
             await self._write(key, patch)
         return report
+
+    def _plan_mirror(
+        self,
+        key: Key,
+        status: JobStatus,
+        report: ProgressReport | None,
+        mirror: float,
+        writing: bool,
+    ) -> dict[str, Any]:
+        """The progress patch, unless it only moves the step on, status is written for nothing
+        else, and the job's turn (every `mirror` seconds) has not come."""
+        patch = plan_progress_patch(status, report) or {}
+        if not patch:
+            return {}
+        # Half a poll early: polls come `interval` apart, give or take a moment.
+        due = now() - self.mirrored_at.get(key, -math.inf) >= mirror - self.interval / 2
+        if not writing and not due and only_moves_on(status, report):
+            return {}
+        self.mirrored_at[key] = now()
+        return patch
+
+    async def _observe_resize(
+        self, key: Key, job: DistributedTrainingJob, report: ProgressReport | None
+    ) -> None:
+        """A Resized event and the resize's time when the group's size changed since the
+        report before (status may show an older one: its step is mirrored less often)."""
+        known = apply_report(_status(job), self.heard.get(key))
+        resized = detect_resize(known, report)
+        if resized and report:
+            metrics.observe_resize(*resized, seconds=resize_seconds(known, report))
+            await self._announce_resize(job.model_copy(update={"status": known}), *resized)
 
     def _judge_reporting(
         self, key: Key, status: JobStatus, answered: bool, report: ProgressReport | None
@@ -314,6 +359,8 @@ class ProgressPoller:
             self.slow.pop(key)
             metrics.forget_worker_balance(key)
         self.running_since = {k: t for k, t in self.running_since.items() if k in known}
+        self.mirrored_at = {k: t for k, t in self.mirrored_at.items() if k in known}
+        self.heard = {k: r for k, r in self.heard.items() if k in known}
         for key in [k for k in self.clocks if k not in known]:
             self.clocks.pop(key)
             metrics.forget_goodput(key)

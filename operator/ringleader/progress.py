@@ -113,6 +113,31 @@ def plan_progress_patch(status: JobStatus, report: ProgressReport | None) -> Pat
     return plan_status_patch(status, apply_report(status, report))
 
 
+def only_moves_on(status: JobStatus, report: ProgressReport | None) -> bool:
+    """Whether mirroring the report would only move status.progress on: the group's size and
+    newest checkpoint as status shows them, and status already showing a step after the
+    newest failure (which the failure policy reads to judge an in-place recovery). Such a
+    write may wait for the job's turn (`mirror_seconds`); any other goes at once."""
+    shown = status.progress
+    if report is None or shown is None or shown.updated_at is None:
+        return False
+    if build_progress(report).world_size != shown.world_size:
+        return False
+    newest = build_checkpoint(report)
+    if newest is not None and newest != status.checkpoint:
+        return False
+    failed = status.last_failure.time if status.last_failure else None
+    return failed is None or shown.updated_at > failed
+
+
+def mirror_seconds(poll_seconds: float, active_jobs: int, writes_per_second: float) -> float:
+    """How often one job's step is mirrored into its status when nothing else changes: every
+    poll, or less often once the jobs' mirrors together would pass the write budget."""
+    if writes_per_second <= 0:
+        return poll_seconds
+    return max(poll_seconds, active_jobs / writes_per_second)
+
+
 def detect_resize(status: JobStatus, report: ProgressReport | None) -> tuple[int, int] | None:
     """(old, new) group size in processes when this report's differs from the one in status."""
     old = status.progress.world_size if status.progress else None

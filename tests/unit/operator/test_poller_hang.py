@@ -61,12 +61,15 @@ def poll_at(
     key: tuple[str, str],
     moment: float,
     answer: Callable[[str], Obj | None],
+    *,
+    mirror: float = 1.0,
 ) -> None:
-    """One poll of the job at `moment` on the poller's clock, the worker answering `answer`."""
+    """One poll of the job at `moment` on the poller's clock, the worker answering `answer`;
+    a step that only moves on is mirrored every `mirror` seconds."""
     monkeypatch.setattr(poller_module, "now", lambda: moment)
     monkeypatch.setattr(poller_module, "fetch_progress", answer)
     monkeypatch.setattr(poller_module, "fetch_heartbeats", lambda ip: {})
-    asyncio.run(poller._poll(key, parse(poller.cache.job(key) or {})))
+    asyncio.run(poller._poll(key, parse(poller.cache.job(key) or {}), mirror))
 
 
 def at_step(step: int) -> Callable[[str], Obj]:

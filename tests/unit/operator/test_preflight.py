@@ -112,7 +112,7 @@ def test_the_poller_writes_each_measurement_once_with_an_event(
     def poll(measured_at: float) -> None:
         answer = progress_with_preflight(measured_at)
         monkeypatch.setattr(poller_module, "fetch_progress", lambda ip: answer)
-        asyncio.run(poller._poll(key, parse(poller.cache.job(key) or {})))
+        asyncio.run(poller._poll(key, parse(poller.cache.job(key) or {}), poller.interval))
         for patch in api.patches:  # what the watch would bring back
             job["status"].update({k: v for k, v in patch.items() if k == "preflight"})
         poller.cache.put_job(job)

@@ -176,7 +176,7 @@ def test_the_poller_names_a_straggler_once_then_clears_it(
 
     def poll(step: int, works: tuple[float, float]) -> None:
         monkeypatch.setattr(poller_module, "fetch_progress", lambda ip: figures_doc(step, works))
-        asyncio.run(poller._poll(key, parse(poller.cache.job(key) or {})))
+        asyncio.run(poller._poll(key, parse(poller.cache.job(key) or {}), poller.interval))
         for patch in api.patches:  # the cache sees what was written, as the watch would
             if "stragglers" in patch:
                 job["status"]["stragglers"] = patch["stragglers"]
