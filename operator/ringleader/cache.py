@@ -33,6 +33,16 @@ class Snapshot:
     children: dict[tuple[Key, ChildId], Obj]
 
 
+def slim(body: Obj) -> Obj:
+    """The body without `metadata.managedFields`: who last wrote each field, which no decision
+    reads, is a third or more of a pod's body, and the cache holds every job's pods."""
+    metadata = body.get("metadata")
+    if not isinstance(metadata, dict) or "managedFields" not in metadata:
+        return body
+    kept = {name: value for name, value in metadata.items() if name != "managedFields"}
+    return {**body, "metadata": kept}
+
+
 def job_key_of_child(child: Mapping[str, Any]) -> Key | None:
     """(namespace, job name) of the job a child belongs to, from its labels."""
     job_name = pods.labels(child).get(c.LABEL_JOB_NAME)
@@ -75,7 +85,7 @@ class Cache:
         """Store (or replace) a job body; return its key."""
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         with self._lock:
-            self._jobs[key] = body
+            self._jobs[key] = slim(body)
         return key
 
     def forget_job(self, key: Key) -> None:
@@ -91,6 +101,7 @@ class Cache:
         key = job_key_of_child(body)
         if key is None:
             return None
+        body = slim(body)
         child_id = (body["kind"], body["metadata"]["name"])
         uid = pods.uid_of(body)
         with self._lock:
@@ -205,4 +216,4 @@ class Cache:
         follows it)."""
         with self._lock:
             if self._jobs.get(key) is read:
-                self._jobs[key] = written
+                self._jobs[key] = slim(written)
