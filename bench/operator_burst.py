@@ -157,9 +157,11 @@ def _report_writes(
 
 
 @contextlib.contextmanager
-def operator_on_kwok(pods_needed: int) -> Iterator[tuple[LocalCluster, subprocess.Popen[bytes]]]:
+def operator_on_kwok(
+    pods_needed: int, *options: str
+) -> Iterator[tuple[LocalCluster, subprocess.Popen[bytes]]]:
     """A fresh bench cluster with room for pods_needed pods and the operator running against
-    it; both gone afterwards."""
+    it (with these options); both gone afterwards."""
     layout = Layout(REPO_ROOT / ".cluster-bench", cached_bin_dir(), BENCH_PORT_BASE)
     cluster = LocalCluster(layout)
     cluster.destroy()
@@ -167,7 +169,7 @@ def operator_on_kwok(pods_needed: int) -> Iterator[tuple[LocalCluster, subproces
     operator = None
     try:
         prepare(cluster, pods_needed)
-        operator = start_operator(layout)
+        operator = start_operator(layout, *options)
         yield cluster, operator
     finally:
         if operator is not None:

@@ -2,16 +2,16 @@
 
 Run (root: kwok's pod addresses are routed to this host):
     .venv/bin/python -m bench.progress_poller [--jobs 1000] [--workers 8] [--seconds 60]
-        [--budgets 0,20]
+        [--budget 20]
 
 kwok's pods run nothing, so one stand-in trainer on this host answers for all of them: kwok's
 pod address range is made local to this host (`ip route add local`, the route removed after),
 and an HTTP server on the progress port answers every pod's address with a progress document.
-Once every job Runs and its first report is in its status, windows of --seconds each:
+The operator runs with --progress-writes-per-second=--budget (0: a status write at every poll
+that sees a new step). Once every job Runs, its first report is in its status and the operator
+has settled, two windows of --seconds each:
 
-    training   each job's step moves on (a step every --step-seconds), once for each write
-               budget in --budgets (the operator started again with
-               --progress-writes-per-second at each; 0: a write at every poll that sees a step)
+    training   each job's step moves on (a step every --step-seconds)
     finishing  each job says Finishing: its step stands still on purpose, nothing changes
 
 For each: the poller's requests per second (as the stand-in served them), the operator's CPU
@@ -38,21 +38,14 @@ from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 
 from bench.apiwrites import read_writes
-from bench.operator_burst import (
-    measure_burst,
-    operator_on_kwok,
-    peak_rss_mib,
-    print_audited,
-    start_operator,
-)
+from bench.operator_burst import measure_burst, operator_on_kwok, peak_rss_mib, print_audited
 from ringleader import constants as c
 from tools.localcluster.cluster import LocalCluster
 from tools.localcluster.layout import POD_CIDR
 
 TRAINING, FINISHING = 0, 1
 POLL_SECONDS = 5.0  # the operator's --progress-interval, left at its default
-# An operator started again lists every job and pod and reconciles each job once first.
-SETTLE_SECONDS, SETTLE_SECONDS_PER_JOB = 30.0, 0.05
+SETTLE_SECONDS = 30.0  # after every job's first report is in status: the writes of the start
 
 
 @dataclass(frozen=True)
@@ -150,7 +143,7 @@ def measure_window(
     print_audited(f"{what}: writes in {seconds:.0f} s", audited)
 
 
-def run(jobs: int, workers: int, seconds: float, step_seconds: float, budgets: list[float]) -> None:
+def run(jobs: int, workers: int, seconds: float, step_seconds: float, budget: float) -> None:
     """Start the cluster, the operator and the stand-in; apply the jobs; measure the windows."""
     pace = Pace(time.time(), step_seconds, workers)
     mode = multiprocessing.Value("i", TRAINING)
@@ -159,39 +152,28 @@ def run(jobs: int, workers: int, seconds: float, step_seconds: float, budgets: l
     standin = multiprocessing.Process(
         target=serve_standin, args=(pace, mode, frozen_at, served), daemon=True
     )
-    with pod_addresses_routed_here(), operator_on_kwok(jobs * (workers + 1)) as (cluster, first):
+    option = f"--progress-writes-per-second={budget:g}"
+    with (
+        pod_addresses_routed_here(),
+        operator_on_kwok(jobs * (workers + 1), option) as (
+            cluster,
+            operator,
+        ),
+    ):
         standin.start()
-        operator = first
         try:
             measure_burst(cluster, jobs, workers)
             print(f"every job's progress in its status: {wait_mirrored(cluster, jobs):.1f} s")
-            for budget in budgets:
-                operator = restarted(cluster, operator, budget)
-                what = f"training, --progress-writes-per-second={budget:g}"
-                measure_window(cluster, operator.pid, served, seconds, what)
+            time.sleep(SETTLE_SECONDS)
+            measure_window(cluster, operator.pid, served, seconds, f"training, {option}")
             frozen_at.value = time.time()
             mode.value = FINISHING
-            time.sleep(2 * POLL_SECONDS)  # the one write of the Finishing step
+            # The one write of each job's last step, which may wait for the job's turn.
+            time.sleep(2 * POLL_SECONDS + (jobs / budget if budget > 0 else 0.0))
             measure_window(cluster, operator.pid, served, seconds, "finishing")
             print(f"operator peak RSS: {peak_rss_mib(operator.pid):.0f} MiB")
         finally:
             standin.kill()
-            if operator is not first:
-                operator.terminate()
-                operator.wait(timeout=30)
-
-
-def restarted(
-    cluster: LocalCluster, operator: subprocess.Popen[bytes], budget: float
-) -> subprocess.Popen[bytes]:
-    """The operator started again with this write budget, once it has polled every job."""
-    operator.terminate()
-    operator.wait(timeout=30)
-    option = f"--progress-writes-per-second={budget:g}"
-    started = start_operator(cluster.layout, option)
-    jobs = len(json.loads(cluster.kubectl("get", "dtj", "-n", "burst", "-o", "json"))["items"])
-    time.sleep(SETTLE_SECONDS + SETTLE_SECONDS_PER_JOB * jobs)
-    return started
 
 
 def main() -> None:
@@ -201,10 +183,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=60.0, help="each window's length")
     parser.add_argument("--step-seconds", type=float, default=0.5, help="the stand-in's pace")
-    parser.add_argument("--budgets", default="0,20", help="--progress-writes-per-second values")
+    parser.add_argument("--budget", type=float, default=20.0, help="--progress-writes-per-second")
     args = parser.parse_args()
-    budgets = [float(b) for b in args.budgets.split(",") if b]
-    run(args.jobs, args.workers, args.seconds, args.step_seconds, budgets)
+    run(args.jobs, args.workers, args.seconds, args.step_seconds, args.budget)
 
 
 if __name__ == "__main__":

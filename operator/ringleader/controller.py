@@ -35,6 +35,9 @@ Obj = dict[str, Any]
 log = logging.getLogger("ringleader.controller")
 
 MAX_BACKOFF_SECONDS = 60.0
+# The jobs-by-phase gauge is recounted at most this often: a recount reads every job, and
+# each job's status write brings an event (at 1,000 jobs, a recount per event was O(jobs²)).
+PHASE_GAUGE_SECONDS = 1.0
 
 
 class Controller:
@@ -65,6 +68,7 @@ class Controller:
         self.tasks: list[asyncio.Task[None]] = []
         self.loop: asyncio.AbstractEventLoop | None = None
         self.relister = Relister(api, self.cache, self.enqueue, namespaces)
+        self.phase_recount: asyncio.TimerHandle | None = None
 
     def enqueue(self, key: Key) -> None:
         """Ask for a reconcile of this job (deduplicated)."""
@@ -99,6 +103,8 @@ class Controller:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         for timer in self.timers.values():
             timer.cancel()
+        if self.phase_recount is not None:
+            self.phase_recount.cancel()
         self.relister.cancel()
 
     async def _work(self) -> None:
@@ -204,6 +210,17 @@ class Controller:
         # _reconcile runs in a worker thread; timers belong to the event loop's thread.
         assert self.loop is not None, "start() binds the loop before any reconcile"
         self.loop.call_soon_threadsafe(fn, *args)
+
+    def phase_gauge_soon(self) -> None:
+        """Recount jobs by phase within PHASE_GAUGE_SECONDS (once, however many events ask)."""
+        if self.phase_recount is None:
+            self.phase_recount = asyncio.get_running_loop().call_later(
+                PHASE_GAUGE_SECONDS, self._recount_phases
+            )
+
+    def _recount_phases(self) -> None:
+        self.phase_recount = None
+        self.update_phase_gauge()
 
     def update_phase_gauge(self) -> None:
         """Recount jobs by phase for the ringleader_jobs metric (every phase, zeros included)."""

@@ -174,7 +174,7 @@ async def job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         controller.cache.forget_job((meta["namespace"], meta["name"]))
     else:
         controller.enqueue(controller.cache.put_job(body))
-    controller.update_phase_gauge()
+    controller.phase_gauge_soon()
 
 
 def _relist_after_a_listing(controller: Controller, event_type: str | None) -> None:

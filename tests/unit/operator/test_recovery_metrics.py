@@ -6,8 +6,10 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import pytest
 from prometheus_client import REGISTRY
 
+from ringleader import controller as controller_module
 from ringleader.controller import Controller
 from ringleader.kube import KubeApi
 from ringleader.metrics import count_recovery, new_recovery, observe_recoveries
@@ -139,3 +141,21 @@ def test_every_phase_of_the_model_is_exported_even_with_no_job_in_it() -> None:
     for phase in phases:
         expected = 1.0 if phase == "Resizing" else 0.0
         assert REGISTRY.get_sample_value("ringleader_jobs", {"phase": phase}) == expected
+
+
+def test_many_job_events_recount_the_phases_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    controller = Controller(cast(KubeApi, None))
+    recounts: list[int] = []
+    monkeypatch.setattr(controller, "update_phase_gauge", lambda: recounts.append(1))
+    monkeypatch.setattr(controller_module, "PHASE_GAUGE_SECONDS", 0.05)
+
+    async def events() -> None:
+        for _ in range(100):  # a burst of job events
+            controller.phase_gauge_soon()
+        assert recounts == []  # not one recount each
+        await asyncio.sleep(0.2)
+        controller.phase_gauge_soon()  # a later event: counted again
+        await asyncio.sleep(0.2)
+
+    asyncio.run(events())
+    assert len(recounts) == 2
