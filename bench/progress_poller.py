@@ -38,7 +38,13 @@ from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 
 from bench.apiwrites import read_writes
-from bench.operator_burst import measure_burst, operator_on_kwok, peak_rss_mib, print_audited
+from bench.operator_burst import (
+    NAMESPACE,
+    measure_burst,
+    operator_on_kwok,
+    peak_rss_mib,
+    print_audited,
+)
 from ringleader import constants as c
 from tools.localcluster.cluster import LocalCluster
 from tools.localcluster.layout import POD_CIDR
@@ -124,7 +130,7 @@ def wait_mirrored(cluster: LocalCluster, jobs: int) -> float:
     """Until every job's status shows the stand-in's progress; seconds it took."""
     started = time.monotonic()
     while True:
-        items = json.loads(cluster.kubectl("get", "dtj", "-n", "burst", "-o", "json"))["items"]
+        items = json.loads(cluster.kubectl("get", "dtj", "-n", NAMESPACE, "-o", "json"))["items"]
         mirrored = sum(1 for job in items if (job.get("status") or {}).get("progress"))
         if mirrored >= jobs:
             return time.monotonic() - started
@@ -153,13 +159,8 @@ def run(jobs: int, workers: int, seconds: float, step_seconds: float, budget: fl
         target=serve_standin, args=(pace, mode, frozen_at, served), daemon=True
     )
     option = f"--progress-writes-per-second={budget:g}"
-    with (
-        pod_addresses_routed_here(),
-        operator_on_kwok(jobs * (workers + 1), option) as (
-            cluster,
-            operator,
-        ),
-    ):
+    with pod_addresses_routed_here(), operator_on_kwok(jobs * (workers + 1), option) as kwok:
+        cluster, operator = kwok
         standin.start()
         try:
             measure_burst(cluster, jobs, workers)

@@ -62,7 +62,9 @@ class Resumption:
     """A process group's first step, seen for the first time, and what came before it."""
 
     began: float  # when it completed its first step
-    since: float | None  # the last step of the group before it, when that one was seen
+    # The last step of the group before it, when that one was counted: from counted_from on,
+    # never after `began`; outages start there too, so neither needs clamping.
+    since: float | None
     redone: float  # seconds of steps that group trained and this one trains again
 
 
@@ -149,7 +151,6 @@ def _end_outage(
     if resumed is not None and is_after(resumed.began, outage.last_event):
         since = outage.since if resumed.since is None else min(outage.since, resumed.since)
         ended, redone = resumed.began, resumed.redone
-        since = max(since, clock.counted_from)
     elif step_at is not None and is_after(step_at, outage.last_event):
         since, ended, redone = outage.since, step_at, 0.0
     else:
@@ -163,8 +164,8 @@ def _count_unrecorded(clock: TrainingClock, resumed: Resumption | None) -> Train
     """A group that began with no outage open: its predecessor stopped with no failure told."""
     if resumed is None or resumed.since is None or resumed.began <= clock.counted_from:
         return clock
-    gap = resumed.began - max(resumed.since, clock.counted_from)
-    return replace(clock, lost=clock.lost + max(gap, 0.0) + resumed.redone)
+    gap = resumed.began - resumed.since  # _resumption keeps since within [counted_from, began]
+    return replace(clock, lost=clock.lost + gap + resumed.redone)
 
 
 def _resumption(clock: TrainingClock, report: ProgressReport | None) -> Resumption | None:
