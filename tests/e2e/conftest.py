@@ -10,11 +10,12 @@ import io
 import json
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.diagnosis import cluster_state
 from tests.harness import InstalledOperator, LocalNodes
 from tests.kube import Kube
 from tools.localcluster.operatorchart import build_namespace
@@ -76,3 +77,17 @@ def no_straggler_named_in_a_normal_run(
         return
     lines = operator.log().splitlines()[before:]  # a restarted pod's log starts afresh: fewer
     assert [line for line in lines if NAMED in line] == []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test's report also says what the cluster looked like (cluster_state), whatever
+    it was waiting for."""
+    report = yield
+    funcargs = getattr(item, "funcargs", {})
+    if report.when == "call" and report.failed and "kube" in funcargs and "namespace" in funcargs:
+        state = cluster_state(funcargs["kube"], funcargs["namespace"])
+        report.sections.append(("cluster when the test failed", state.replace("; ", "\n")))
+    return report

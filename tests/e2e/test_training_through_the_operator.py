@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from tests.e2e.diagnosis import cluster_state
 from tests.harness import InstalledOperator, LocalNodes
 from tests.kube import Kube, wait_until, worker_name
 from tools.realnodes.naming import LOCAL_POOL, NODE_POOL_LABEL
@@ -112,7 +113,12 @@ def status_when(
         status = job_status(kube, namespace, name)
         return status if test(status) else None
 
-    return wait_until(probe, timeout=timeout, what=what)
+    try:
+        return wait_until(probe, timeout=timeout, what=what)
+    except AssertionError as gave_up:
+        phase = job_status(kube, namespace, name).get("phase")
+        state = cluster_state(kube, namespace)
+        raise AssertionError(f"{gave_up} (phase {phase}; {state})") from None
 
 
 def wait_finished(kube: Kube, namespace: str, name: str, *, timeout: float) -> dict[str, Any]:

@@ -17,12 +17,15 @@ HEALTHZ_PORT = 10248
 CLUSTER_DOMAIN = "cluster.local"
 # Pressure thresholds: the nodes share one disk with the developer's other work and every
 # node's copy of the images, so the default 10-15 % free would evict pods for reasons that
-# have nothing to do with the node under test.
+# have nothing to do with the node under test. Free space is a size, not a share: on a large
+# disk of which the machine may use only part, 1 % was 2.5 GB that a test run could reach,
+# and under DiskPressure the kubelet deletes the images it is not running, which nothing can
+# pull again (they were imported): every later pod of them waits forever.
 EVICTION_HARD = {
     "memory.available": "100Mi",
-    "nodefs.available": "1%",
+    "nodefs.available": "256Mi",
     "nodefs.inodesFree": "1%",
-    "imagefs.available": "1%",
+    "imagefs.available": "256Mi",
 }
 
 
