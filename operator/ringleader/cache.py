@@ -49,6 +49,8 @@ def slim(body: Obj) -> Obj:
     if isinstance(metadata, dict) and "managedFields" in metadata:
         kept = {k: v for k, v in metadata.items() if k != "managedFields"}
         slimmed = {**slimmed, "metadata": kept}
+    # The kind named, not pods.is_pod (which takes a body without one for a pod): jobs come
+    # here too.
     if body.get("kind") == "Pod" and isinstance(body.get("spec"), dict):
         slimmed = {**slimmed, "spec": _pod_spec_read(body["spec"])}
     return slimmed

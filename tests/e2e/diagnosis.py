@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tests.kube import Kube, KubectlError
+from tests.kube import Kube, KubectlError, is_live
 from tools.localcluster.operatorchart import NAMESPACE as OPERATOR_NAMESPACE
 
 # Node conditions that are news when True (Ready is news when it is not).
@@ -67,6 +67,6 @@ def _pod(pod: dict[str, Any]) -> str:
         if container.get("restartCount"):
             ended = f", last {last.get('reason')} exit {last.get('exitCode')}" if last else ""
             said.append(f"{container['name']} restarts {container['restartCount']}{ended}")
-    if pod["metadata"].get("deletionTimestamp"):
+    if not is_live(pod):
         said.append("being deleted")
     return f"{pod['metadata']['name']} {' '.join(said)}"
