@@ -22,11 +22,10 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from kubernetes import client, watch
+from kubernetes import client, config, watch
 
 from ringleader import constants as c
 from ringleader import kueueworkload as kw
-from ringleader.kube import load_client_config
 from tests.harness import OperatorProcess
 from tests.kube import Kube
 from tools.localcluster import schedulers
@@ -164,7 +163,7 @@ class Binding:
 
 def follow(binding: Binding, kubeconfig: str, stop: threading.Event) -> None:
     """Feed every worker pod's events to binding until stopped."""
-    core = client.CoreV1Api(load_client_config(kubeconfig))
+    core = client.CoreV1Api(config.new_client_from_config(config_file=kubeconfig))
     stream = watch.Watch()
     while not stop.is_set():
         for event in stream.stream(

@@ -19,10 +19,9 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from ringleader import builders, validation
 from ringleader import constants as c
+from ringleader.apiclient import ApiError
 from ringleader.constants import Framework
 from ringleader.kube import RetryableError, refusal_of, status_body
 from ringleader.models import DistributedTrainingJob, InvalidJob, parse_job
@@ -60,7 +59,7 @@ def _dry_run_refusal(job: DistributedTrainingJob, dry_run: DryRun) -> str | None
             dry_run(as_dry_run(pod))
         except RetryableError:
             return None  # no answer in time: admitted, and the operator says what it meets
-        except ApiException as error:
+        except ApiError as error:
             refusal = explain(
                 error, pod["metadata"]["name"], field_of, _whole_pod_field(job, error)
             )
@@ -80,7 +79,7 @@ def as_dry_run(pod: Obj) -> Obj:
 
 
 def explain(
-    error: ApiException, pod_name: str, field_of: Callable[[str], str], whole_pod: str
+    error: ApiError, pod_name: str, field_of: Callable[[str], str], whole_pod: str
 ) -> str | None:
     """The refusal in the job's terms when it lasts (invalid, forbidden); None when it may pass
     later (a quota) or says nothing about the pod (throttled, a server error, a name taken).
@@ -99,7 +98,7 @@ def explain(
     return f"{whole_pod}: {message}"
 
 
-def _whole_pod_field(job: DistributedTrainingJob, error: ApiException) -> str:
+def _whole_pod_field(job: DistributedTrainingJob, error: ApiError) -> str:
     scheduling = job.spec.scheduling
     if scheduling and scheduling.priority_class_name and "PriorityClass" in str(error.body):
         return "spec.scheduling.priorityClassName"  # the one pod field set outside the template

@@ -12,9 +12,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from kubernetes.client.exceptions import ApiException
-
 from ringleader import constants as c
+from ringleader.apiclient import ApiError
 from ringleader.kube import KubeApi, RetryableError
 
 log = logging.getLogger("ringleader.discovery")
@@ -45,7 +44,7 @@ class ServedApis:
             # installed a moment ago is seen.
             try:
                 self.served = self.api.served_api_versions()
-            except (ApiException, RetryableError) as error:
+            except (ApiError, RetryableError) as error:
                 # Unknown is not missing: no job fails for it; creating the PodGroup will tell.
                 log.warning("discovery failed: %s", error)
                 return True

@@ -20,9 +20,10 @@ from prometheus_client import start_http_server
 
 from ringleader import admission, gang
 from ringleader import constants as c
+from ringleader.apiclient import load_credentials
 from ringleader.controller import Controller
 from ringleader.eventseries import HEARTBEAT_SECONDS
-from ringleader.kube import CustomObjects, KubeApi, load_client_config
+from ringleader.kube import CustomObjects, KubeApi, connect
 from ringleader.optionalwatch import OptionalWatch, Source
 from ringleader.peering import follow_pauses
 from ringleader.poller import ProgressPoller
@@ -43,19 +44,18 @@ def _controller(memo: Any) -> Controller:
 def login(**_: Any) -> kopf.ConnectionInfo:
     """Give kopf the same credentials our client uses ($KUBECONFIG read now, or in-cluster)."""
     # kopf's own kubeconfig login reads $KUBECONFIG as it was when the client library was
-    # imported, so `--kubeconfig` would be ignored without this.
-    configuration = load_client_config().configuration
-    # The client keeps a bearer token (token kubeconfigs, in-cluster) under "BearerToken".
-    bearer = configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
-    scheme, _space, token = (bearer or "").partition(" ")
+    # imported, so `--kubeconfig` would be ignored without this. Called again on a 401, so a
+    # rotated service-account token is read anew.
+    found = load_credentials()
+    token = found.bearer_token()
     return kopf.ConnectionInfo(
-        server=configuration.host,
-        ca_path=configuration.ssl_ca_cert,
-        insecure=not configuration.verify_ssl,
-        certificate_path=configuration.cert_file,
-        private_key_path=configuration.key_file,
-        scheme=scheme or None,
-        token=token or None,
+        server=found.server,
+        ca_path=found.ca_path,
+        insecure=found.insecure,
+        certificate_path=found.cert_path,
+        private_key_path=found.key_path,
+        scheme="Bearer" if token else None,
+        token=token,
     )
 
 
@@ -78,7 +78,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
             raise kopf.PermanentError(f"cannot serve metrics on port {port}: {error}") from error
     # Only event handlers are registered: kopf then stores nothing on the objects (no
     # annotations, no finalizers), and the controller keeps its own state.
-    api = KubeApi(load_client_config())
+    api = KubeApi(connect())
     pauses = follow_pauses(peering=bool(memo.get("peering")))
     controller = Controller(
         api,

@@ -18,10 +18,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from ringleader import constants as c
 from ringleader import lostnodes
+from ringleader.apiclient import ApiError
 from ringleader.kube import KubeApi, RetryableError
 
 log = logging.getLogger("ringleader.nodecache")
@@ -69,7 +68,7 @@ class LostNodes:
         """(whether the node could be read, the node or None when there is no such node)."""
         try:
             return True, self.api.get_node(name)
-        except (ApiException, RetryableError) as error:
+        except (ApiError, RetryableError) as error:
             # Forbidden here means the operator's role lacks `get nodes`.
             log.warning("cannot read node %s: %s", name, error)
             return False, None

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import urllib3
-from kubernetes.client.exceptions import ApiException
 
+from ringleader.apiclient import ApiError
 from ringleader.kube import RetryableError
 
 log = logging.getLogger("ringleader.optionalwatch")
@@ -67,7 +67,7 @@ class OptionalWatch:
             try:
                 self._list_and_watch()
                 continue  # the watch expired (410): list again at once
-            except ApiException as error:
+            except ApiError as error:
                 if error.status == 404:
                     self._not_served()
                     self.stopped.wait(self.idle_seconds)
@@ -107,7 +107,7 @@ class OptionalWatch:
                     version = (obj.get("metadata") or {}).get("resourceVersion") or version
                     if event.get("type") != "BOOKMARK":
                         yield event
-            except ApiException as error:
+            except ApiError as error:
                 if error.status == 410:
                     return
                 raise

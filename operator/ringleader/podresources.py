@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from kubernetes.utils import parse_quantity
+from ringleader.quantity import parse_quantity
 
 Obj = Mapping[str, Any]
 Amounts = dict[str, Decimal]

@@ -11,10 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from kubernetes.utils import parse_quantity
-
 from ringleader import constants as c
 from ringleader.models import DistributedTrainingJob
+from ringleader.quantity import parse_quantity
 
 TEMPLATE = "spec.template.spec"
 DNS_1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from ringleader import gang
-from ringleader.kube import CustomObjects, KubeApi, load_client_config
+from ringleader.kube import CustomObjects, KubeApi, connect
 from ringleader.optionalwatch import OptionalWatch, Source
 from tests.integration.test_gang import CRD
 from tests.kube import Kube, wait_until
@@ -52,7 +52,7 @@ def pod_group(name: str) -> dict[str, Any]:
 
 @pytest.fixture
 def watching(kube: Kube, namespace: str) -> Iterator[tuple[Seen, threading.Thread]]:
-    api = KubeApi(load_client_config(str(kube.kubeconfig)))
+    api = KubeApi(connect(str(kube.kubeconfig)))
     where = CustomObjects(
         gang.COSCHEDULING.group, gang.COSCHEDULING.version, "podgroups", namespace,
         "app.kubernetes.io/managed-by=ringleader",

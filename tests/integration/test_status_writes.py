@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ringleader.kube import Conflict, KubeApi, load_client_config
+from ringleader.kube import Conflict, KubeApi, connect
 from tests.harness import OperatorProcess
 from tests.integration.test_operator import job_status, make_job
 from tests.kube import Kube
@@ -18,7 +18,7 @@ def test_a_status_patch_naming_an_older_resource_version_is_refused(
     try:
         kube.apply(make_job(), namespace)
         read = kube.get("dtj", "train", namespace=namespace)
-        api = KubeApi(load_client_config(str(kube.kubeconfig)))
+        api = KubeApi(connect(str(kube.kubeconfig)))
         version = read["metadata"]["resourceVersion"]
 
         written = api.patch_job_status(namespace, "train", {"restarts": 2}, version)

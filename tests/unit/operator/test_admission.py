@@ -8,10 +8,10 @@ import re
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 
 from ringleader import admission
 from ringleader import constants as c
+from ringleader.apiclient import ApiError
 from ringleader.kube import RetryableError
 from tests.unit.operator.jobs import make_job, with_container
 from tests.unit.operator.workers import TOKEN
@@ -20,10 +20,8 @@ Obj = dict[str, Any]
 NAME_MESSAGE = 'Invalid value: "Trainer": a lowercase RFC 1123 label must consist of ...'
 
 
-def refusal(
-    status: int, message: str, causes: list[Obj] | None = None, name: str = ""
-) -> ApiException:
-    error = ApiException(status=status, reason="Unprocessable Entity")
+def refusal(status: int, message: str, causes: list[Obj] | None = None, name: str = "") -> ApiError:
+    error = ApiError(status=status, reason="Unprocessable Entity")
     details: Obj = {"kind": "pods", "causes": causes or []}
     if name:
         details["name"] = name

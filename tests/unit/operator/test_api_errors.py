@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 import urllib3
-from kubernetes.client.exceptions import ApiException
 
+from ringleader.apiclient import ApiError
 from ringleader.kube import RetryableError, _call
 
 
@@ -21,7 +21,7 @@ def raising(error: Exception) -> Callable[[], None]:
 @pytest.mark.parametrize("status", [409, 429, 500, 503])
 def test_a_conflict_throttling_or_a_server_error_is_retried(status: int) -> None:
     with pytest.raises(RetryableError):
-        _call("patch", "DistributedTrainingJob", raising(ApiException(status=status)))
+        _call("patch", "DistributedTrainingJob", raising(ApiError(status=status)))
 
 
 @pytest.mark.parametrize(
@@ -39,6 +39,6 @@ def test_no_answer_at_all_is_retried_not_a_traceback(error: Exception) -> None:
 
 
 def test_the_benign_status_is_none_and_a_client_error_is_raised() -> None:
-    assert _call("delete", "Pod", raising(ApiException(status=404)), benign=404) is None
-    with pytest.raises(ApiException):
-        _call("create", "Pod", raising(ApiException(status=422)))
+    assert _call("delete", "Pod", raising(ApiError(status=404)), benign=404) is None
+    with pytest.raises(ApiError):
+        _call("create", "Pod", raising(ApiError(status=422)))

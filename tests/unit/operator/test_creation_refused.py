@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 
+from ringleader.apiclient import ApiError, RestClient
 from ringleader.controller import Controller
 from ringleader.kube import CreationRefused, KubeApi, RetryableError, refusal_of
 from ringleader.reconcile import Plan, plan_reconcile, plan_refusal
@@ -24,8 +23,8 @@ QUOTA = 'pods "digits-worker-0-a0" is forbidden: exceeded quota: pods, requested
 PSA = 'pods "digits-worker-0-a0" is forbidden: violates PodSecurity "restricted:latest"'
 
 
-def api_error(status: int, message: str) -> ApiException:
-    error = ApiException(status=status, reason="Forbidden")
+def api_error(status: int, message: str) -> ApiError:
+    error = ApiError(status=status, reason="Forbidden")
     error.body = json.dumps({"kind": "Status", "message": message})
     return error
 
@@ -131,29 +130,23 @@ def test_the_controller_records_a_refusal_and_retries_without_a_traceback(
     assert "Traceback" not in caplog.text and controller.failures[key] == 2
 
 
-class NameTakenCore:
-    """A CoreV1Api that answers every pod create 409 and reads back what `holder` says."""
+class NameTakenRest:
+    """An API server that answers every create 409 and reads back what `holder` says."""
 
-    def __init__(self, holder: Any) -> None:
+    def __init__(self, holder: Obj | None) -> None:
         self.holder = holder
 
-    def create_namespaced_pod(self, namespace: str, obj: Obj) -> None:
-        raise ApiException(status=409, reason="Conflict")
-
-    def read_namespaced_pod(self, name: str, namespace: str) -> Any:
+    def request(self, method: str, path: str, *_: Any, **__: Any) -> Obj:
+        if method == "POST":
+            raise ApiError(status=409, reason="Conflict")
+        assert (method, path) == ("GET", "/api/v1/namespaces/default/pods/digits-worker-0-a0")
         if self.holder is None:
-            raise ApiException(status=404, reason="Not Found")
+            raise ApiError(status=404, reason="Not Found")
         return self.holder
 
-    # KubeApi looks up every kind's creator and reader; only pods are created here.
-    create_namespaced_service = create_namespaced_persistent_volume_claim = create_namespaced_pod
-    read_namespaced_service = read_namespaced_persistent_volume_claim = read_namespaced_pod
 
-
-def api_answering_409(holder: Any) -> KubeApi:
-    api = KubeApi.__new__(KubeApi)
-    api.core = cast(Any, NameTakenCore(holder))
-    return api
+def api_answering_409(holder: Obj | None) -> KubeApi:
+    return KubeApi(cast(RestClient, NameTakenRest(holder)))
 
 
 def owned_pod(owner_uid: str) -> Obj:
@@ -167,9 +160,8 @@ def owned_pod(owner_uid: str) -> Obj:
     }
 
 
-def held_by(owner_uid: str) -> Any:
-    owner = SimpleNamespace(uid=owner_uid)
-    return SimpleNamespace(metadata=SimpleNamespace(owner_references=[owner]))
+def held_by(owner_uid: str) -> Obj:
+    return {"metadata": {"name": "digits-worker-0-a0", "ownerReferences": [{"uid": owner_uid}]}}
 
 
 def test_a_409_for_a_name_no_object_holds_is_tried_again() -> None:

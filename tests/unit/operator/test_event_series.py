@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
-from kubernetes.client.exceptions import ApiException
-
+from ringleader.apiclient import ApiError, RestClient
 from ringleader.eventseries import (
     COMBINED,
     HEARTBEAT_SECONDS,
@@ -96,28 +94,27 @@ def test_notes_that_differ_stay_apart_until_too_many_then_fold_into_one_combined
 
 
 class RecordingEvents:
-    """EventsV1Api's create and patch, recorded; the created Event gets a name."""
+    """An API server's Event create and patch, recorded; the created Event gets a name."""
 
     def __init__(self, patch_status: int | None = None) -> None:
         self.calls: list[tuple[str, Any]] = []
         self.patch_status = patch_status
 
-    def create_namespaced_event(self, namespace: str, body: dict[str, Any]) -> Any:
-        self.calls.append(("create", body))
-        return SimpleNamespace(metadata=SimpleNamespace(name=f"train-{len(self.calls)}"))
-
-    def patch_namespaced_event(self, name: str, namespace: str, body: dict[str, Any]) -> Any:
-        self.calls.append(("patch", (name, body["series"]["count"])))
+    def request(self, method: str, path: str, *_: Any, body: Any = None, **__: Any) -> Any:
+        events = "/apis/events.k8s.io/v1/namespaces/ns/events"
+        if method == "POST":
+            assert path == events
+            self.calls.append(("create", body))
+            return {"metadata": {"name": f"train-{len(self.calls)}"}}
+        assert (method, path.rpartition("/")[0]) == ("PATCH", events)
+        self.calls.append(("patch", (path.rpartition("/")[2], body["series"]["count"])))
         if self.patch_status is not None:
-            raise ApiException(status=self.patch_status)
+            raise ApiError(status=self.patch_status)
         return body
 
 
 def _api(events: RecordingEvents) -> KubeApi:
-    api = KubeApi.__new__(KubeApi)  # no API client: only events are used here
-    api.events = events
-    api.event_series = EventSeries()
-    return api
+    return KubeApi(cast(RestClient, events))
 
 
 JOB = {"metadata": {"namespace": "ns", "name": "train", "uid": "uid-1"}}

@@ -9,10 +9,10 @@ from datetime import timedelta
 from typing import Any, cast
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 
 from ringleader import builders, lostnodes
 from ringleader import constants as c
+from ringleader.apiclient import ApiError
 from ringleader.apitime import format_time
 from ringleader.controller import Controller
 from ringleader.kube import KubeApi
@@ -192,7 +192,7 @@ class FakeApi:
     def get_node(self, name: str) -> Obj | None:
         self.calls += 1
         if name in self.errors:
-            raise ApiException(status=403, reason="Forbidden")
+            raise ApiError(status=403, reason="Forbidden")
         return self.nodes.get(name)
 
 

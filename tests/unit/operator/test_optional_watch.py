@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
+from ringleader.apiclient import ApiError
 from ringleader.optionalwatch import Listing, OptionalWatch, Source
 
 Obj = dict[str, Any]
@@ -76,7 +75,7 @@ def test_a_listing_is_delivered_as_listed_then_each_event_and_the_watch_goes_on_
 
 
 def test_an_api_not_served_is_waited_for_and_watched_once_it_is() -> None:
-    not_found = ApiException(status=404, reason="Not Found")
+    not_found = ApiError(status=404, reason="Not Found")
     api = Api(
         lists=[not_found, not_found, ([group("a", "3")], "3")],
         watches=[[event("ADDED", "b", "4")]],
@@ -87,8 +86,8 @@ def test_an_api_not_served_is_waited_for_and_watched_once_it_is() -> None:
 
 def test_a_crd_deleted_mid_watch_ends_the_watch_not_the_thread_and_it_comes_back() -> None:
     api = Api(
-        lists=[([], "1"), ApiException(status=404), ([group("c", "20")], "20")],
-        watches=[ApiException(status=404), [event("MODIFIED", "c", "21")]],
+        lists=[([], "1"), ApiError(status=404), ([group("c", "20")], "20")],
+        watches=[ApiError(status=404), [event("MODIFIED", "c", "21")]],
     )
     api.run()
     assert api.delivered[:2] == [(None, "c"), ("MODIFIED", "c")]
@@ -97,7 +96,7 @@ def test_a_crd_deleted_mid_watch_ends_the_watch_not_the_thread_and_it_comes_back
 def test_an_expired_version_lists_again() -> None:
     api = Api(
         lists=[([], "1"), ([group("d", "50")], "50")],
-        watches=[ApiException(status=410, reason="Expired"), []],
+        watches=[ApiError(status=410, reason="Expired"), []],
     )
     api.run()
     assert api.delivered[:1] == [(None, "d")]
@@ -106,7 +105,7 @@ def test_an_expired_version_lists_again() -> None:
 
 def test_a_failing_server_is_tried_again() -> None:
     api = Api(
-        lists=[ApiException(status=500), ([group("e", "2")], "2")],
+        lists=[ApiError(status=500), ([group("e", "2")], "2")],
         watches=[],
     )
     api.run()
@@ -116,7 +115,7 @@ def test_a_failing_server_is_tried_again() -> None:
 def test_stop_ends_the_thread_while_it_waits_for_the_api() -> None:
     source = Source(
         "podgroups.test",
-        list_all=lambda: (_ for _ in ()).throw(ApiException(status=404)),
+        list_all=lambda: (_ for _ in ()).throw(ApiError(status=404)),
         watch_from=lambda version: iter(()),
     )
     watch = OptionalWatch(source, lambda kind, obj: None, idle_seconds=3600)

@@ -7,8 +7,8 @@ import json
 from typing import Any, cast
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 
+from ringleader.apiclient import MERGE_PATCH, ApiError, RestClient
 from ringleader.kube import KubeApi, RetryableError
 
 GROUP = {
@@ -23,36 +23,33 @@ TERMINATING = (
 )
 
 
-def answer(status: int, message: str = "") -> ApiException:
-    error = ApiException(status=status, reason="refused")
+def answer(status: int, message: str = "") -> ApiError:
+    error = ApiError(status=status, reason="refused")
     error.body = json.dumps({"kind": "Status", "message": message})
     return error
 
 
-class CustomObjects:
-    """A CustomObjectsApi whose create and patch give the answers scripted (None: done)."""
+class PodGroupsRest:
+    """An API server whose PodGroup create and patch give the answers scripted (None: done)."""
 
-    def __init__(self, create: ApiException | None, patch: ApiException | None = None) -> None:
-        self.answers = {"create": create, "patch": patch}
+    def __init__(self, create: ApiError | None, patch: ApiError | None = None) -> None:
+        self.answers = {"POST": create, "PATCH": patch}
         self.calls: list[str] = []
 
-    def _answer(self, verb: str) -> dict[str, Any]:
+    def request(self, method: str, path: str, *_: Any, **options: Any) -> dict[str, Any]:
+        where = "/apis/scheduling.x-k8s.io/v1alpha1/namespaces/team-a/podgroups"
+        verb = {"POST": "create", "PATCH": "patch"}[method]
+        assert path == (where if verb == "create" else f"{where}/digits")
+        if verb == "patch":
+            assert options["content_type"] == MERGE_PATCH
         self.calls.append(verb)
-        if (error := self.answers[verb]) is not None:
+        if (error := self.answers[method]) is not None:
             raise error
         return GROUP
 
-    def create_namespaced_custom_object(self, *args: Any) -> dict[str, Any]:
-        return self._answer("create")
 
-    def patch_namespaced_custom_object(self, *args: Any) -> dict[str, Any]:
-        return self._answer("patch")
-
-
-def api_with(custom: CustomObjects) -> KubeApi:
-    api = KubeApi.__new__(KubeApi)
-    api.custom = cast(Any, custom)
-    return api
+def api_with(rest: PodGroupsRest) -> KubeApi:
+    return KubeApi(cast(RestClient, rest))
 
 
 @pytest.mark.parametrize(
@@ -64,14 +61,14 @@ def api_with(custom: CustomObjects) -> KubeApi:
     ],
     ids=["not-served", "crd-terminating", "gone-between"],
 )
-def test_a_pod_group_api_going_away_is_retried(create: ApiException, patch: ApiException) -> None:
+def test_a_pod_group_api_going_away_is_retried(create: ApiError, patch: ApiError) -> None:
     with pytest.raises(RetryableError, match="PodGroup digits: gone, or scheduling"):
-        api_with(CustomObjects(create, patch)).apply_pod_group(GROUP)
+        api_with(PodGroupsRest(create, patch)).apply_pod_group(GROUP)
 
 
 def test_an_existing_pod_group_is_patched_and_another_refusal_is_raised() -> None:
-    custom = CustomObjects(create=answer(409))
-    api_with(custom).apply_pod_group(GROUP)
-    assert custom.calls == ["create", "patch"]
-    with pytest.raises(ApiException):
-        api_with(CustomObjects(create=answer(403, "forbidden: RBAC"))).apply_pod_group(GROUP)
+    rest = PodGroupsRest(create=answer(409))
+    api_with(rest).apply_pod_group(GROUP)
+    assert rest.calls == ["create", "patch"]
+    with pytest.raises(ApiError):
+        api_with(PodGroupsRest(create=answer(403, "forbidden: RBAC"))).apply_pod_group(GROUP)
