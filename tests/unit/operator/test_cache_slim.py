@@ -72,3 +72,20 @@ def test_children_that_are_not_pods_keep_their_spec() -> None:
     cache = Cache()
     key = cache.put_child(copy.deepcopy(service))
     assert key is not None and cache.children(key) == [service]
+
+
+def test_held_bodies_share_their_short_strings_and_equal_what_was_reported() -> None:
+    job = make_job({"replicas": 2})
+    text = json.dumps(running_worker(job))
+    cache = Cache()
+    # Two reports parsed apart, as kopf hands them over: equal strings, distinct objects.
+    first, second = json.loads(text), json.loads(text)
+    second["metadata"]["name"] = "another"
+    key = cache.put_child(first)
+    cache.put_child(second)
+    assert key is not None
+    held = {pod["metadata"]["name"]: pod for pod in cache.children(key)}
+    a, b = held[first["metadata"]["name"]], held["another"]
+    assert a["metadata"] == first["metadata"] and a["status"] == first["status"]
+    assert a["metadata"]["labels"][c.LABEL_JOB_NAME] is b["metadata"]["labels"][c.LABEL_JOB_NAME]
+    assert next(iter(a["status"])) is next(iter(b["status"]))  # keys too

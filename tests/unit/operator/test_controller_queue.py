@@ -102,12 +102,13 @@ def test_a_pod_the_operator_made_replaces_the_older_one_still_held_under_its_nam
 def test_a_status_write_is_held_in_the_cache_until_the_watch_reports_a_newer_body() -> None:
     cache = Cache()
     meta = {"namespace": "team-a", "name": "digits", "resourceVersion": "7"}
-    read = {"metadata": meta, "status": {"hang": {"step": 1}}}
-    key = cache.put_job(read)
+    key = cache.put_job({"metadata": meta, "status": {"hang": {"step": 1}}})
+    read = cache.job(key)  # what a pass decides from (the cache's copy)
+    assert read is not None
     written = {"metadata": {**meta, "resourceVersion": "8"}, "status": {"phase": "Running"}}
     cache.record_status_write(key, read, written)
-    assert cache.job(key) is written  # the next pass names resourceVersion 8
+    assert cache.job(key) == written  # the next pass names resourceVersion 8
     newer = {"metadata": {**meta, "resourceVersion": "9"}, "status": {"phase": "Restarting"}}
     cache.put_job(newer)
     cache.record_status_write(key, read, {**written, "status": {"phase": "Failed"}})
-    assert cache.job(key) is newer  # a write made on an older body never replaces a newer one
+    assert cache.job(key) == newer  # a write made on an older body never replaces a newer one
