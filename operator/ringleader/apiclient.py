@@ -148,9 +148,8 @@ def _file(section: Obj, key: str, here: Path) -> str | None:
     if not data:
         return None
     content = base64.b64decode(data)
-    path = (
-        Path(tempfile.gettempdir()) / f"ringleader-{hashlib.sha256(content).hexdigest()[:16]}.pem"
-    )
+    digest = hashlib.sha256(content).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"ringleader-{digest}.pem"
     if not path.exists():
         handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(handle, "wb") as out:
@@ -235,6 +234,5 @@ class RestClient:
 
     def _url(self, path: str, query: Obj | None) -> str:
         given = {k: v for k, v in (query or {}).items() if v is not None}
-        return (
-            self.credentials.server + path + ("?" + urllib.parse.urlencode(given) if given else "")
-        )
+        encoded = f"?{urllib.parse.urlencode(given)}" if given else ""
+        return f"{self.credentials.server}{path}{encoded}"

@@ -43,9 +43,9 @@ def _controller(memo: Any) -> Controller:
 @kopf.on.login()
 def login(**_: Any) -> kopf.ConnectionInfo:
     """Give kopf the same credentials our client uses ($KUBECONFIG read now, or in-cluster)."""
-    # kopf's own kubeconfig login reads $KUBECONFIG as it was when the client library was
-    # imported, so `--kubeconfig` would be ignored without this. Called again on a 401, so a
-    # rotated service-account token is read anew.
+    # One reading of the credentials for kopf's watches and our writes alike (kopf's own logins
+    # would go through a client library). kopf calls this again after a 401: a rotated
+    # service-account token is read anew.
     found = load_credentials()
     token = found.bearer_token()
     return kopf.ConnectionInfo(
