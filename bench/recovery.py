@@ -177,7 +177,12 @@ class Bench:
         return self.volume() / Path(TRACE_DIR).name
 
     def process_starts(self) -> list[float]:
-        """For each training process so far, the time of its first completed step."""
+        """For each training process so far, the time of its first completed step (none while
+        the job's claim is not made yet: the operator makes it a moment after the job)."""
+        claims = self.kubectl_json("get", "pvc", "--field-selector",
+                                   f"metadata.name={self.name}-checkpoint")["items"]  # fmt: skip
+        if not claims:
+            return []
         starts = []
         for path in self.trace_dir().glob("trace-*.jsonl"):
             first = path.open().readline()
