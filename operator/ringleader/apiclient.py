@@ -31,7 +31,7 @@ SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # A projected service-account token is rotated by the kubelet (hourly); read it again this often.
 TOKEN_REREAD_SECONDS = 60.0
 # Connections kept open to the API server: the reconcile workers, the poller's writes and the
-# watch threads share them; more requests at once wait for one to come free.
+# watch threads share them; a request beyond them opens one of its own, closed after it.
 POOL_SIZE = 16
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -184,33 +184,16 @@ class RestClient:
     ) -> Obj:
         """The answer's JSON ({} when empty). ApiError for an error status; urllib3's
         HTTPError when no answer came (refused, reset, timed out)."""
-        headers = self._headers()
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = content_type
-        connect, read = timeout or self.timeout
-        answer = self.pool.request(
-            method, self._url(path, query), body=data, headers=headers,
-            timeout=urllib3.Timeout(connect=connect, read=read),
-        )  # fmt: skip
-        if answer.status >= 400:
-            raise ApiError(answer.status, answer.reason or "", answer.data.decode(errors="replace"))
-        found: Obj = json.loads(answer.data) if answer.data else {}
+        data = None if body is None else json.dumps(body).encode()
+        sent = self._send(method, path, query, data, content_type, timeout=timeout or self.timeout)
+        found: Obj = json.loads(sent.data) if sent.data else {}
         return found
 
     def watch(self, path: str, query: Obj, timeout: Timeout) -> Iterator[Obj]:
         """A watch's events ({"type", "object"}) until the server ends it. An ERROR event is
         raised as ApiError with the code it carries (410: the version is too old)."""
-        headers = self._headers()
-        connect, read = timeout
-        answer = self.pool.request(
-            "GET", self._url(path, {**query, "watch": "true"}), headers=headers,
-            timeout=urllib3.Timeout(connect=connect, read=read), preload_content=False,
-        )  # fmt: skip
+        answer = self._send("GET", path, {**query, "watch": "true"}, timeout=timeout, stream=True)
         try:
-            if answer.status >= 400:
-                raise ApiError(answer.status, answer.reason or "", answer.read().decode())
             for line in answer:
                 if not line.strip():
                     continue
@@ -224,6 +207,33 @@ class RestClient:
             # Closed, not handed back: a watch left half read must not serve the next request.
             answer.close()
             answer.release_conn()
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        query: Obj | None,
+        data: bytes | None = None,
+        content_type: str | None = None,
+        *,
+        timeout: Timeout,
+        stream: bool = False,
+    ) -> urllib3.BaseHTTPResponse:
+        """The answer of one request (its body left unread when streamed); ApiError for an
+        error status."""
+        headers = self._headers()
+        if data is not None and content_type:
+            headers["Content-Type"] = content_type
+        connect, read = timeout
+        answer = self.pool.request(
+            method, self._url(path, query), body=data, headers=headers,
+            timeout=urllib3.Timeout(connect=connect, read=read), preload_content=not stream,
+        )  # fmt: skip
+        if answer.status >= 400:
+            text = answer.data.decode(errors="replace")  # read whole, streamed or not
+            answer.release_conn()
+            raise ApiError(answer.status, answer.reason or "", text)
+        return answer
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": self.user_agent}
