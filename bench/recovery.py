@@ -131,6 +131,11 @@ def host_pid(pod: str, pid_in_pod: int) -> int | None:
     return None
 
 
+def traces_in(volume: Path) -> Path:
+    """Where the trainers write their step traces on a job's checkpoint volume."""
+    return volume / Path(TRACE_DIR).name
+
+
 @dataclass
 class Bench:
     """One job of one kind on the bench cluster."""
@@ -170,21 +175,31 @@ class Bench:
 
     def volume(self) -> Path:
         """The job's checkpoint volume, as the host sees it."""
-        claim = self.kubectl_json("get", "pvc", f"{self.name}-checkpoint")
-        return self.cluster.layout.root / "volumes" / f"pvc-{claim['metadata']['uid']}"
+        found = self.volume_if_made()
+        if found is None:
+            raise RuntimeError(f"{self.name}: no checkpoint claim")
+        return found
+
+    def volume_if_made(self) -> Path | None:
+        """The checkpoint volume; None until the operator has made the job's claim (a moment
+        after the job)."""
+        selector = f"metadata.name={self.name}-checkpoint"
+        claims = self.kubectl_json("get", "pvc", "--field-selector", selector)["items"]
+        if not claims:
+            return None
+        return self.cluster.layout.root / "volumes" / f"pvc-{claims[0]['metadata']['uid']}"
 
     def trace_dir(self) -> Path:
-        return self.volume() / Path(TRACE_DIR).name
+        return traces_in(self.volume())
 
     def process_starts(self) -> list[float]:
         """For each training process so far, the time of its first completed step (none while
-        the job's claim is not made yet: the operator makes it a moment after the job)."""
-        claims = self.kubectl_json("get", "pvc", "--field-selector",
-                                   f"metadata.name={self.name}-checkpoint")["items"]  # fmt: skip
-        if not claims:
+        the job's claim is not made yet)."""
+        volume = self.volume_if_made()
+        if volume is None:
             return []
         starts = []
-        for path in self.trace_dir().glob("trace-*.jsonl"):
+        for path in traces_in(volume).glob("trace-*.jsonl"):
             first = path.open().readline()
             if first.endswith("\n"):
                 starts.append(float(json.loads(first)["time"]))
