@@ -13,6 +13,7 @@ from typing import Any
 
 from ringleader import constants as c
 from ringleader import gang, naming, rendezvous, workerenv
+from ringleader.constants import Framework
 from ringleader.models import DistributedTrainingJob
 
 Obj = dict[str, Any]
@@ -65,16 +66,22 @@ def _headless_service(
 
 
 def build_workers_service(job: DistributedTrainingJob) -> Obj:
-    """Headless Service that makes <job>-worker-<i>.<job>-workers.<ns>.svc resolve."""
+    """Headless Service that makes <job>-worker-<i>.<job>-workers.<ns>.svc resolve, and
+    <job>-rdzv.<job>-workers.<ns>.svc: it selects every pod of the job."""
     name = job.metadata.name
     port = {"name": "progress", "port": c.PROGRESS_PORT}
-    return _headless_service(
-        job, naming.workers_service_name(name), c.ROLE_WORKER, naming.worker_selector(name), port
+    service = _headless_service(
+        job, naming.workers_service_name(name), c.ROLE_WORKER, naming.job_pods_selector(name), port
     )
+    if job.spec.framework == Framework.PYTORCH:
+        rendezvous_port = {"name": c.RENDEZVOUS_PORT_NAME, "port": c.RENDEZVOUS_PORT}
+        service["spec"]["ports"].append({**rendezvous_port, "protocol": "TCP"})
+    return service
 
 
 def build_rendezvous_service(job: DistributedTrainingJob) -> Obj:
-    """Headless Service in front of the rendezvous pod (MASTER_ADDR resolves to it)."""
+    """Headless Service in front of the rendezvous pod, in a job an older operator started
+    (rendezvous.has_own_service): its workers were told this name."""
     name = job.metadata.name
     selector = {c.LABEL_JOB_NAME: name, c.LABEL_ROLE: c.ROLE_RENDEZVOUS}
     port = {
@@ -104,6 +111,9 @@ def build_rendezvous_pod(job: DistributedTrainingJob) -> Obj:
             container[key] = copy.deepcopy(trainer[key])
     spec: Obj = {
         "containers": [container],
+        # Its DNS name, <job>-rdzv.<job>-workers.<ns>.svc, from the workers' Service.
+        "hostname": naming.rendezvous_name(name),
+        "subdomain": naming.workers_service_name(name),
         # The kubelet restarts a crashed rendezvous in place, faster than the operator could.
         "restartPolicy": "Always",
         "enableServiceLinks": False,

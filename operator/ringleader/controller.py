@@ -30,6 +30,7 @@ from ringleader.metrics import (
 from ringleader.nodecache import LostNodes
 from ringleader.reconcile import Carried, Plan, execute_plan, plan_reconcile, plan_refusal
 from ringleader.relist import Relister
+from ringleader.statuspacing import StatusPacer
 
 Obj = dict[str, Any]
 log = logging.getLogger("ringleader.controller")
@@ -57,6 +58,7 @@ class Controller:
         self.served_apis = ServedApis(api)
         self.kueue = KueueLookups(api)
         self.cache = Cache()
+        self.status_pacer = StatusPacer()
         self.queue: asyncio.Queue[Key] = asyncio.Queue()
         self.queued: set[Key] = set()
         self.running: set[Key] = set()
@@ -137,6 +139,9 @@ class Controller:
             plan = plan_reconcile(
                 body, children, now, lost, served, deleted_nodes=deleted, kueue=kueue
             )
+            if (hold := self.status_pacer.hold_for(key, body, plan)) is not None:
+                self._call_soon(self.enqueue_after, key, hold + 0.05)  # a recount, said then
+                return
             carried = execute_plan(self.api, body, plan)
         except RetryableError as error:
             # The children created before the failed call exist: remembered, so that the next
@@ -171,7 +176,7 @@ class Controller:
         (then the next pass, woken by this write, fails the job)."""
         log.warning("%s/%s: %s", *key, refused)
         try:
-            plan = plan_refusal(body, refused, self.clock())
+            plan = plan_refusal(body, refused, self.clock(), self.cache.children(key))
             self._remember_writes(key, body, plan, execute_plan(self.api, body, plan))
         except RetryableError as error:
             self._retry_later(key, error)
@@ -191,6 +196,7 @@ class Controller:
         # a pod on a deleted node twice, announcing it twice).
         if carried.job is not None:
             self.cache.record_status_write(key, body, carried.job)
+            self.status_pacer.wrote(key)
         for obj in carried.created:
             self.cache.put_child(obj, only_if_absent=True)
         for name in plan.force_delete_pods:

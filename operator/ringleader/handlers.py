@@ -171,7 +171,9 @@ async def job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     body: dict[str, Any] = dict(event["object"])
     if event["type"] == "DELETED":
         meta = body["metadata"]
-        controller.cache.forget_job((meta["namespace"], meta["name"]))
+        key = (meta["namespace"], meta["name"])
+        controller.cache.forget_job(key)
+        controller.status_pacer.forget(key)
     else:
         controller.enqueue(controller.cache.put_job(body))
     controller.phase_gauge_soon()

@@ -51,14 +51,24 @@ def workers_service_name(job_name: str) -> str:
 
 
 def rendezvous_name(job_name: str) -> str:
-    """Name of the rendezvous pod and of its Service."""
+    """Name (and host name) of the rendezvous pod; of its own Service in older jobs."""
     return f"{job_name}-{c.RENDEZVOUS_SUFFIX}"
 
 
 def rendezvous_address(job_name: str, namespace: str) -> str:
-    """DNS name of the rendezvous (torchrun's PET_RDZV_ENDPOINT)."""
+    """DNS name of the rendezvous pod: its host name in the workers' subdomain."""
     # No cluster domain: resolv.conf's search list completes it, whatever the domain is.
+    return f"{rendezvous_name(job_name)}.{workers_service_name(job_name)}.{namespace}.svc"
+
+
+def rendezvous_service_address(job_name: str, namespace: str) -> str:
+    """DNS name of the rendezvous in a job an older operator started: a Service of its own."""
     return f"{rendezvous_name(job_name)}.{namespace}.svc"
+
+
+def job_pods_selector(job_name: str) -> dict[str, str]:
+    """Label selector of every pod of a job: the workers and the rendezvous."""
+    return {c.LABEL_JOB_NAME: job_name}
 
 
 def pod_group_name(job_name: str) -> str:

@@ -25,6 +25,7 @@ from ringleader import (
     naming,
     pods,
     queueing,
+    rendezvous,
     slots,
     status,
     stragglers,
@@ -95,6 +96,12 @@ def plan_reconcile(
     pod_group = gang.find_pod_group(children)
     new = status_after(job, workers, now, decided, pod_group=pod_group, queued=gated.queued)
     create, delete = plan_children(job, decided.attempt, new.phase, children)
+    if made := _workers_made(job, create):
+        # Written before they are made, the status counts them already, as the Pending pods
+        # they are a moment later: not "no worker pod exists yet", then a patch and an event
+        # more to say what the very next pass sees.
+        seen = [*workers, *made]
+        new = status_after(job, seen, now, decided, pod_group=pod_group, queued=gated.queued)
     delete_job, expires_in = lifecycle.plan_expiry(job, new, now)
     new, replaced, replacing = replace_stragglers(job, new, workers)
     plan = Plan(
@@ -202,6 +209,14 @@ def status_after(
     return new
 
 
+def _workers_made(job: DistributedTrainingJob, create: Sequence[Obj]) -> list[Obj]:
+    """The worker pods among what this pass creates; none while a refusal stands (a quota):
+    those are likely refused again, and the status says the job waits for them."""
+    if job.status is not None and job.status.refusal is not None:
+        return []
+    return [x for x in create if pods.is_worker(x)]
+
+
 def _refusal_over(job: DistributedTrainingJob, attempt: int, children: Sequence[Obj]) -> bool:
     """A refusal that could pass (a quota) is over once every child the job needs exists."""
     refusal = job.status.refusal if job.status else None
@@ -211,9 +226,13 @@ def _refusal_over(job: DistributedTrainingJob, attempt: int, children: Sequence[
     return not missing
 
 
-def plan_refusal(body: Obj, refused: CreationRefused, now: datetime) -> Plan:
+def plan_refusal(
+    body: Obj, refused: CreationRefused, now: datetime, children: Sequence[Obj] = ()
+) -> Plan:
     """Status and event when the API server refused a child: quoted, once; the next pass fails
-    the job if the refusal is lasting. Nothing when status already says the same."""
+    the job if the refusal is lasting. Nothing when status already says the same. children:
+    those that exist (made before the refusal too): the phase is said again from them, as
+    the pass before counted the workers it was about to make."""
     old = JobStatus.model_validate(body.get("status") or {})
     what = f"creating {refused.kind} {refused.name} was refused ({refused.reason}): "
     message = (what + refused.message)[:1024]
@@ -226,7 +245,11 @@ def plan_refusal(body: Obj, refused: CreationRefused, now: datetime) -> Plan:
         lasting=refused.lasting,
         since=truncate_to_second(now),
     )
-    patch = plan_status_patch(old, old.model_copy(update={"refusal": refusal}))
+    new = old.model_copy(update={"refusal": refusal})
+    job = parse_job(body).model_copy(update={"status": new})  # it was parsed to be refused
+    workers = [x for x in children if pods.is_worker(x)]
+    new = status.compute_status(job, workers, now, attempt=old.restart_attempt or 0)
+    patch = plan_status_patch(old, new)
     return Plan(status_patch=patch, events=[Event("Warning", c.REASON_CREATION_REFUSED, message)])
 
 
@@ -277,7 +300,9 @@ def fixed_children(job: DistributedTrainingJob) -> list[Obj]:
     the checkpoint claim."""
     children = [builders.build_workers_service(job)]
     if job.spec.framework == Framework.PYTORCH:
-        children += [builders.build_rendezvous_service(job), builders.build_rendezvous_pod(job)]
+        children.append(builders.build_rendezvous_pod(job))
+        if rendezvous.has_own_service(job):
+            children.append(builders.build_rendezvous_service(job))
     claim = builders.build_checkpoint_claim(job)
     return [claim, *children] if claim else children
 

@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import Any, Literal
 
 from ringleader import constants as c
-from ringleader import gang, naming, pods, preflight, startup, workerenv
+from ringleader import gang, naming, pods, preflight, rendezvous, startup, workerenv
 from ringleader.apitime import truncate_to_second
-from ringleader.constants import Phase
+from ringleader.constants import Framework, Phase
 from ringleader.decisions import JobFailure
 from ringleader.models import DistributedTrainingJob
 from ringleader.statusmodels import (
@@ -322,12 +322,22 @@ def compute_status(
             "world_size": (obs.training or n.ready * obs.nproc) if training else 0,
             "workers": f"{n.ready}/{obs.desired}",
             "selector": naming.worker_selector_string(job.metadata.name),
+            "rendezvous_endpoint": _rendezvous_endpoint(job, decision),
             "observed_generation": generation,
             "conditions": _conditions(decision, previous, generation, now),
             "start_time": _start_time(decision, previous.start_time, now),
             "completion_time": _completion_time(decision, previous.completion_time, now),
         }
     )
+
+
+def _rendezvous_endpoint(job: DistributedTrainingJob, decision: Decision) -> str | None:
+    # Recorded with the first status, before any child is made (rendezvous.endpoint); a
+    # finished job is left as it was.
+    previous = job.status.rendezvous_endpoint if job.status else None
+    if job.spec.framework != Framework.PYTORCH or decision.reason == c.REASON_ALREADY_FINISHED:
+        return previous
+    return rendezvous.endpoint(job)
 
 
 def _conditions(

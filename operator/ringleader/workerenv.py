@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from ringleader import constants as c
-from ringleader import naming
+from ringleader import naming, rendezvous
 from ringleader.constants import Framework
 from ringleader.models import DistributedTrainingJob, DistributedTrainingJobSpec, FailurePolicy
 
@@ -61,7 +61,6 @@ def build_contract_env(job: DistributedTrainingJob, index: int, attempt: int) ->
     spec, name = job.spec, job.metadata.name
     namespace = job.metadata.namespace or "default"
     nproc = compute_nproc_per_node(spec)
-    address = naming.rendezvous_address(name, namespace)
     checkpoint_dir = spec.checkpoint.mount_path if spec.checkpoint else c.DEFAULT_CHECKPOINT_DIR
     keep = spec.checkpoint.keep if spec.checkpoint else c.DEFAULT_CHECKPOINT_KEEP
     # The elastic agent counts in-place process restarts; it gets the same budget as the job.
@@ -81,7 +80,7 @@ def build_contract_env(job: DistributedTrainingJob, index: int, attempt: int) ->
         _value(c.ENV_PET_NNODES, compute_nnodes(spec)),
         _value(c.ENV_PET_NPROC_PER_NODE, nproc),
         _value(c.ENV_PET_RDZV_BACKEND, "c10d"),
-        _value(c.ENV_PET_RDZV_ENDPOINT, f"{address}:{c.RENDEZVOUS_PORT}"),
+        _value(c.ENV_PET_RDZV_ENDPOINT, rendezvous.endpoint(job)),
         _value(c.ENV_PET_RDZV_ID, f"{name}-{attempt}"),
         _value(c.ENV_PET_RDZV_CONF, "is_host=false"),
         _value(c.ENV_PET_MAX_RESTARTS, max_restarts),

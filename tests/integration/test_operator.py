@@ -90,9 +90,11 @@ def test_an_applied_job_gets_exactly_its_children_with_the_contract_env(
             True,
         )
     services = kube.get("services", namespace=namespace)["items"]
-    assert sorted(s["metadata"]["name"] for s in services) == ["train-rdzv", "train-workers"]
+    # One headless Service: each worker's and the rendezvous's subdomain.
+    assert [s["metadata"]["name"] for s in services] == ["train-workers"]
     store = kube.get("pods", namespace=namespace, selector="ringleader.dev/role=rendezvous")
     assert [p["metadata"]["name"] for p in store["items"]] == ["train-rdzv"]
+    assert store["items"][0]["spec"]["subdomain"] == "train-workers"
 
 
 def test_running_workers_make_the_job_running_with_honest_counts(

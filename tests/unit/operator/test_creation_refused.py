@@ -83,13 +83,18 @@ def test_a_job_refused_for_good_fails_with_the_refusal_quoted() -> None:
 
 
 def test_a_job_over_its_quota_waits_pending_saying_why_and_goes_on_once_all_exist() -> None:
-    job = applied(make_job(), plan_refusal(make_job(), refused(), NOW))
-    plan = plan_reconcile(job, [], NOW)
-    assert plan.status_patch is not None and plan.status_patch["phase"] == "Pending"
-    pending = plan.status_patch["conditions"][0]
+    # The pass that was refused had said Starting, counting the workers it was about to make.
+    starting = plan_reconcile(make_job(), [], NOW)
+    job = applied(make_job(), starting)
+    assert job["status"]["phase"] == "Starting"
+    job = applied(job, plan_refusal(job, refused(), NOW))
+    assert job["status"]["phase"] == "Pending"
+    pending = job["status"]["conditions"][0]
     assert pending["reason"] == "CreationRefused" and QUOTA in pending["message"]
+    plan = plan_reconcile(job, [], NOW)
+    assert plan.status_patch is None and plan.events == []  # said once, by the refusal
     assert plan.create  # tried again (the controller paces the retries)
-    job, _ = settle(applied(job, plan), [])
+    job, _ = settle(job, [])
     status = job["status"]
     assert status["phase"] == "Running" and not status.get("refusal")
 

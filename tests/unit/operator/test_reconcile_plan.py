@@ -48,18 +48,26 @@ def names(objects: list[Obj]) -> list[str]:
     return sorted(f"{o['kind']}/{known_as(o)}" for o in objects)
 
 
-def test_a_new_job_gets_its_services_store_and_workers_and_a_pending_status() -> None:
-    plan = plan_reconcile(make_job(), [], NOW)
+def test_a_new_job_gets_its_services_store_and_workers_and_a_status_counting_them() -> None:
+    job = make_job()
+    plan = plan_reconcile(job, [], NOW)
     assert names(plan.create) == [
         "Pod/digits-rdzv",
         "Pod/digits-worker-0-a0",
         "Pod/digits-worker-1-a0",
-        "Service/digits-rdzv",
-        "Service/digits-workers",
+        "Service/digits-workers",  # the rendezvous pod's subdomain too
     ]
     assert plan.status_patch is not None
-    assert plan.status_patch["phase"] == "Pending"
+    # Written just before the workers are made: they are counted as the Pending pods the next
+    # pass sees, which then has nothing to write (no "Pending", then "Starting", to announce).
+    said = plan.status_patch
+    assert (said["phase"], said["workers"], said["replicas"]) == ("Starting", "0/2", 2)
+    assert said["rendezvousEndpoint"] == "digits-rdzv.digits-workers.team-a.svc:29400"
+    assert [e.reason for e in plan.events] == ["WorkersStarting"]
     assert plan.delete_pods == []
+    job = {**job, "status": said}
+    made = [finished(x, "Pending") if x["kind"] == "Pod" else x for x in plan.create]
+    assert plan_reconcile(job, made, NOW) == Plan()
 
 
 def test_a_job_whose_pods_all_run_settles_running_and_then_plans_nothing() -> None:

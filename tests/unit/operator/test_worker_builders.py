@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from ringleader import builders, naming, rendezvous
+from ringleader import builders, naming, rendezvous, workerenv
+from ringleader.constants import PROGRESS_PORT
 from tests.unit.operator.jobs import make_job, parse, with_container
 from tests.unit.operator.workers import slot_of
 
@@ -19,7 +20,7 @@ OWNER = {
     "controller": True,
     "blockOwnerDeletion": True,
 }
-STORE = "digits-rdzv.team-a.svc"
+STORE = "digits-rdzv.digits-workers.team-a.svc"
 
 
 def env_of(pod: dict[str, Any], container: int = 0) -> list[dict[str, Any]]:
@@ -234,27 +235,45 @@ def test_dict_and_model_inputs_build_the_same_pod() -> None:
     )
 
 
-def test_workers_service_is_headless_and_selects_every_worker() -> None:
+def test_workers_service_is_headless_and_selects_every_pod_of_the_job() -> None:
     svc = builders.build_workers_service(parse(make_job()))
     assert svc["metadata"]["name"] == "digits-workers"
     assert svc["metadata"]["ownerReferences"] == [OWNER]
     assert svc["spec"]["clusterIP"] == "None"
     assert svc["spec"]["publishNotReadyAddresses"] is True
-    assert svc["spec"]["selector"] == {
-        "ringleader.dev/job-name": "digits",
-        "ringleader.dev/role": "worker",
-    }
+    assert svc["spec"]["selector"] == {"ringleader.dev/job-name": "digits"}
+    assert [p["port"] for p in svc["spec"]["ports"]] == [PROGRESS_PORT, 29400]
 
 
-def test_the_rendezvous_service_resolves_to_the_rendezvous_pod_on_its_port() -> None:
-    svc = builders.build_rendezvous_service(parse(make_job()))
-    pod = builders.build_rendezvous_pod(parse(make_job()))
-    assert svc["metadata"]["name"] == pod["metadata"]["name"] == "digits-rdzv"
-    assert svc["spec"]["clusterIP"] == "None"
-    assert svc["spec"]["ports"][0]["port"] == 29400
-    selector = svc["spec"]["selector"].items()
-    assert selector <= pod["metadata"]["labels"].items()
+def test_the_rendezvous_is_a_host_in_the_workers_subdomain() -> None:
+    job = parse(make_job())
+    svc, pod = builders.build_workers_service(job), builders.build_rendezvous_pod(job)
+    worker = builders.build_worker_pod(job, 0, 0, "t0")
+    assert svc["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert svc["spec"]["selector"].items() <= worker["metadata"]["labels"].items()
+    assert (pod["spec"]["hostname"], pod["spec"]["subdomain"]) == ("digits-rdzv", "digits-workers")
     assert naming.rendezvous_address("digits", "team-a") == STORE
+    assert rendezvous.endpoint(job) == f"{STORE}:29400"
+
+
+def test_a_job_an_older_operator_started_keeps_its_rendezvous_service_and_name() -> None:
+    # Its workers were told <job>-rdzv.<ns>.svc, the name of a Service of the rendezvous's own;
+    # a replacement must meet them there.
+    body = make_job()
+    body["status"] = {"phase": "Running", "restartAttempt": 0}
+    job = parse(body)
+    old = "digits-rdzv.team-a.svc:29400"
+    assert rendezvous.has_own_service(job) and rendezvous.endpoint(job) == old
+    env = {e["name"]: e.get("value") for e in workerenv.build_contract_env(job, 1, 0)}
+    assert env["PET_RDZV_ENDPOINT"] == old
+    svc = builders.build_rendezvous_service(job)
+    pod = builders.build_rendezvous_pod(job)
+    assert svc["metadata"]["name"] == pod["metadata"]["name"] == "digits-rdzv"
+    assert svc["spec"]["ports"][0]["port"] == 29400
+    assert svc["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    # Once recorded, the status says which: a new job's own endpoint is not the old one.
+    body["status"]["rendezvousEndpoint"] = f"{STORE}:29400"
+    assert not rendezvous.has_own_service(parse(body))
 
 
 def test_the_rendezvous_pod_runs_its_program_in_the_workers_image_with_python3_and_torch() -> None:
