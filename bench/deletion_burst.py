@@ -4,13 +4,12 @@ Run: .venv/bin/python -m bench.deletion_burst [--jobs 200] [--workers 8] [--dele
     [--delete-delay 2s]
 Applies the jobs as bench.operator_burst does (kwok removes a deleted pod after --delete-delay,
 as a kubelet stopping its containers would; at once without it), waits until all run, then
-deletes one worker of
-`--delete` jobs in one request each, as fast as kubectl sends them, and watches the namespace's
-pods until every deleted worker has a Running replacement and no pod was created for
-SETTLE_SECONDS. Prints: pods created per deleted pod, time from the deletions to each
-replacement that stayed (p50, p99, max), the time until the last pod was created, and the
-operator's writes in that window by verb and kind (its own counter, and the API server's
-audit log: bench.apiwrites). Asserts nothing.
+deletes one worker of `--delete` jobs in one request each, from 16 threads at once, and watches
+the namespace's pods until every deleted worker has a Running replacement and no pod was created
+for SETTLE_SECONDS. Prints: pods created per deleted pod, time to each replacement that stayed
+Running (p50, p99, max) from the start of the burst and from its own pod's deletion, the time
+until the last pod was created, and the operator's writes in that window by verb and kind (its
+own counter, and the API server's audit log: bench.apiwrites). Asserts nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ import json
 import statistics
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +40,7 @@ from ringleader import constants as c
 from tools.localcluster.layout import Layout
 
 SETTLE_SECONDS = 10.0
+DELETERS = 16  # threads sending the deletions: "at once", as far as one client goes
 DELETE_DELAY_ANNOTATION = "pod-delete.stage.ringleader.dev/delay"  # tools/localcluster/stages.yaml
 TIMEOUT_SECONDS = 300.0
 Slot = tuple[str, str]  # (job, replica index)
@@ -53,6 +54,7 @@ class PodLog:
     running: dict[str, float] = field(default_factory=dict)  # uid -> time seen Running
     slot_of: dict[str, Slot] = field(default_factory=dict)
     gone: set[str] = field(default_factory=set)  # uids deleted or being deleted
+    removed: dict[str, float] = field(default_factory=dict)  # uid -> time seen DELETED
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, kind: str, pod: Any, seen: float, known: set[str]) -> None:
@@ -65,10 +67,25 @@ class PodLog:
             self.slot_of[uid] = (labels[c.LABEL_JOB_NAME], labels[c.LABEL_REPLICA_INDEX])
             if uid not in known:
                 self.created.setdefault(uid, seen)
+            if kind == "DELETED":
+                self.removed.setdefault(uid, seen)
             if kind == "DELETED" or meta.deletion_timestamp:
                 self.gone.add(uid)
             elif pod.status.phase == "Running":
                 self.running.setdefault(uid, seen)
+
+    def stages(self, slots: set[Slot], known: set[str]) -> dict[str, list[float]]:
+        """For each slot's replacement that stayed: seconds from the old pod's removal (its
+        DELETED event) to the new pod's creation, and from creation to Running."""
+        with self.lock:
+            removed = {self.slot_of[u]: t for u, t in self.removed.items() if u in known}
+            out: dict[str, list[float]] = {"removed -> created": [], "created -> Running": []}
+            for uid, since in self.running.items():
+                slot = self.slot_of[uid]
+                if slot in removed and uid in self.created and uid not in self.gone:
+                    out["removed -> created"].append(self.created[uid] - removed[slot])
+                    out["created -> Running"].append(since - self.created[uid])
+            return out
 
     def replaced(self, slots: set[Slot]) -> dict[Slot, float]:
         """For each slot, when its newest pod still standing became Running."""
@@ -124,30 +141,59 @@ def measure_deletions(layout: Layout, count: int) -> None:
     before = writes(METRICS_PORT)
     since = datetime.now(UTC)
     started = time.monotonic()
-    for pod in victims:
-        api.delete_namespaced_pod(pod.metadata.name, NAMESPACE)
-    slots = {(p.metadata.labels[c.LABEL_JOB_NAME], p.metadata.labels[c.LABEL_REPLICA_INDEX])
-             for p in victims}  # fmt: skip
+    deleted = _delete_at_once(api, victims)
+    print(f"the {count} deletions were answered within {max(deleted.values()) - started:.2f} s")
+    slots = set(deleted)
     last_created = _settle(log, slots, started)
-    _report(log, slots, started, last_created, count)
+    _report(log, deleted, started, last_created, count)
+    removed = {u: t for u, t in log.removed.items() if u in known}
+    print(f"old pods removed (DELETED seen) within {max(removed.values()) - started:.2f} s")
+    for stage, times in log.stages(slots, known).items():
+        _print_times(f"{stage}", sorted(times), count)
     after = writes(METRICS_PORT)
     delta = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
     print(f"operator writes meanwhile: {json.dumps(delta, sort_keys=True)}")
     print_audited("operator writes meanwhile", read_writes(layout.audit_log, since))
 
 
-def _report(log: PodLog, slots: set[Slot], started: float, last: float, count: int) -> None:
-    times = sorted(t - started for t in log.replaced(slots).values())
+def _slot(pod: Any) -> Slot:
+    labels = pod.metadata.labels
+    return labels[c.LABEL_JOB_NAME], labels[c.LABEL_REPLICA_INDEX]
+
+
+def _delete_at_once(api: client.CoreV1Api, victims: list[Any]) -> dict[Slot, float]:
+    """Delete the pods from DELETERS threads at once; when each deletion was answered."""
+
+    def delete(pod: Any) -> tuple[Slot, float]:
+        api.delete_namespaced_pod(pod.metadata.name, NAMESPACE)
+        return _slot(pod), time.monotonic()
+
+    with ThreadPoolExecutor(DELETERS) as pool:
+        return dict(pool.map(delete, victims))
+
+
+def _report(
+    log: PodLog, deleted: dict[Slot, float], started: float, last: float, count: int
+) -> None:
+    replaced = log.replaced(set(deleted))
     created = len(log.created)
     per_pod = created / count
     print(f"{count} worker pods deleted at once: {created} pods created ({per_pod:.2f} a pod)")
-    print(f"the last pod was created {last:.1f} s after the deletions")
+    print(f"the last pod was created {last:.1f} s after the deletions began")
+    since_burst = sorted(t - started for t in replaced.values())
+    since_own = sorted(t - deleted[slot] for slot, t in replaced.items())
+    for what, times in (("the burst began", since_burst), ("its pod's deletion", since_own)):
+        _print_times(f"to the replacement that stayed Running, from {what}", times, count)
+
+
+def _print_times(what: str, times: list[float], count: int) -> None:
+    """p50, p99 and max of sorted times, if any."""
     if times:
         p99 = times[min(len(times) - 1, round(0.99 * (len(times) - 1)))]
         p50 = statistics.median(times)
         print(
-            f"time to the replacement that stayed Running: p50 {p50:.2f} s, p99 {p99:.2f} s, "
-            f"max {times[-1]:.2f} s ({len(times)} of {count})"
+            f"{what}: p50 {p50:.2f} s, p99 {p99:.2f} s, max {times[-1]:.2f} s "
+            f"({len(times)} of {count})"
         )
 
 
