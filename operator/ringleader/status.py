@@ -322,7 +322,7 @@ def compute_status(
             "world_size": (obs.training or n.ready * obs.nproc) if training else 0,
             "workers": f"{n.ready}/{obs.desired}",
             "selector": naming.worker_selector_string(job.metadata.name),
-            "rendezvous_endpoint": _rendezvous_endpoint(job, decision),
+            "rendezvous_endpoint": _rendezvous_endpoint(job),
             "observed_generation": generation,
             "conditions": _conditions(decision, previous, generation, now),
             "start_time": _start_time(decision, previous.start_time, now),
@@ -331,12 +331,13 @@ def compute_status(
     )
 
 
-def _rendezvous_endpoint(job: DistributedTrainingJob, decision: Decision) -> str | None:
-    # Recorded with the first status, before any child is made (rendezvous.endpoint); a
-    # finished job is left as it was.
-    previous = job.status.rendezvous_endpoint if job.status else None
-    if job.spec.framework != Framework.PYTORCH or decision.reason == c.REASON_ALREADY_FINISHED:
-        return previous
+def _rendezvous_endpoint(job: DistributedTrainingJob) -> str | None:
+    # Recorded once, with the job's first status, before any child is made (rendezvous.py),
+    # and never written again: where an older CRD prunes the field, the job reads as one an
+    # older operator started (both names resolve then), not as a patch to make at every pass.
+    previous = job.status or JobStatus()
+    if previous.phase is not None or job.spec.framework != Framework.PYTORCH:
+        return previous.rendezvous_endpoint
     return rendezvous.endpoint(job)
 
 

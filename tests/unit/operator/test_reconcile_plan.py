@@ -265,3 +265,17 @@ def test_a_detected_hang_restarts_the_gang_names_the_stalled_worker_and_clears_i
     assert (event_type, reason) == ("Warning", "HangDetected")
     assert stalled in message and "after step 40" in message
     assert names(plan.create) == ["Pod/digits-worker-0-a1", "Pod/digits-worker-1-a1"]
+
+
+def test_the_rendezvous_endpoint_is_written_once_so_a_crd_that_prunes_it_makes_no_loop() -> None:
+    # An operator newer than its CRD: the API server drops the field it does not know.
+    first = plan_reconcile(make_job(), [], NOW)
+    assert first.status_patch is not None and "rendezvousEndpoint" in first.status_patch
+    pruned = {k: v for k, v in first.status_patch.items() if k != "rendezvousEndpoint"}
+    job = {**make_job(), "status": pruned}
+    made = [running(x) if x["kind"] == "Pod" else x for x in first.create]
+    job, children = settle(job, made)  # settles: the endpoint is not patched again and again
+    assert "rendezvousEndpoint" not in job["status"]
+    # Read as a job an older operator started: the rendezvous gets its own Service too, so the
+    # name its workers were given and the older one both resolve.
+    assert "Service/digits-rdzv" in names(children)
