@@ -1,4 +1,5 @@
-"""The rendezvous pod's program: a torch.distributed TCPStore server, run in the workers' image.
+"""The rendezvous pod's program (a torch.distributed TCPStore server, run in the workers' image)
+and the name the agents meet it at.
 
 Every worker's elastic agent meets the others at this store (c10d rendezvous, is_host=false),
 so it lives in a pod of its own: losing any worker, rank 0 included, does not lose it. The
