@@ -64,7 +64,7 @@ class PodLog:
         if labels.get(c.LABEL_ROLE) != c.ROLE_WORKER:
             return
         with self.lock:
-            self.slot_of[uid] = (labels[c.LABEL_JOB_NAME], labels[c.LABEL_REPLICA_INDEX])
+            self.slot_of[uid] = _slot(pod)
             if uid not in known:
                 self.created.setdefault(uid, seen)
             if kind == "DELETED":
@@ -74,11 +74,15 @@ class PodLog:
             elif pod.status.phase == "Running":
                 self.running.setdefault(uid, seen)
 
-    def stages(self, slots: set[Slot], known: set[str]) -> dict[str, list[float]]:
-        """For each slot's replacement that stayed: seconds from the old pod's removal (its
-        DELETED event) to the new pod's creation, and from creation to Running."""
+    def removals(self, known: set[str]) -> dict[Slot, float]:
+        """When each pod that existed before the deletions was seen DELETED, by its slot."""
         with self.lock:
-            removed = {self.slot_of[u]: t for u, t in self.removed.items() if u in known}
+            return {self.slot_of[u]: t for u, t in self.removed.items() if u in known}
+
+    def stages(self, removed: dict[Slot, float]) -> dict[str, list[float]]:
+        """For each slot's replacement that stayed: seconds from the old pod's removal (its
+        DELETED event, `removed`) to the new pod's creation, and from creation to Running."""
+        with self.lock:
             out: dict[str, list[float]] = {"removed -> created": [], "created -> Running": []}
             for uid, since in self.running.items():
                 slot = self.slot_of[uid]
@@ -146,10 +150,10 @@ def measure_deletions(layout: Layout, count: int) -> None:
     slots = set(deleted)
     last_created = _settle(log, slots, started)
     _report(log, deleted, started, last_created, count)
-    removed = {u: t for u, t in log.removed.items() if u in known}
+    removed = log.removals(known)
     print(f"old pods removed (DELETED seen) within {max(removed.values()) - started:.2f} s")
-    for stage, times in log.stages(slots, known).items():
-        _print_times(f"{stage}", sorted(times), count)
+    for stage, times in log.stages(removed).items():
+        _print_times(stage, sorted(times), count)
     after = writes(METRICS_PORT)
     delta = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
     print(f"operator writes meanwhile: {json.dumps(delta, sort_keys=True)}")

@@ -47,7 +47,7 @@ def _metadata(job: DistributedTrainingJob, name: str, labels: dict[str, str]) ->
 
 
 def _headless_service(
-    job: DistributedTrainingJob, name: str, role: str, selector: dict[str, str], port: Obj
+    job: DistributedTrainingJob, name: str, role: str, selector: dict[str, str], ports: list[Obj]
 ) -> Obj:
     # Headless: names resolve straight to pod IPs, with or without kube-proxy. Not-ready pods
     # are published too: workers need each other's names, and the store's, while they start
@@ -60,23 +60,28 @@ def _headless_service(
             "clusterIP": "None",
             "selector": selector,
             "publishNotReadyAddresses": True,
-            "ports": [{**port, "protocol": "TCP"}],
+            "ports": [{**port, "protocol": "TCP"} for port in ports],
         },
     }
+
+
+# The port the rendezvous pod serves (the API server would default targetPort to it too).
+RENDEZVOUS_SERVICE_PORT: Obj = {
+    "name": c.RENDEZVOUS_PORT_NAME,
+    "port": c.RENDEZVOUS_PORT,
+    "targetPort": c.RENDEZVOUS_PORT,
+}
 
 
 def build_workers_service(job: DistributedTrainingJob) -> Obj:
     """Headless Service that makes <job>-worker-<i>.<job>-workers.<ns>.svc resolve, and
     <job>-rdzv.<job>-workers.<ns>.svc: it selects every pod of the job."""
     name = job.metadata.name
-    port = {"name": "progress", "port": c.PROGRESS_PORT}
-    service = _headless_service(
-        job, naming.workers_service_name(name), c.ROLE_WORKER, naming.job_pods_selector(name), port
-    )
+    ports = [{"name": "progress", "port": c.PROGRESS_PORT}]
     if job.spec.framework == Framework.PYTORCH:
-        rendezvous_port = {"name": c.RENDEZVOUS_PORT_NAME, "port": c.RENDEZVOUS_PORT}
-        service["spec"]["ports"].append({**rendezvous_port, "protocol": "TCP"})
-    return service
+        ports.append(RENDEZVOUS_SERVICE_PORT)
+    selector = naming.job_pods_selector(name)
+    return _headless_service(job, naming.workers_service_name(name), c.ROLE_WORKER, selector, ports)
 
 
 def build_rendezvous_service(job: DistributedTrainingJob) -> Obj:
@@ -84,12 +89,8 @@ def build_rendezvous_service(job: DistributedTrainingJob) -> Obj:
     (rendezvous.has_own_service): its workers were told this name."""
     name = job.metadata.name
     selector = {c.LABEL_JOB_NAME: name, c.LABEL_ROLE: c.ROLE_RENDEZVOUS}
-    port = {
-        "name": c.RENDEZVOUS_PORT_NAME,
-        "port": c.RENDEZVOUS_PORT,
-        "targetPort": c.RENDEZVOUS_PORT,
-    }
-    return _headless_service(job, naming.rendezvous_name(name), c.ROLE_RENDEZVOUS, selector, port)
+    ports = [RENDEZVOUS_SERVICE_PORT]
+    return _headless_service(job, naming.rendezvous_name(name), c.ROLE_RENDEZVOUS, selector, ports)
 
 
 def build_rendezvous_pod(job: DistributedTrainingJob) -> Obj:

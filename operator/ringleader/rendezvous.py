@@ -37,7 +37,7 @@ def build_command(port: int) -> list[str]:
 
 
 def endpoint(job: DistributedTrainingJob) -> str:
-    """Where the job's agents meet (PET_RDZV_ENDPOINT), as status.rendezvousEndpoint records it.
+    """Where the job's agents meet (PET_RDZV_ENDPOINT); status.rendezvousEndpoint once recorded.
 
     A new job's rendezvous pod is a host in the workers' subdomain, so their one headless
     Service names it. A job an older operator started (a status with a phase but no endpoint)

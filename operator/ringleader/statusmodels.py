@@ -166,8 +166,9 @@ class DistributedTrainingJobStatus(ApiModel):
     """Generation of the worker gang; every child carries it in a label."""
     rendezvous_endpoint: Annotated[str, StringConstraints(max_length=320)] | None = None
     """Where torchrun's agents meet (their PET_RDZV_ENDPOINT): the rendezvous pod's name in
-    the workers' subdomain; <job>-rdzv.<namespace>.svc, a Service of its own, in a job an
-    older operator started. PyTorch jobs only."""
+    the workers' subdomain, recorded with the job's first status. Absent in a job an older
+    operator started: its rendezvous keeps a Service of its own, <job>-rdzv.<namespace>.svc.
+    PyTorch jobs only."""
     observed_generation: int | None = Field(default=None, ge=0)
     progress: Progress | None = None
     checkpoint: CheckpointStatus | None = None

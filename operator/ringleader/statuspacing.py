@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields
 from typing import Any, Final
 
 from ringleader.cache import Key
@@ -38,19 +39,13 @@ def _but_messages(conditions: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
     return [{k: v for k, v in x.items() if k != "message"} for x in conditions]
 
 
+# What a plan may hold besides the recount and still do nothing else.
+NOT_DOING: Final = frozenset({"status_patch", "requeue_after"})
+
+
 def does_nothing_else(plan: Plan) -> bool:
     """The plan writes its status patch and nothing more (a timer to come back may be set)."""
-    others = (
-        plan.delete_pods,
-        plan.create,
-        plan.events,
-        plan.delete_job,
-        plan.force_delete_pods,
-        plan.pod_group,
-        plan.workload,
-        plan.workload_status_patch,
-    )
-    return not any(others)
+    return not any(getattr(plan, f.name) for f in fields(plan) if f.name not in NOT_DOING)
 
 
 class StatusPacer:

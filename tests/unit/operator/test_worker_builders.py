@@ -269,6 +269,7 @@ def test_a_job_an_older_operator_started_keeps_its_rendezvous_service_and_name()
     svc = builders.build_rendezvous_service(job)
     pod = builders.build_rendezvous_pod(job)
     assert svc["metadata"]["name"] == pod["metadata"]["name"] == "digits-rdzv"
+    assert svc["spec"]["clusterIP"] == "None"
     assert svc["spec"]["ports"][0]["port"] == 29400
     assert svc["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
     # Once recorded, the status says which: a new job's own endpoint is not the old one.
