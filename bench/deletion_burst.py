@@ -1,7 +1,7 @@
 """Benchmark: worker pods deleted at once, one per job, after a burst of jobs on kwok nodes.
 
 Run: .venv/bin/python -m bench.deletion_burst [--jobs 200] [--workers 8] [--delete 50]
-    [--delete-delay 2s]
+    [--delete-delay 2s] [--operator-option=--workers=16 ...]
 Applies the jobs as bench.operator_burst does (kwok removes a deleted pod after --delete-delay,
 as a kubelet stopping its containers would; at once without it), waits until all run, then
 deletes one worker of `--delete` jobs in one request each, from 16 threads at once, and watches
@@ -28,6 +28,7 @@ import urllib3
 from kubernetes import client, config, watch
 
 from bench.apiwrites import read_writes
+from bench.cpu import cpu_by_process
 from bench.operator_burst import (
     METRICS_PORT,
     NAMESPACE,
@@ -132,7 +133,7 @@ def _settle(log: PodLog, slots: set[Slot], started: float) -> float:
     return TIMEOUT_SECONDS
 
 
-def measure_deletions(layout: Layout, count: int) -> None:
+def measure_deletions(layout: Layout, count: int, operator_pid: int) -> None:
     """Delete worker 1 of `count` jobs at once and print what it took to replace them."""
     api = client.CoreV1Api(config.new_client_from_config(config_file=str(layout.kubeconfig)))
     everything = api.list_namespaced_pod(NAMESPACE)
@@ -142,13 +143,14 @@ def measure_deletions(layout: Layout, count: int) -> None:
     threading.Thread(
         target=_watch, args=(api, everything.metadata.resource_version, log, known), daemon=True
     ).start()
-    before = writes(METRICS_PORT)
+    before, cpu_before = writes(METRICS_PORT), cpu_by_process(layout, operator_pid)
     since = datetime.now(UTC)
     started = time.monotonic()
     deleted = _delete_at_once(api, victims)
     print(f"the {count} deletions were answered within {max(deleted.values()) - started:.2f} s")
     slots = set(deleted)
     last_created = _settle(log, slots, started)
+    _print_cpu(cpu_before, cpu_by_process(layout, operator_pid), time.monotonic() - started)
     _report(log, deleted, started, last_created, count)
     removed = log.removals(known)
     print(f"old pods removed (DELETED seen) within {max(removed.values()) - started:.2f} s")
@@ -158,6 +160,11 @@ def measure_deletions(layout: Layout, count: int) -> None:
     delta = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
     print(f"operator writes meanwhile: {json.dumps(delta, sort_keys=True)}")
     print_audited("operator writes meanwhile", read_writes(layout.audit_log, since))
+
+
+def _print_cpu(before: dict[str, float], after: dict[str, float], seconds: float) -> None:
+    used = {name: round(after[name] - before.get(name, 0.0), 1) for name in after}
+    print(f"CPU seconds by process in those {seconds:.1f} s (until settled): {used}")
 
 
 def _slot(pod: Any) -> Slot:
@@ -201,13 +208,14 @@ def _print_times(what: str, times: list[float], count: int) -> None:
         )
 
 
-def run(jobs: int, workers: int, delete: int, delete_delay: str) -> None:
-    """Start a cluster and the operator, apply the jobs, delete a burst of their workers."""
-    with operator_on_kwok(jobs * (workers + 1) * 2) as (cluster, _operator):
+def run(jobs: int, workers: int, delete: int, delete_delay: str, options: list[str]) -> None:
+    """Start a cluster and the operator (with these options), apply the jobs, delete a burst of
+    their workers."""
+    with operator_on_kwok(jobs * (workers + 1) * 2, *options) as (cluster, operator):
         delay = {DELETE_DELAY_ANNOTATION: delete_delay} if delete_delay else None
         measure_burst(cluster, jobs, workers, delay)
         time.sleep(5)  # the last status writes of the burst
-        measure_deletions(cluster.layout, delete)
+        measure_deletions(cluster.layout, delete, operator.pid)
 
 
 def main() -> None:
@@ -217,10 +225,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--delete", type=int, default=50)
     parser.add_argument("--delete-delay", default="", help="e.g. 2s (kwok's pod-delete stage)")
+    parser.add_argument(
+        "--operator-option", action="append", default=[], help="e.g. --workers=16 (repeatable)"
+    )
     args = parser.parse_args()
     when = f"after {args.delete_delay}" if args.delete_delay else "at once"
-    print(f"kwok removes a deleted pod {when}")
-    run(args.jobs, args.workers, args.delete, args.delete_delay)
+    print(f"kwok removes a deleted pod {when}; operator options: {args.operator_option}")
+    run(args.jobs, args.workers, args.delete, args.delete_delay, args.operator_option)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ import contextlib
 import ipaddress
 import json
 import multiprocessing
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -35,9 +34,9 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing.sharedctypes import Synchronized
-from pathlib import Path
 
 from bench.apiwrites import read_writes
+from bench.cpu import cpu_seconds
 from bench.operator_burst import (
     NAMESPACE,
     measure_burst,
@@ -118,12 +117,6 @@ def pod_addresses_routed_here() -> Iterator[None]:
         yield
     finally:
         subprocess.run(["ip", "route", "del", "local", network, "dev", "lo"], check=False)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU seconds the process has used."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_mirrored(cluster: LocalCluster, jobs: int) -> float:

@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from ringleader import gang, lostnodes
@@ -31,6 +32,7 @@ from ringleader.nodecache import LostNodes
 from ringleader.reconcile import Carried, Plan, execute_plan, plan_reconcile, plan_refusal
 from ringleader.relist import Relister
 from ringleader.statuspacing import StatusPacer
+from ringleader.workqueue import JobQueue
 
 Obj = dict[str, Any]
 log = logging.getLogger("ringleader.controller")
@@ -59,26 +61,21 @@ class Controller:
         self.kueue = KueueLookups(api)
         self.cache = Cache()
         self.status_pacer = StatusPacer()
-        self.queue: asyncio.Queue[Key] = asyncio.Queue()
-        self.queued: set[Key] = set()
-        self.running: set[Key] = set()
-        self.dirty: set[Key] = set()  # enqueued while being reconciled: run again afterwards
+        self.queue = JobQueue()
         self.failures: dict[Key, int] = defaultdict(int)
         self.timers: dict[Key, asyncio.TimerHandle] = {}
         self.workers = workers
         self.clock = clock or (lambda: datetime.now(UTC))
         self.tasks: list[asyncio.Task[None]] = []
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.relister = Relister(api, self.cache, self.enqueue, namespaces)
+        # What a relist finds gone is a child no watch reported deleted: a slot to fill, urgent.
+        self.relister = Relister(api, self.cache, partial(self.enqueue, urgent=True), namespaces)
         self.phase_recount: asyncio.TimerHandle | None = None
 
-    def enqueue(self, key: Key) -> None:
-        """Ask for a reconcile of this job (deduplicated)."""
-        if key in self.running:
-            self.dirty.add(key)
-        elif key not in self.queued:
-            self.queued.add(key)
-            self.queue.put_nowait(key)
+    def enqueue(self, key: Key, urgent: bool = False) -> None:
+        """Ask for a reconcile of this job (deduplicated); an urgent one goes ahead of the
+        others (a child of the job went away: a slot to fill)."""
+        self.queue.add(key, urgent)
 
     def node_deleted(self, name: str) -> None:
         """A node was deleted: reconcile every job with a pod on it (they act on it at once)."""
@@ -112,15 +109,10 @@ class Controller:
     async def _work(self) -> None:
         while True:
             key = await self.queue.get()
-            self.queued.discard(key)
-            self.running.add(key)
             try:
                 await asyncio.to_thread(self._reconcile, key)
             finally:
-                self.running.discard(key)
-                if key in self.dirty:
-                    self.dirty.discard(key)
-                    self.enqueue(key)
+                self.queue.done(key)
 
     def _reconcile(self, key: Key) -> None:
         body = self.cache.job(key)

@@ -22,6 +22,7 @@ from ringleader import admission, gang
 from ringleader import constants as c
 from ringleader.apiclient import load_credentials
 from ringleader.controller import Controller
+from ringleader.eventsender import EventSender
 from ringleader.eventseries import HEARTBEAT_SECONDS
 from ringleader.kube import CustomObjects, KubeApi, connect
 from ringleader.optionalwatch import OptionalWatch, Source
@@ -33,6 +34,8 @@ CONTROLLER_KEY = "ringleader_controller"
 POLLER_KEY = "ringleader_progress_poller"
 EVENT_HEARTBEAT_KEY = "ringleader_event_heartbeat"
 WATCHES_KEY = "ringleader_optional_watches"
+# At shutdown, the events still queued are written within this (the pod's grace period is 30 s).
+EVENTS_AT_EXIT_SECONDS = 5.0
 
 
 def _controller(memo: Any) -> Controller:
@@ -79,6 +82,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # Only event handlers are registered: kopf then stores nothing on the objects (no
     # annotations, no finalizers), and the controller keeps its own state.
     api = KubeApi(connect())
+    api.event_sender = EventSender()
+    api.event_sender.start()
     pauses = follow_pauses(peering=bool(memo.get("peering")))
     controller = Controller(
         api,
@@ -160,7 +165,10 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
             task.cancel()
     for watch in memo.get(WATCHES_KEY, []):
         watch.stop()
-    await _controller(memo).stop()
+    controller = _controller(memo)
+    await controller.stop()
+    if (sender := controller.api.event_sender) is not None:
+        await asyncio.to_thread(sender.stop, EVENTS_AT_EXIT_SECONDS)
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
@@ -191,9 +199,10 @@ def _child_event(event: kopf.RawEvent, memo: kopf.Memo) -> None:
 
 def _child_changed(controller: Controller, event_type: str | None, obj: dict[str, Any]) -> None:
     _relist_after_a_listing(controller, event_type)
-    key = controller.cache.put_child(obj, deleted=event_type == "DELETED")
+    deleted = event_type == "DELETED"
+    key = controller.cache.put_child(obj, deleted=deleted)
     if key is not None:
-        controller.enqueue(key)
+        controller.enqueue(key, urgent=deleted)
 
 
 # The optional APIs a job's children may belong to: the gang schedulers' PodGroups (their status

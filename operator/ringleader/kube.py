@@ -21,6 +21,7 @@ import urllib3
 
 from ringleader import constants as c
 from ringleader.apiclient import MERGE_PATCH, ApiError, RestClient, load_credentials
+from ringleader.eventsender import EventSender, Occurrence
 from ringleader.eventseries import EventSeries, SeriesKey, Write
 from ringleader.metrics import API_ERRORS, API_WRITES
 
@@ -226,6 +227,7 @@ class KubeApi:
     def __init__(self, rest: RestClient) -> None:
         self.rest = rest
         self.event_series = EventSeries()
+        self.event_sender: EventSender | None = None  # the operator's; tests write at once
 
     def create(self, obj: Obj) -> Obj | None:
         """Create a Pod, Service or PersistentVolumeClaim; return it as the API server made it
@@ -414,18 +416,26 @@ class KubeApi:
 
     def post_event(self, job: Obj, event_type: str, reason: str, note: str) -> None:
         """Record a Kubernetes event on the job (what `kubectl describe dtj` shows); one that
-        repeats within minutes counts up an Event already written (eventseries.py)."""
+        repeats within minutes counts up an Event already written (eventseries.py). With an
+        event sender, written by it, later; at once without."""
         meta = job["metadata"]
         # The operator's log tells what it decided, one line per event, as `describe` does.
         level = logging.INFO if event_type == "Normal" else logging.WARNING
         log.log(level, "%s/%s %s: %s", meta["namespace"], meta["name"], reason, note)
-        similar = (meta["namespace"], meta["name"], str(meta.get("uid")), event_type, reason)
-        now = time.monotonic()
-        key, note = self.event_series.series_of(similar, note[:1024], now)
-        write, count = self.event_series.observe(key, now)
+        seen = Occurrence(meta, event_type, reason, note, time.monotonic(), _micro_time_now())
+        if self.event_sender is None:
+            self._record(seen)
+        else:
+            self.event_sender.submit((meta["namespace"], meta["name"]), lambda: self._record(seen))
+
+    def _record(self, seen: Occurrence) -> None:
+        meta = seen.regarding
+        similar = (meta["namespace"], meta["name"], str(meta.get("uid")), seen.type, seen.reason)
+        key, note = self.event_series.series_of(similar, seen.note[:1024], seen.at)
+        write, count = self.event_series.observe(key, seen.at)
         try:
             if write is Write.CREATE:
-                event = _build_event(meta, event_type, reason, note)
+                event = _build_event(meta, seen.type, seen.reason, note, seen.time)
                 path = apis_path(EVENTS_API_VERSION, "events", meta["namespace"])
                 made = _call("create", "Event", lambda: self.rest.request("POST", path, body=event))
                 if made is not None:
@@ -434,7 +444,7 @@ class KubeApi:
                 self._patch_event_series(meta["namespace"], key, count)
         except (ApiError, RetryableError) as error:
             # Events are best effort: a lost event must not undo or repeat a reconcile.
-            log.warning("event %s on %s not recorded: %s", reason, meta["name"], error)
+            log.warning("event %s on %s not recorded: %s", seen.reason, meta["name"], error)
 
     def flush_event_series(self) -> None:
         """Write the counts of event series that grew since their last write (a heartbeat)."""
@@ -470,11 +480,11 @@ def _micro_time_now() -> str:
     return now.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _build_event(meta: Obj, event_type: str, reason: str, note: str) -> Obj:
+def _build_event(meta: Obj, event_type: str, reason: str, note: str, when: str) -> Obj:
     """An events.k8s.io/v1 Event regarding the job."""
     return {
         "metadata": {"generateName": f"{meta['name']}-", "namespace": meta["namespace"]},
-        "eventTime": _micro_time_now(),
+        "eventTime": when,
         "reportingController": f"{c.GROUP}/operator",
         "reportingInstance": "ringleader-operator",
         "action": reason,

@@ -393,7 +393,8 @@ def execute_plan(api: KubeApi, body: Obj, plan: Plan) -> Carried:
 
     Events follow the status at once: the status is the durable record of a decision, and the
     next pass does not decide (or announce) it again, so an event is lost only when the
-    operator dies between these two writes.
+    operator dies between these two writes (or, in the operator, before its event sender wrote
+    what was posted: eventsender.py).
 
     A call that fails (CreationRefused, RetryableError) carries what was written before it.
     """

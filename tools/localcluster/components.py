@@ -11,6 +11,7 @@ from .layout import FAKE_NODE_IP, POD_CIDR, SERVICE_CIDR, Layout
 from .pki import Pki
 
 STAGES_FILE = Path(__file__).with_name("stages.yaml")
+KWOK_CONFIG_FILE = Path(__file__).with_name("kwok-config.yaml")
 AUDIT_POLICY_FILE = Path(__file__).with_name("audit-policy.yaml")
 # Then rotated once: a bench's burst fits, a long-lived cluster's log stays small.
 AUDIT_LOG_MEGABYTES = 100
@@ -157,6 +158,7 @@ def kwok(layout: Layout) -> Component:
         layout.binary("kwok"),
         f"--kubeconfig={layout.component_kubeconfig('kwok')}",
         f"--config={STAGES_FILE}",
+        f"--config={KWOK_CONFIG_FILE}",
         "--manage-all-nodes=false",
         "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
         f"--cidr={POD_CIDR}",

@@ -298,7 +298,7 @@ def test_a_deleted_node_wakes_every_job_with_a_pod_on_it() -> None:
         meta = {"name": f"{job_name}-worker-0-a0", "namespace": "team-a", "labels": labels}
         controller.cache.put_child({"kind": "Pod", "metadata": meta, "spec": {"nodeName": node}})
     controller.node_deleted("n1")
-    assert controller.queued == {("team-a", "a"), ("team-a", "c")}
+    assert set(controller.queue.queued) == {("team-a", "a"), ("team-a", "c")}
     assert "n1" in controller.lost_nodes.deleted
 
 

@@ -1,12 +1,10 @@
-"""The controller's queue and cache: deduplication and never forgetting newer state."""
+"""The controller's cache: never forgetting newer state, nor holding a replaced pod."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from ringleader.cache import Cache
-from ringleader.controller import Controller
-from ringleader.kube import KubeApi
 
 
 def pod(name: str, phase: str, uid: str | None = None) -> dict[str, Any]:
@@ -15,21 +13,6 @@ def pod(name: str, phase: str, uid: str | None = None) -> dict[str, Any]:
     if uid:
         meta["uid"] = uid
     return {"kind": "Pod", "metadata": meta, "status": {"phase": phase}}
-
-
-def test_a_job_enqueued_many_times_is_reconciled_once() -> None:
-    controller = Controller(cast(KubeApi, None))
-    for _ in range(5):
-        controller.enqueue(("team-a", "digits"))
-    assert controller.queue.qsize() == 1
-
-
-def test_a_job_enqueued_while_being_reconciled_is_marked_to_run_again() -> None:
-    controller = Controller(cast(KubeApi, None))
-    controller.running.add(("team-a", "digits"))
-    controller.enqueue(("team-a", "digits"))
-    assert controller.queue.qsize() == 0
-    assert ("team-a", "digits") in controller.dirty
 
 
 def test_what_the_operator_created_never_replaces_what_the_watch_already_delivered() -> None:
