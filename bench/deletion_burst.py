@@ -1,7 +1,7 @@
 """Benchmark: worker pods deleted at once, one per job, after a burst of jobs on kwok nodes.
 
 Run: .venv/bin/python -m bench.deletion_burst [--jobs 200] [--workers 8] [--delete 50]
-    [--delete-delay 2s] [--operator-option=--workers=16 ...]
+    [--delete-delay 2s] [--bursts 1] [--operator-option=--workers=16 ...]
 Applies the jobs as bench.operator_burst does (kwok removes a deleted pod after --delete-delay,
 as a kubelet stopping its containers would; at once without it), waits until all run, then
 deletes one worker of `--delete` jobs in one request each, from 16 threads at once, and watches
@@ -9,7 +9,9 @@ the namespace's pods until every deleted worker has a Running replacement and no
 for SETTLE_SECONDS. Prints: pods created per deleted pod, time to each replacement that stayed
 Running (p50, p99, max) from the start of the burst and from its own pod's deletion, the time
 until the last pod was created, and the operator's writes in that window by verb and kind (its
-own counter, and the API server's audit log: bench.apiwrites). Asserts nothing.
+own counter, and the API server's audit log: bench.apiwrites), and the CPU seconds of each
+process. With --bursts N, N bursts one after another (worker 1 of each job, then worker 2...),
+each once the one before settled, then their times pooled. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ DELETERS = 16  # threads sending the deletions: "at once", as far as one client 
 DELETE_DELAY_ANNOTATION = "pod-delete.stage.ringleader.dev/delay"  # tools/localcluster/stages.yaml
 TIMEOUT_SECONDS = 300.0
 Slot = tuple[str, str]  # (job, replica index)
+FROM_DELETION = "to the replacement that stayed Running, from its pod's deletion"
 
 
 @dataclass
@@ -103,8 +106,10 @@ class PodLog:
             return found
 
 
-def _watch(api: client.CoreV1Api, version: str, log: PodLog, known: set[str]) -> None:
-    stream = watch.Watch().stream(
+def _watch(
+    api: client.CoreV1Api, watcher: watch.Watch, version: str, log: PodLog, known: set[str]
+) -> None:
+    stream = watcher.stream(
         api.list_namespaced_pod, NAMESPACE, resource_version=version, timeout_seconds=600
     )
     try:
@@ -114,9 +119,10 @@ def _watch(api: client.CoreV1Api, version: str, log: PodLog, known: set[str]) ->
         pass  # the cluster is going away at the end of the run
 
 
-def _victims(pods: list[Any], count: int) -> list[Any]:
-    """Worker 1 of the first `count` jobs (job-0, job-1, ...)."""
-    ones = [p for p in pods if (p.metadata.labels or {}).get(c.LABEL_REPLICA_INDEX) == "1"]
+def _victims(pods: list[Any], count: int, index: int) -> list[Any]:
+    """Worker `index` of the first `count` jobs (job-0, job-1, ...)."""
+    labelled = (p for p in pods if not p.metadata.deletion_timestamp)
+    ones = [p for p in labelled if p.metadata.labels.get(c.LABEL_REPLICA_INDEX) == str(index)]
     ones.sort(key=lambda p: int(p.metadata.labels[c.LABEL_JOB_NAME].removeprefix("job-")))
     return ones[:count]
 
@@ -133,33 +139,37 @@ def _settle(log: PodLog, slots: set[Slot], started: float) -> float:
     return TIMEOUT_SECONDS
 
 
-def measure_deletions(layout: Layout, count: int, operator_pid: int) -> None:
-    """Delete worker 1 of `count` jobs at once and print what it took to replace them."""
+def measure_deletions(
+    layout: Layout, count: int, operator_pid: int, index: int = 1
+) -> dict[str, list[float]]:
+    """Delete worker `index` of `count` jobs at once and print what it took to replace them;
+    return the seconds each took, from its pod's deletion and by stage."""
     api = client.CoreV1Api(config.new_client_from_config(config_file=str(layout.kubeconfig)))
     everything = api.list_namespaced_pod(NAMESPACE)
     known = {p.metadata.uid for p in everything.items}
-    victims = _victims(everything.items, count)
-    log = PodLog()
-    threading.Thread(
-        target=_watch, args=(api, everything.metadata.resource_version, log, known), daemon=True
-    ).start()
+    victims = _victims(everything.items, count, index)
+    log, watcher = PodLog(), watch.Watch()
+    version = everything.metadata.resource_version
+    threading.Thread(target=_watch, args=(api, watcher, version, log, known), daemon=True).start()
     before, cpu_before = writes(METRICS_PORT), cpu_by_process(layout, operator_pid)
     since = datetime.now(UTC)
     started = time.monotonic()
     deleted = _delete_at_once(api, victims)
     print(f"the {count} deletions were answered within {max(deleted.values()) - started:.2f} s")
-    slots = set(deleted)
-    last_created = _settle(log, slots, started)
+    last_created = _settle(log, set(deleted), started)
+    watcher.stop()  # at its next event: a later burst's watch must not share the CPU with it
     _print_cpu(cpu_before, cpu_by_process(layout, operator_pid), time.monotonic() - started)
-    _report(log, deleted, started, last_created, count)
+    samples = {FROM_DELETION: _report(log, deleted, started, last_created, count)}
     removed = log.removals(known)
     print(f"old pods removed (DELETED seen) within {max(removed.values()) - started:.2f} s")
     for stage, times in log.stages(removed).items():
         _print_times(stage, sorted(times), count)
+        samples[stage] = times
     after = writes(METRICS_PORT)
     delta = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
     print(f"operator writes meanwhile: {json.dumps(delta, sort_keys=True)}")
     print_audited("operator writes meanwhile", read_writes(layout.audit_log, since))
+    return samples
 
 
 def _print_cpu(before: dict[str, float], after: dict[str, float], seconds: float) -> None:
@@ -185,7 +195,7 @@ def _delete_at_once(api: client.CoreV1Api, victims: list[Any]) -> dict[Slot, flo
 
 def _report(
     log: PodLog, deleted: dict[Slot, float], started: float, last: float, count: int
-) -> None:
+) -> list[float]:
     replaced = log.replaced(set(deleted))
     created = len(log.created)
     per_pod = created / count
@@ -193,8 +203,9 @@ def _report(
     print(f"the last pod was created {last:.1f} s after the deletions began")
     since_burst = sorted(t - started for t in replaced.values())
     since_own = sorted(t - deleted[slot] for slot, t in replaced.items())
-    for what, times in (("the burst began", since_burst), ("its pod's deletion", since_own)):
-        _print_times(f"to the replacement that stayed Running, from {what}", times, count)
+    _print_times("to the replacement that stayed Running, from the burst began", since_burst, count)
+    _print_times(FROM_DELETION, since_own, count)
+    return since_own
 
 
 def _print_times(what: str, times: list[float], count: int) -> None:
@@ -208,14 +219,27 @@ def _print_times(what: str, times: list[float], count: int) -> None:
         )
 
 
-def run(jobs: int, workers: int, delete: int, delete_delay: str, options: list[str]) -> None:
-    """Start a cluster and the operator (with these options), apply the jobs, delete a burst of
-    their workers."""
+def run(
+    jobs: int, workers: int, delete: int, delete_delay: str, *, bursts: int, options: list[str]
+) -> None:
+    """Start a cluster and the operator (with these options), apply the jobs, delete bursts of
+    their workers (worker 1 of each job, then worker 2...), one after another settled."""
     with operator_on_kwok(jobs * (workers + 1) * 2, *options) as (cluster, operator):
         delay = {DELETE_DELAY_ANNOTATION: delete_delay} if delete_delay else None
         measure_burst(cluster, jobs, workers, delay)
         time.sleep(5)  # the last status writes of the burst
-        measure_deletions(cluster.layout, delete, operator.pid)
+        pooled: dict[str, list[float]] = {}
+        for burst in range(bursts):
+            index = 1 + burst % (workers - 1)
+            print(f"-- burst {burst + 1} of {bursts}: worker {index} of {delete} jobs")
+            for what, times in measure_deletions(
+                cluster.layout, delete, operator.pid, index
+            ).items():
+                pooled.setdefault(what, []).extend(times)
+        if bursts > 1:
+            print(f"-- the {bursts} bursts together:")
+            for what, times in pooled.items():
+                _print_times(what, sorted(times), delete * bursts)
 
 
 def main() -> None:
@@ -225,13 +249,21 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--delete", type=int, default=50)
     parser.add_argument("--delete-delay", default="", help="e.g. 2s (kwok's pod-delete stage)")
+    parser.add_argument("--bursts", type=int, default=1, help="one after another, settled")
     parser.add_argument(
         "--operator-option", action="append", default=[], help="e.g. --workers=16 (repeatable)"
     )
     args = parser.parse_args()
     when = f"after {args.delete_delay}" if args.delete_delay else "at once"
     print(f"kwok removes a deleted pod {when}; operator options: {args.operator_option}")
-    run(args.jobs, args.workers, args.delete, args.delete_delay, args.operator_option)
+    run(
+        args.jobs,
+        args.workers,
+        args.delete,
+        args.delete_delay,
+        bursts=args.bursts,
+        options=args.operator_option,
+    )
 
 
 if __name__ == "__main__":

@@ -131,9 +131,7 @@ class Controller:
             plan = plan_reconcile(
                 body, children, now, lost, served, deleted_nodes=deleted, kueue=kueue
             )
-            if (hold := self.status_pacer.hold_for(key, body, plan)) is not None:
-                self._call_soon(self.enqueue_after, key, hold + 0.05)  # a recount, said then
-                return
+            plan = self.status_pacer.pace(key, body, plan)  # a recount may wait (requeue_after)
             carried = execute_plan(self.api, body, plan)
         except RetryableError as error:
             # The children created before the failed call exist: remembered, so that the next

@@ -3,10 +3,14 @@
 While workers come up one after another ("3/8 ready", then "4/8 ready"...), or are replaced in a
 burst, every pass would patch the job to say the next count: a write per pod, and an answer the
 next pass has to wait for. A patch that changes nothing but those counts (and the message that
-states them), in a pass that does nothing else, waits until HOLD_SECONDS have passed since the
-operator last wrote the job's status; a phase change, a condition's new reason, and every pass
-that creates, deletes or announces something are written at once. The pass the hold's timer
-brings writes the counts as they are then: what was held is said late, never lost.
+states them) waits until HOLD_SECONDS have passed since the operator last wrote the job's status;
+the rest of its pass goes ahead without it (a replacement pod is created at once, its recount
+said later). A phase change, a condition's new reason, a new attempt or any other field is
+written at once, with the pass. The pass the hold's timer brings writes the counts as they are
+then: what was held is said late, never lost.
+
+A pass that writes no status makes its children without the resourceVersion check the status
+write carries (reconcile.execute_plan): as every pass that has nothing to say in status does.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import fields
+from dataclasses import replace
 from typing import Any, Final
 
 from ringleader.cache import Key
@@ -39,15 +43,6 @@ def _but_messages(conditions: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
     return [{k: v for k, v in x.items() if k != "message"} for x in conditions]
 
 
-# What a plan may hold besides the recount and still do nothing else.
-NOT_DOING: Final = frozenset({"status_patch", "requeue_after"})
-
-
-def does_nothing_else(plan: Plan) -> bool:
-    """The plan writes its status patch and nothing more (a timer to come back may be set)."""
-    return not any(getattr(plan, f.name) for f in fields(plan) if f.name not in NOT_DOING)
-
-
 class StatusPacer:
     """When each job's status was last written by the controller, and how long a recount that
     comes after it waits."""
@@ -57,10 +52,18 @@ class StatusPacer:
         self._written: dict[Key, float] = {}
         self._lock = threading.Lock()  # passes of different jobs run in different threads
 
+    def pace(self, key: Key, body: Mapping[str, Any], plan: Plan) -> Plan:
+        """The plan to carry out now: as it is, or without a recount that must wait, and back
+        (requeue_after) when it may be written."""
+        hold = self.hold_for(key, body, plan)
+        if hold is None:
+            return plan
+        again = hold if plan.requeue_after is None else min(hold, plan.requeue_after)
+        return replace(plan, status_patch=None, requeue_after=again)
+
     def hold_for(self, key: Key, body: Mapping[str, Any], plan: Plan) -> float | None:
-        """Seconds this plan's recount waits, or None: carry the plan out now."""
-        recount = only_recounts(body.get("status") or {}, plan.status_patch)
-        if not (recount and does_nothing_else(plan)):
+        """Seconds this plan's status patch waits (a recount soon after a write), or None."""
+        if not only_recounts(body.get("status") or {}, plan.status_patch):
             return None
         with self._lock:
             last = self._written.get(key)

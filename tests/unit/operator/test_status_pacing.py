@@ -1,5 +1,5 @@
-"""Status writes that only recount workers wait HOLD_SECONDS after the last one; a phase change,
-and a pass that does anything else, is written at once."""
+"""Status writes that only recount workers wait HOLD_SECONDS after the last one, the rest of their
+pass going ahead; a phase change is written at once."""
 
 from __future__ import annotations
 
@@ -87,3 +87,37 @@ def test_only_counts_and_the_messages_stating_them_are_a_recount() -> None:
     assert not only_recounts(old, {**recount, "conditions": new_reason})
     assert not only_recounts(old, {"workers": "1/2", "startTime": "2026-05-06T07:08:09Z"})
     assert not only_recounts(old, None)
+
+
+def worker(controller: Controller, index: int) -> dict[str, Any]:
+    (pod,) = (
+        p for p in controller.cache.children(KEY) if pods.is_worker(p) and pods.index_of(p) == index
+    )
+    return pod
+
+
+def test_a_replacement_is_made_at_once_and_its_recount_said_when_the_hold_ends() -> None:
+    controller, api, clock, timers = started()
+    ready(controller, 0)
+    ready(controller, 1)
+    controller._reconcile(KEY)
+    assert api.jobs[KEY]["status"]["phase"] == "Running"
+    clock.now += 3.0
+    leaving = worker(controller, 1)
+    leaving["metadata"]["deletionTimestamp"] = "2026-05-06T07:08:09Z"
+    controller.cache.put_child(leaving)
+    controller._reconcile(KEY)  # a phase change: written at once
+    status = api.jobs[KEY]["status"]
+    assert status["phase"] == "Starting" and "being deleted" in str(status["conditions"])
+    patches, timers[:] = len(api.patches), []
+    clock.now += 0.5
+    controller.cache.put_child(leaving, deleted=True)
+    controller._reconcile(KEY)
+    assert len(api.patches) == patches  # "1/2 ready" without the leaving pod: held...
+    assert len(api.created) == 5  # ...and the replacement made at once (4 children, then it)
+    ((key, delay),) = timers
+    assert key == KEY and delay <= HOLD_SECONDS - 0.5 + 0.1
+    clock.now += delay
+    controller._reconcile(KEY)  # the timer's pass
+    assert len(api.patches) == patches + 1
+    assert "being deleted" not in str(api.jobs[KEY]["status"]["conditions"])
