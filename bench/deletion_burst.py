@@ -227,7 +227,9 @@ def run(
     with operator_on_kwok(jobs * (workers + 1) * 2, *options) as (cluster, operator):
         delay = {DELETE_DELAY_ANNOTATION: delete_delay} if delete_delay else None
         measure_burst(cluster, jobs, workers, delay)
-        time.sleep(5)  # the last status writes of the burst
+        # Past the status write of every job whose trainers report nothing (kwok's pods serve no
+        # progress), a minute after its workers started: not the bursts' doing.
+        time.sleep(c.NOT_REPORTED_AFTER_SECONDS + 10)
         pooled: dict[str, list[float]] = {}
         for burst in range(bursts):
             index = 1 + burst % (workers - 1)
