@@ -121,8 +121,10 @@ def _watch(
 
 def _victims(pods: list[Any], count: int, index: int) -> list[Any]:
     """Worker `index` of the first `count` jobs (job-0, job-1, ...)."""
-    labelled = (p for p in pods if not p.metadata.deletion_timestamp)
-    ones = [p for p in labelled if p.metadata.labels.get(c.LABEL_REPLICA_INDEX) == str(index)]
+    standing = (p for p in pods if not p.metadata.deletion_timestamp)
+    ones = [
+        p for p in standing if (p.metadata.labels or {}).get(c.LABEL_REPLICA_INDEX) == str(index)
+    ]
     ones.sort(key=lambda p: int(p.metadata.labels[c.LABEL_JOB_NAME].removeprefix("job-")))
     return ones[:count]
 
