@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tools.localcluster.cluster import CONTROL_PLANE
 from tools.localcluster.layout import Layout
 from tools.localcluster.processes import recorded_pid
 
-CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+DAEMONS = (*CONTROL_PLANE, "kwok")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -20,6 +21,6 @@ def cpu_seconds(pid: int) -> float:
 def cpu_by_process(layout: Layout, operator_pid: int) -> dict[str, float]:
     """CPU seconds used so far by the operator, each daemon of the cluster that runs, and the
     bench itself (its watch parses every event: it shares the machine too)."""
-    pids = {name: recorded_pid(layout.run_dir, name) for name in CONTROL_PLANE}
+    pids = {name: recorded_pid(layout.run_dir, name) for name in DAEMONS}
     used = {name: cpu_seconds(pid) for name, pid in pids.items() if pid is not None}
     return {"operator": cpu_seconds(operator_pid), **used, "bench": cpu_seconds(os.getpid())}

@@ -37,11 +37,17 @@ def started() -> tuple[Controller, WritesKept, Clock, list[tuple[Any, ...]]]:
     return controller, api, clock, timers
 
 
+def worker(controller: Controller, index: int) -> dict[str, Any]:
+    """The job's one worker pod of that index, as the cache holds it."""
+    (pod,) = (
+        p for p in controller.cache.children(KEY) if pods.is_worker(p) and pods.index_of(p) == index
+    )
+    return pod
+
+
 def ready(controller: Controller, index: int) -> None:
     """The watch reports worker `index` running and ready."""
-    for child in controller.cache.children(KEY):
-        if pods.is_worker(child) and pods.index_of(child) == index:
-            controller.cache.put_child(running(child))
+    controller.cache.put_child(running(worker(controller, index)))
 
 
 def test_a_recount_soon_after_a_write_waits_and_is_written_when_its_timer_comes() -> None:
@@ -87,13 +93,6 @@ def test_only_counts_and_the_messages_stating_them_are_a_recount() -> None:
     assert not only_recounts(old, {**recount, "conditions": new_reason})
     assert not only_recounts(old, {"workers": "1/2", "startTime": "2026-05-06T07:08:09Z"})
     assert not only_recounts(old, None)
-
-
-def worker(controller: Controller, index: int) -> dict[str, Any]:
-    (pod,) = (
-        p for p in controller.cache.children(KEY) if pods.is_worker(p) and pods.index_of(p) == index
-    )
-    return pod
 
 
 def test_a_replacement_is_made_at_once_and_its_recount_said_when_the_hold_ends() -> None:
