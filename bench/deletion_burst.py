@@ -109,12 +109,17 @@ class PodLog:
 def _watch(
     api: client.CoreV1Api, watcher: watch.Watch, version: str, log: PodLog, known: set[str]
 ) -> None:
-    stream = watcher.stream(
-        api.list_namespaced_pod, NAMESPACE, resource_version=version, timeout_seconds=600
-    )
+    """Record the namespace's pod events until the watcher is stopped. No timeout_seconds: with
+    one, the client takes a watch the API server ended for its own end, and the API server ends
+    a watcher it finds slow to read (this one parses each pod into a model): the burst's later
+    creations went unseen and the burst looked unsettled. Without, the client watches again
+    from the last version it saw."""
+    stream = watcher.stream(api.list_namespaced_pod, NAMESPACE, resource_version=version)
     try:
         for event in stream:
             log.record(event["type"], event["object"], time.monotonic(), known)
+    except client.ApiException as error:  # 410: this run's figures would be missing events
+        print(f"the bench's watch of pods failed, events missed: {error.status} {error.reason}")
     except urllib3.exceptions.HTTPError:
         pass  # the cluster is going away at the end of the run
 

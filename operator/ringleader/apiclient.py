@@ -30,9 +30,10 @@ Timeout = tuple[float, float]  # seconds to connect, seconds to wait for an answ
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # A projected service-account token is rotated by the kubelet (hourly); read it again this often.
 TOKEN_REREAD_SECONDS = 60.0
-# Connections kept open to the API server: the reconcile workers, the poller's writes and the
-# watch threads share them; a request beyond them opens one of its own, closed after it.
-POOL_SIZE = 16
+# Connections kept open to the API server: the reconcile workers (8), the event senders (4), the
+# poller's writes and the watch threads (7 watching all namespaces, each holding one) share
+# them; a request beyond them opens one of its own, closed after it.
+POOL_SIZE = 24
 
 MERGE_PATCH = "application/merge-patch+json"
 

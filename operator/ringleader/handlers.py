@@ -1,6 +1,5 @@
-"""kopf glue: watch jobs, their children and node deletions (PodGroups and Kueue Workloads:
-optionalwatch.py) and feed the controller's queue; answer the validating admission webhook when
-it is served.
+"""kopf glue: watch jobs (kopf), their children and node deletions (listwatch.py) and feed the
+controller's queue; answer the validating admission webhook when it is served.
 
 The event handlers are coroutines on purpose: kopf runs plain functions in a thread pool, and
 the controller's asyncio queue must only be touched from the event loop's thread.
@@ -9,6 +8,7 @@ the controller's asyncio queue must only be touched from the event loop's thread
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import copy
 import functools
 import logging
@@ -24,8 +24,8 @@ from ringleader.apiclient import load_credentials
 from ringleader.controller import Controller
 from ringleader.eventsender import EventSender
 from ringleader.eventseries import HEARTBEAT_SECONDS
-from ringleader.kube import CustomObjects, KubeApi, connect
-from ringleader.optionalwatch import OptionalWatch, Source
+from ringleader.kube import KubeApi, Selection, connect
+from ringleader.listwatch import Deliver, ListWatch, Source
 from ringleader.peering import follow_pauses
 from ringleader.poller import ProgressPoller
 
@@ -33,7 +33,7 @@ CHILD_LABELS = {c.LABEL_MANAGED_BY: c.MANAGED_BY}
 CONTROLLER_KEY = "ringleader_controller"
 POLLER_KEY = "ringleader_progress_poller"
 EVENT_HEARTBEAT_KEY = "ringleader_event_heartbeat"
-WATCHES_KEY = "ringleader_optional_watches"
+WATCHES_KEY = "ringleader_watches"
 # At shutdown, the events still queued are written within this (the pod's grace period is 30 s).
 EVENTS_AT_EXIT_SECONDS = 5.0
 
@@ -93,7 +93,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     )
     controller.start()
     memo[CONTROLLER_KEY] = controller
-    memo[WATCHES_KEY] = _watch_optional_children(api, controller, memo.get("namespaces"))
+    memo[WATCHES_KEY] = _watch_children_and_nodes(api, controller, memo.get("namespaces"))
     memo[EVENT_HEARTBEAT_KEY] = asyncio.create_task(_write_event_series(api))
     interval = memo.get("progress_interval", 5.0)
     if interval > 0:
@@ -193,75 +193,95 @@ def _relist_after_a_listing(controller: Controller, event_type: str | None) -> N
         controller.relister.soon()
 
 
-def _child_event(event: kopf.RawEvent, memo: kopf.Memo) -> None:
-    _child_changed(_controller(memo), event["type"], dict(event["object"]))
-
-
 def _child_changed(controller: Controller, event_type: str | None, obj: dict[str, Any]) -> None:
-    _relist_after_a_listing(controller, event_type)
     deleted = event_type == "DELETED"
     key = controller.cache.put_child(obj, deleted=deleted)
     if key is not None:
         controller.enqueue(key, urgent=deleted)
 
 
-# The optional APIs a job's children may belong to: the gang schedulers' PodGroups (their status
-# says why a gang waits, gang.explain_unplaced) and Kueue's Workloads (queueing.py).
-OPTIONAL_CHILDREN = (
-    (gang.VOLCANO.group, gang.VOLCANO.version, gang.VOLCANO.plural),
-    (gang.COSCHEDULING.group, gang.COSCHEDULING.version, gang.COSCHEDULING.plural),
-    (*c.KUEUE_API_VERSION.split("/"), "workloads"),
+def _children_changed(controller: Controller, event_type: str | None, objs: list[Any]) -> None:
+    _relist_after_a_listing(controller, event_type)
+    for obj in objs:
+        _child_changed(controller, event_type, obj)
+
+
+def _nodes_changed(controller: Controller, event_type: str | None, objs: list[Any]) -> None:
+    """Only a node's deletion matters (its pods would otherwise look Running for 40 s or more,
+    until the pod garbage collector removes them)."""
+    if event_type == "DELETED":
+        for node in objs:
+            controller.node_deleted(node["metadata"]["name"])
+
+
+# What the operator watches besides its jobs (apiVersion, plural): the kinds it makes, then the
+# optional APIs its children may belong to: the gang schedulers' PodGroups (their status says why
+# a gang waits, gang.explain_unplaced) and Kueue's Workloads (queueing.py).
+CHILDREN = (
+    ("v1", "pods"),
+    ("v1", "services"),
+    ("v1", "persistentvolumeclaims"),
+    (gang.VOLCANO.api_version, gang.VOLCANO.plural),
+    (gang.COSCHEDULING.api_version, gang.COSCHEDULING.plural),
+    (c.KUEUE_API_VERSION, "workloads"),
 )
 
 
-def _watch_optional_children(
+def _watch_children_and_nodes(
     api: KubeApi, controller: Controller, namespaces: list[str] | None
-) -> list[OptionalWatch]:
-    """Watched by optionalwatch, not kopf: these APIs come and go with their schedulers."""
-    loop = asyncio.get_running_loop()
-
-    def deliver(event_type: str | None, obj: dict[str, Any]) -> None:
-        loop.call_soon_threadsafe(_child_changed, controller, event_type, obj)
-
+) -> list[ListWatch]:
+    """Start a watch (listwatch.py) of each kind of child, in each namespace watched, and one
+    of the nodes."""
     selector = ",".join(f"{k}={v}" for k, v in CHILD_LABELS.items())
     scopes: list[str | None] = list(namespaces) if namespaces else [None]  # None: all
-    watches = []
-    for group, version, plural in OPTIONAL_CHILDREN:
-        for namespace in scopes:
-            where = CustomObjects(group, version, plural, namespace, selector)
-            name = f"{plural}.{group}"
-            source = Source(
-                name=f"{name} in {namespace}" if namespace else name,
-                list_all=functools.partial(api.list_custom_objects, where),
-                watch_from=functools.partial(api.watch_custom_objects, where),
-            )
-            watch = OptionalWatch(source, deliver)
-            watch.start()
-            watches.append(watch)
+    children = _deliver_on_loop(functools.partial(_children_changed, controller))
+    watches = [
+        _watch(api, Selection(version, plural, namespace, selector), children)
+        for version, plural in CHILDREN
+        for namespace in scopes
+    ]
+    nodes = _deliver_on_loop(functools.partial(_nodes_changed, controller))
+    watches.append(_watch(api, Selection("v1", "nodes", None, ""), nodes))
     return watches
 
 
-@kopf.on.event("v1", "pods", labels=CHILD_LABELS)
-async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    """A pod the operator made changed."""
-    _child_event(event, memo)
+def _watch(api: KubeApi, where: Selection, deliver: Deliver) -> ListWatch:
+    name = where.plural if where.api_version == "v1" else f"{where.plural} {where.api_version}"
+    source = Source(
+        name=f"{name} in {where.namespace}" if where.namespace else name,
+        list_pages=functools.partial(api.list_objects, where),
+        watch_from=functools.partial(api.watch_objects, where),
+    )
+    watch = ListWatch(source, deliver)
+    watch.start()
+    return watch
 
 
-@kopf.on.event("v1", "services", labels=CHILD_LABELS)
-async def service_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    """A Service the operator made changed."""
-    _child_event(event, memo)
+def _deliver_on_loop(handle: Deliver) -> Deliver:
+    """What a watch thread delivers, handled on the event loop's thread (the controller's queue
+    lives there). A listed page is waited for before the next is read, so that a listing of
+    thousands of pods is never held at once; a watch event is not (a burst's events would
+    otherwise wait on the loop one by one)."""
+    loop = asyncio.get_running_loop()
 
+    def on_loop(
+        event_type: str | None, objs: list[Any], handled: concurrent.futures.Future[None] | None
+    ) -> None:
+        try:
+            handle(event_type, objs)
+        finally:
+            if handled is not None:
+                handled.set_result(None)
 
-@kopf.on.event("v1", "persistentvolumeclaims", labels=CHILD_LABELS)
-async def claim_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    """A PersistentVolumeClaim the operator made changed."""
-    _child_event(event, memo)
+    def deliver(event_type: str | None, objs: list[Any]) -> None:
+        handled: concurrent.futures.Future[None] | None = None
+        if event_type is None:  # a listed page
+            handled = concurrent.futures.Future()
+        try:
+            loop.call_soon_threadsafe(on_loop, event_type, objs, handled)
+        except RuntimeError:  # the loop is closed: the operator is exiting
+            return
+        if handled is not None:
+            handled.result()
 
-
-@kopf.on.event("v1", "nodes")
-async def node_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    """A node changed: only its deletion matters (its pods would otherwise look Running for
-    40 s or more, until the pod garbage collector removes them)."""
-    if event["type"] == "DELETED":
-        _controller(memo).node_deleted(event["object"]["metadata"]["name"])
+    return deliver

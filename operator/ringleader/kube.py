@@ -102,16 +102,25 @@ USER_AGENT = "ringleader-operator"
 WATCH_SECONDS = 300  # the server ends a watch after this; it is started again from where it was
 
 
-@dataclass(frozen=True)
-class CustomObjects:
-    """Objects of a custom resource: its group, version and plural, a namespace (None: all),
-    and a label selector."""
+# Items a page of a watch's listing holds: a listing of thousands of pods is never held at once.
+LIST_PAGE_SIZE = 500
 
-    group: str
-    version: str
+
+@dataclass(frozen=True)
+class Selection:
+    """Objects of one resource, for a watch: its apiVersion ("v1" for the core group) and
+    plural, a namespace (None: all), and a label selector ("": every object)."""
+
+    api_version: str
     plural: str
     namespace: str | None
     selector: str
+
+    def path(self) -> str:
+        """The resource's path (its objects in the namespace, or in all)."""
+        if self.api_version == "v1":
+            return core_path(self.plural, self.namespace)
+        return apis_path(self.api_version, self.plural, self.namespace)
 
 
 def connect(kubeconfig: str | None = None) -> RestClient:
@@ -324,25 +333,37 @@ class KubeApi:
         groups = found.get("groups") or []
         return frozenset(v["groupVersion"] for g in groups for v in g.get("versions") or [])
 
-    def list_custom_objects(self, where: CustomObjects) -> tuple[list[Obj], str]:
-        """Every object of a custom resource (in one namespace or all) with these labels, and
-        the list's resourceVersion to watch from. The ApiError (404: not served) is raised."""
-        found = self.rest.request(
-            "GET", _custom_path(where), query={"labelSelector": where.selector}
-        )
-        return list(found.get("items") or []), str(found["metadata"]["resourceVersion"])
+    def list_objects(self, where: Selection) -> Iterator[tuple[list[Obj], str]]:
+        """The selected objects, a page at a time (LIST_PAGE_SIZE), each page with the list's
+        resourceVersion to watch from once the last is read; each item says its kind and
+        apiVersion (a List's items do not). The ApiError (404: not served) is raised."""
+        token: str | None = None
+        while True:
+            query = {"labelSelector": where.selector or None, "limit": LIST_PAGE_SIZE}
+            found = self.rest.request("GET", where.path(), query={**query, "continue": token})
+            items = list(found.get("items") or [])
+            kind = str(found.get("kind") or "").removesuffix("List")
+            for item in items:
+                item.setdefault("kind", kind)
+                item.setdefault("apiVersion", found.get("apiVersion"))
+            meta = found.get("metadata") or {}
+            yield items, str(meta["resourceVersion"])
+            token = meta.get("continue")
+            if not token:
+                return
 
-    def watch_custom_objects(self, where: CustomObjects, since: str) -> Iterator[Obj]:
-        """The raw watch events of such objects from resourceVersion `since`, until the server
-        ends the watch (WATCH_SECONDS); an ERROR event is raised as ApiError (410: expired)."""
+    def watch_objects(self, where: Selection, since: str) -> Iterator[Obj]:
+        """The raw watch events of the selected objects from resourceVersion `since`, until the
+        server ends the watch (WATCH_SECONDS); an ERROR event is raised as ApiError (410:
+        expired)."""
         query = {
-            "labelSelector": where.selector,
+            "labelSelector": where.selector or None,
             "resourceVersion": since,
             "timeoutSeconds": WATCH_SECONDS,
             "allowWatchBookmarks": "true",
         }
         timeout = (REQUEST_TIMEOUT[0], WATCH_SECONDS + 60.0)
-        yield from self.rest.watch(_custom_path(where), query, timeout)
+        yield from self.rest.watch(where.path(), query, timeout)
 
     def dry_run_pod(self, pod: Obj) -> None:
         """Create a pod as a server-side dry run: validated and admitted, never stored. Raises
@@ -468,10 +489,6 @@ class KubeApi:
 
 
 EVENTS_API_VERSION = "events.k8s.io/v1"
-
-
-def _custom_path(where: CustomObjects) -> str:
-    return apis_path(f"{where.group}/{where.version}", where.plural, where.namespace)
 
 
 def _micro_time_now() -> str:

@@ -38,7 +38,7 @@ def coscheduling_api(kube: Kube, namespace: str, operator: OperatorProcess) -> I
         )
         yield
     finally:
-        # With the operator running and watching PodGroups (optionalwatch.py: kopf 1.45 would
+        # With the operator running and watching PodGroups (listwatch.py: kopf 1.45 would
         # exit if its watch were answered 404 before it noticed the CRD's deletion).
         kube.run("delete", "crd", "podgroups.scheduling.x-k8s.io", "--wait=true", check=False)
 

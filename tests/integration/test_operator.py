@@ -248,7 +248,7 @@ def test_a_job_out_of_restarts_fails_and_says_why(
     decided = f"{namespace}/train MaxRestartsExceeded: "
     log = operator.log_path.read_text(errors="replace")
     assert decided in log, operator.log_tail()  # the operator's log says what it decided
-    assert "Handler 'pod_event' succeeded" not in log  # and is not buried in kopf's chatter
+    assert "Handler 'job_event' succeeded" not in log  # and is not buried in kopf's chatter
 
 
 def test_a_finished_job_is_deleted_after_its_ttl_with_everything_it_made(

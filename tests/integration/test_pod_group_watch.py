@@ -1,4 +1,4 @@
-"""optionalwatch against a real API server: PodGroups seen while their CRD exists; the CRD
+"""listwatch against a real API server: PodGroups seen while their CRD exists; the CRD
 deleted under the watch (a gang scheduler uninstalled) and installed again: the watch waits,
 then sees them again. The thread never ends on its own."""
 
@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from ringleader import gang
-from ringleader.kube import CustomObjects, KubeApi, connect
-from ringleader.optionalwatch import OptionalWatch, Source
+from ringleader.kube import KubeApi, Selection, connect
+from ringleader.listwatch import ListWatch, Source
 from tests.integration.test_gang import CRD
 from tests.kube import Kube, wait_until
 
@@ -27,9 +27,9 @@ class Seen:
         self.lock = threading.Lock()
         self.events: list[tuple[str | None, str]] = []
 
-    def deliver(self, kind: str | None, obj: dict[str, Any]) -> None:
+    def deliver(self, kind: str | None, objs: list[dict[str, Any]]) -> None:
         with self.lock:
-            self.events.append((kind, obj["metadata"]["name"]))
+            self.events += [(kind, obj["metadata"]["name"]) for obj in objs]
 
     def saw(self, name: str) -> bool:
         with self.lock:
@@ -53,17 +53,17 @@ def pod_group(name: str) -> dict[str, Any]:
 @pytest.fixture
 def watching(kube: Kube, namespace: str) -> Iterator[tuple[Seen, threading.Thread]]:
     api = KubeApi(connect(str(kube.kubeconfig)))
-    where = CustomObjects(
-        gang.COSCHEDULING.group, gang.COSCHEDULING.version, "podgroups", namespace,
+    where = Selection(
+        gang.COSCHEDULING.api_version, "podgroups", namespace,
         "app.kubernetes.io/managed-by=ringleader",
     )  # fmt: skip
     seen = Seen()
     source = Source(
         CRD_NAME,
-        lambda: api.list_custom_objects(where),
-        lambda since: api.watch_custom_objects(where, since),
+        lambda: api.list_objects(where),
+        lambda since: api.watch_objects(where, since),
     )
-    watch = OptionalWatch(source, seen.deliver, idle_seconds=1, backoff=1)
+    watch = ListWatch(source, seen.deliver, idle_seconds=1, backoff=1)
     thread = watch.start()
     try:
         yield seen, thread

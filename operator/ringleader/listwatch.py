@@ -1,14 +1,17 @@
-"""Objects of an optional API (the gang schedulers' PodGroups, Kueue's Workloads) watched while
-it is served, and looked for again while it is not.
+"""The operator's watches of its jobs' children and of nodes: list, then watch from the list's
+version, in a thread of their own; kopf watches only the jobs.
 
-kopf watches a custom resource for as long as its CRD exists; but when a watch is answered 404
-before kopf has seen the CRD go (a scheduler uninstalled), kopf 1.45 ends the whole operator.
-These APIs belong to optional schedulers that come and go, so they get a watch of their own, in
-a thread, to which "not found" means "not installed now": it delivers nothing until the API is
-back, looking again every `idle_seconds`.
+Why not kopf's watches: kopf (1.45) sends no label selector unless told, so it would list and
+watch every pod, Service and claim of the cluster, not only ours; it waits out a batching window
+(0.1 s) on each object before its handler sees an event, keeps a memory per object and deep
+copies every body to detect changes our handlers never read. And for an optional API (the gang
+schedulers' PodGroups, Kueue's Workloads) a watch answered 404 before kopf has seen the CRD go
+(a scheduler uninstalled) ends the whole operator. Here "not found" means "not installed now":
+the watch delivers nothing until the API is back, looking again every `idle_seconds`.
 
-What it delivers goes where kopf's events go (handlers._child_changed): the cache, then the job's
-queue. A listing's items come with type None, as kopf's do, so the relister runs after it.
+A listing comes a page at a time (kube.LIST_PAGE_SIZE items), each page delivered with type
+None, even an empty one (the relister runs after a listing: it finds what went while nobody
+watched); a watch event comes as a list of one object.
 """
 
 from __future__ import annotations
@@ -24,24 +27,25 @@ import urllib3
 from ringleader.apiclient import ApiError
 from ringleader.kube import RetryableError
 
-log = logging.getLogger("ringleader.optionalwatch")
+log = logging.getLogger("ringleader.listwatch")
 
 Obj = dict[str, Any]
-Listing = tuple[list[Obj], str]  # the items, and the resourceVersion to watch from
-Deliver = Callable[[str | None, Obj], None]  # (event type, object); None: listed
+Page = tuple[list[Obj], str]  # the items, and the list's resourceVersion to watch from
+Deliver = Callable[[str | None, list[Obj]], None]  # (event type, objects); None: a listed page
 
 
 @dataclass(frozen=True)
 class Source:
-    """The API calls of one watch: list everything, then watch from a resourceVersion."""
+    """The API calls of one watch: list everything a page at a time, then watch from a
+    resourceVersion."""
 
     name: str  # for the log, e.g. podgroups.scheduling.x-k8s.io
-    list_all: Callable[[], Listing]
+    list_pages: Callable[[], Iterable[Page]]
     watch_from: Callable[[str], Iterable[Obj]]  # raw watch events; ends when the server ends it
 
 
-class OptionalWatch:
-    """One API's objects (of one namespace, or all), delivered while it is served."""
+class ListWatch:
+    """One resource's objects (of one namespace, or all), delivered while its API is served."""
 
     def __init__(
         self, source: Source, deliver: Deliver, idle_seconds: float = 10.0, backoff: float = 5.0
@@ -77,6 +81,8 @@ class OptionalWatch:
                 )
             except (RetryableError, urllib3.exceptions.HTTPError) as error:
                 log.warning("watch of %s: no answer: %s", self.source.name, error)
+            except Exception:  # a watch thread that ends leaves the operator blind
+                log.exception("watch of %s broke: listing again", self.source.name)
             self.stopped.wait(self.backoff)
 
     def _not_served(self) -> None:
@@ -87,14 +93,15 @@ class OptionalWatch:
         self.served = False
 
     def _list_and_watch(self) -> None:
-        items, version = self.source.list_all()
-        if self.served is False:
-            log.info("%s served again: watching it", self.source.name)
-        self.served = True
-        for item in items:
-            self.deliver(None, item)
+        version = ""  # the last page's: every page of a listing has the same
+        for number, (items, page_version) in enumerate(self.source.list_pages()):
+            if number == 0 and self.served is False:
+                log.info("%s served again: watching it", self.source.name)
+            self.served = True
+            version = page_version
+            self.deliver(None, items)
         for event in self._events(version):
-            self.deliver(event["type"], event["object"])
+            self.deliver(event["type"], [event["object"]])
 
     def _events(self, version: str) -> Iterator[Obj]:
         """The watch's events until it ends; returns on 410 (expired: list again)."""

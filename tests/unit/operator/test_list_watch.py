@@ -1,5 +1,6 @@
-"""optionalwatch: PodGroups listed and watched while their API is served; a 404 (the scheduler
-uninstalled) waits for the API to come back instead of ending anything; 410 lists again."""
+"""listwatch: objects listed a page at a time, then watched, while their API is served; a 404
+(a scheduler uninstalled) waits for the API to come back instead of ending anything; 410 lists
+again."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ringleader.apiclient import ApiError
-from ringleader.optionalwatch import Listing, OptionalWatch, Source
+from ringleader.listwatch import ListWatch, Page, Source
 
 Obj = dict[str, Any]
 
@@ -22,16 +23,19 @@ def event(kind: str, name: str, version: str) -> Obj:
 
 class Api:
     """A scripted API server: each list and each watch takes the next answer of its script (an
-    exception is raised); once the scripts run out, the watch is stopped."""
+    exception is raised; a listing is one page, or a list of pages); once the scripts run out,
+    the watch is stopped."""
 
     def __init__(self, lists: list[Any], watches: list[Any]) -> None:
         self.lists, self.watches = lists, watches
         self.watched_from: list[str] = []
         self.delivered: list[tuple[str | None, str]] = []
-        self.watch: OptionalWatch | None = None
+        self.listed_pages = 0
+        self.watch: ListWatch | None = None
 
-    def list_all(self) -> Listing:
-        return self._next(self.lists)  # type: ignore[no-any-return]
+    def list_pages(self) -> list[Page]:
+        answer = self._next(self.lists)
+        return answer if isinstance(answer, list) else [answer]
 
     def watch_from(self, version: str) -> Iterator[Obj]:
         self.watched_from.append(version)
@@ -47,12 +51,16 @@ class Api:
             raise answer
         return answer
 
-    def deliver(self, kind: str | None, obj: Obj) -> None:
-        self.delivered.append((kind, obj["metadata"]["name"]))
+    def deliver(self, kind: str | None, objs: list[Obj]) -> None:
+        if kind is None:
+            self.listed_pages += 1
+        else:
+            assert len(objs) == 1  # a watch event is delivered alone
+        self.delivered += [(kind, obj["metadata"]["name"]) for obj in objs]
 
     def run(self) -> None:
-        source = Source("podgroups.test", self.list_all, self.watch_from)
-        self.watch = OptionalWatch(source, self.deliver, idle_seconds=0, backoff=0)
+        source = Source("podgroups.test", self.list_pages, self.watch_from)
+        self.watch = ListWatch(source, self.deliver, idle_seconds=0, backoff=0)
         thread = self.watch.start()
         thread.join(timeout=10)
         assert not thread.is_alive()
@@ -72,6 +80,23 @@ def test_a_listing_is_delivered_as_listed_then_each_event_and_the_watch_goes_on_
     assert api.delivered[:3] == [(None, "a"), ("MODIFIED", "a"), ("DELETED", "a")]
     # A watch the server ended goes on from the newest version seen, a bookmark's too.
     assert api.watched_from[:2] == ["7", "9"]
+
+
+def test_a_paged_listing_is_delivered_page_by_page_and_watched_from_its_version() -> None:
+    api = Api(
+        lists=[[([group("a", "3"), group("b", "4")], "9"), ([group("c", "5")], "9")]],
+        watches=[[event("ADDED", "d", "10")]],
+    )
+    api.run()
+    assert api.delivered[:4] == [(None, "a"), (None, "b"), (None, "c"), ("ADDED", "d")]
+    assert api.watched_from[:1] == ["9"]
+
+
+def test_an_empty_listing_is_still_delivered_so_that_the_relister_runs() -> None:
+    api = Api(lists=[([], "1")], watches=[])
+    api.run()
+    assert api.listed_pages >= 1
+    assert api.delivered == []
 
 
 def test_an_api_not_served_is_waited_for_and_watched_once_it_is() -> None:
@@ -112,13 +137,23 @@ def test_a_failing_server_is_tried_again() -> None:
     assert api.delivered[:1] == [(None, "e")]
 
 
+def test_an_unexpected_error_mid_watch_lists_again_instead_of_ending_the_thread() -> None:
+    api = Api(
+        lists=[([group("f", "3")], "3"), ([group("f", "6")], "6")],
+        watches=[ValueError("a line that is not JSON"), [event("MODIFIED", "f", "7")]],
+    )
+    api.run()
+    assert api.delivered[:3] == [(None, "f"), (None, "f"), ("MODIFIED", "f")]
+    assert api.watched_from[:2] == ["3", "6"]
+
+
 def test_stop_ends_the_thread_while_it_waits_for_the_api() -> None:
     source = Source(
         "podgroups.test",
-        list_all=lambda: (_ for _ in ()).throw(ApiError(status=404)),
+        list_pages=lambda: (_ for _ in ()).throw(ApiError(status=404)),
         watch_from=lambda version: iter(()),
     )
-    watch = OptionalWatch(source, lambda kind, obj: None, idle_seconds=3600)
+    watch = ListWatch(source, lambda kind, objs: None, idle_seconds=3600)
     thread = watch.start()
     watch.stop()
     thread.join(timeout=5)
